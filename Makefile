@@ -1,0 +1,51 @@
+# thepusher: `make` builds the zipapp, `make test` runs every test under python3 and
+# Python 3.9 (TinyCore's floor), `make demo` shows a whole round on this machine.
+
+PYTHON  ?= python3
+PY39    ?= $(shell ls -d "$$(pyenv root 2>/dev/null)"/versions/3.9*/bin/python3 2>/dev/null | head -n1)
+VENV    := .venv
+VENV39  := .venv39
+SOURCES := thepusher.py $(shell find thepusher -name '*.py' -o -name '*.html' -o -name '*.css' -o -name '*.js')
+PYTEST_ARGS ?=
+
+.PHONY: all test lint demo bench clean
+
+all: thepusher.pyz
+
+# Stored uncompressed (zipapp's default) so it loads on a Python without zlib.
+thepusher.pyz: $(SOURCES)
+	rm -rf build/pyz && mkdir -p build/pyz
+	cp -r thepusher build/pyz/
+	cp thepusher/__main__.py build/pyz/__main__.py
+	find build/pyz -name '__pycache__' -prune -exec rm -rf {} +
+	$(PYTHON) -m zipapp build/pyz -p '/usr/bin/env python3' -o $@
+	@echo "built $@ ($$(stat -c %s $@) bytes)"
+
+$(VENV)/.done: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(VENV39)/.done: tests/requirements.txt
+	@test -n "$(PY39)" || { echo "Python 3.9 not found (pyenv install 3.9.18, or make PY39=/path/to/python3.9)"; exit 1; }
+	$(PY39) -m venv $(VENV39)
+	$(VENV39)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+lint: $(VENV)/.done
+	$(VENV)/bin/ruff check thepusher tests thepusher.py
+	$(VENV)/bin/vermin --no-tips --violations --target=3.9- --eval-annotations thepusher thepusher.py
+
+test: thepusher.pyz $(VENV)/.done $(VENV39)/.done lint
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
+	$(VENV39)/bin/python -m pytest -q $(PYTEST_ARGS) tests
+
+demo: thepusher.pyz
+	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M
+
+bench: thepusher.pyz
+	$(PYTHON) tests/bench.py
+
+clean:
+	rm -rf build thepusher.pyz $(VENV) $(VENV39) .pytest_cache tests/artifacts
+	find . -name '__pycache__' -prune -exec rm -rf {} +

@@ -1,0 +1,166 @@
+"""Real processes on loopback: a master and clients started exactly as an admin would."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+
+
+def thepusher(*args: str) -> List[str]:
+    return [sys.executable, "-m", "thepusher", *args]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def sha256_file(path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def write_image(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def write_config(image_dir: Path, hosts: List[str], filename: str = "disk.img",
+                 compression: str = "NONE", extra: str = "", settings: str = "") -> Path:
+    quoted = ", ".join(f'"{h}"' for h in hosts)
+    path = image_dir / "thePusher-config.hcl"
+    path.write_text(
+        settings + f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
+        f'  compression = "{compression}"\n{extra}}}\n'
+        f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n}}\n'
+    )
+    return path
+
+
+class Proc:
+    """A thepusher process whose output goes to a log file we can show on failure."""
+
+    def __init__(self, name: str, args: List[str], logdir: Path) -> None:
+        self.name = name
+        self.log = logdir / f"{name}.log"
+        self._logf = open(self.log, "wb")
+        self.popen = subprocess.Popen(
+            thepusher(*args), stdout=self._logf, stderr=subprocess.STDOUT, env=ENV,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        self._logf.flush()
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still running after {timeout} s:\n{self.output()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+
+    def stop(self) -> None:
+        self.kill()
+        self.popen.wait(10)
+        self._logf.close()
+
+
+class Lab:
+    """A master plus clients for one test; everything is killed at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.images = root / "images"
+        self.images.mkdir()
+        self.disks = root / "disks"
+        self.disks.mkdir()
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.procs: List[Proc] = []
+        self.port = 0
+
+    def start_master(self, *extra: str) -> Proc:
+        self.port = free_port()
+        p = Proc("master", ["-v", "master", "-S", str(self.images), "-l", f"127.0.0.1:{self.port}",
+                            *extra], self.logs)
+        self.procs.append(p)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if p.popen.poll() is not None:
+                raise AssertionError(f"master exited:\n{p.output()}")
+            try:
+                self.status()
+                return p
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"master did not answer:\n{p.output()}")
+
+    def start_client(self, host: str, destination: Optional[str] = None, *extra: str) -> Proc:
+        dest = destination or str(self.disks / f"{host}.img")
+        p = Proc(f"client-{host}", ["-v", "client", "-p", f"127.0.0.1:{self.port}", "--bind", host,
+                                    "--data-port", "0", "--destination", dest, *extra], self.logs)
+        self.procs.append(p)
+        return p
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status", timeout=5) as r:
+            return json.load(r)
+
+    def clients(self) -> dict:
+        return {c["host"]: c for g in self.status()["groups"] for c in g["clients"]}
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; logs:\n{self.dump()}")
+
+    def dump(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.output()[-3000:]}" for p in self.procs)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+
+def fast_tmp() -> str:
+    """Disks on tmpfs when there is one: the tests check bytes, not the host's disk."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+@pytest.fixture
+def lab():
+    with tempfile.TemporaryDirectory(prefix="thepusher-test-", dir=fast_tmp()) as d:
+        lab = Lab(Path(d))
+        try:
+            yield lab
+        finally:
+            lab.close()

@@ -1,0 +1,117 @@
+"""Whole rounds with real master and client processes on 127.0.0.x."""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.conftest import sha256_file, write_config, write_image
+
+MiB = 1 << 20
+
+
+def hosts(n):
+    return [f"127.0.0.{11 + i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_every_client_in_chain_gets_byte_identical_verified_copy(lab, n):
+    image = lab.images / "disk.img"
+    write_image(image, 256 * MiB)
+    write_config(lab.images, hosts(n))
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts(n)]
+    for c in clients:
+        assert c.wait(180) == 0, lab.dump()
+    want = sha256_file(image)
+    states = lab.clients()
+    for h in hosts(n):
+        assert sha256_file(lab.disks / f"{h}.img") == want
+        assert states[h]["state"] == "DONE", states[h]
+        assert states[h]["bytes_done"] == 256 * MiB
+        assert states[h]["sha256"] == want
+    history = lab.status()["history"]
+    assert history[-1]["chain"] == hosts(n)
+    assert set(history[-1]["outcome"].values()) == {"DONE"}
+
+
+def test_group_waits_until_every_host_is_ready(lab):
+    write_image(lab.images / "disk.img", 4 * MiB)
+    write_config(lab.images, hosts(2))
+    lab.start_master()
+    first = lab.start_client(hosts(2)[0])
+    lab.wait_for(lambda: lab.clients()[hosts(2)[0]]["state"] == "WAIT", 20, "first client WAIT")
+    time.sleep(1.5)
+    assert lab.clients()[hosts(2)[0]]["state"] == "WAIT"
+    assert lab.status()["groups"][0]["round"] is None
+    second = lab.start_client(hosts(2)[1])
+    assert first.wait(60) == 0 and second.wait(60) == 0, lab.dump()
+
+
+def test_killed_client_leaves_later_clients_in_error_never_done(lab):
+    """kill -9 the middle client mid-stream: the one after it ends in ERROR with the byte
+    offset where its stream ended; the one before it still finishes verified."""
+    image = lab.images / "disk.img"
+    write_image(image, 256 * MiB)
+    write_config(lab.images, hosts(3), settings="report_timeout = 5\n")
+    lab.start_master()
+    c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
+    # Freeze the last client as soon as data reaches it: backpressure then stalls the
+    # whole chain mid-stream, so the kill below lands mid-stream every time.
+    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching client 3")
+    c3.kill(signal.SIGSTOP)
+    time.sleep(0.5)
+    c2.kill(signal.SIGKILL)
+    time.sleep(0.5)
+    c3.kill(signal.SIGCONT)
+    assert c3.wait(90) == 1, lab.dump()
+    assert c1.wait(90) == 0, lab.dump()
+    states = lab.wait_for(
+        lambda: (s := lab.clients()) and s[hosts(3)[1]]["state"] == "ERROR" and s,
+        60, "the killed client marked ERROR",
+    )
+    last = states[hosts(3)[2]]
+    assert last["state"] == "ERROR"
+    assert "stream ended at byte" in last["error"] and f"of {256 * MiB}" in last["error"]
+    assert sha256_file(lab.disks / f"{hosts(3)[2]}.img") != sha256_file(image)
+    assert states[hosts(3)[0]]["state"] == "DONE"
+    assert "no report" in states[hosts(3)[1]]["error"]
+
+
+def test_garbage_on_data_port_is_refused_and_round_still_verifies(lab):
+    """An attacker queued on the client's data port before the round is answered with
+    a refusal; the real stream that follows is the only thing written."""
+    image = lab.images / "disk.img"
+    write_image(image, 8 * MiB)
+    write_config(lab.images, hosts(2))
+    lab.start_master()
+    from tests.conftest import free_port
+
+    port = free_port(hosts(2)[0])
+    first = lab.start_client(hosts(2)[0], None, "--data-port", str(port))
+    lab.wait_for(lambda: lab.clients()[hosts(2)[0]]["state"] == "WAIT", 20, "client WAIT")
+    attacker = socket.create_connection((hosts(2)[0], port), timeout=30)
+    attacker.sendall(b"\xff" * 4096)
+    second = lab.start_client(hosts(2)[1])
+    assert first.wait(60) == 0 and second.wait(60) == 0, lab.dump()
+    assert "refused data connection" in first.output()
+    attacker.close()
+    for h in hosts(2):
+        assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
+
+
+def test_bz2_image_is_restored_uncompressed_on_every_client(lab, tmp_path):
+    import bz2
+
+    raw = tmp_path / "raw.img"
+    write_image(raw, 3 * MiB)
+    data = raw.read_bytes() * 4
+    (lab.images / "disk.img.bz2").write_bytes(bz2.compress(data))
+    write_config(lab.images, hosts(2), filename="disk.img.bz2", compression="BZ2")
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts(2)]
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()
+    for h in hosts(2):
+        assert (lab.disks / f"{h}.img").read_bytes() == data

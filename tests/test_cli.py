@@ -1,0 +1,112 @@
+"""The command line as an admin meets it: zipapp, launcher, help, check-config, demo, status."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import ENV, ROOT, free_port, write_config, write_image
+
+SUBCOMMANDS = ["master", "client", "status", "check-config", "demo"]
+
+
+@pytest.fixture(scope="module")
+def pyz():
+    subprocess.run(["make", "-s", "thepusher.pyz"], cwd=ROOT, check=True, capture_output=True)
+    return ROOT / "thepusher.pyz"
+
+
+def run(args, **kw):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV,
+                          timeout=120, **kw)
+
+
+@pytest.mark.parametrize("entry", ["thepusher.pyz", "thepusher.py"])
+def test_every_subcommand_has_help_from_zipapp_and_launcher(pyz, entry):
+    top = run([str(ROOT / entry), "--help"], cwd="/")
+    assert top.returncode == 0 and all(s in top.stdout for s in SUBCOMMANDS)
+    for sub in SUBCOMMANDS:
+        r = run([str(ROOT / entry), sub, "--help"], cwd="/")
+        assert r.returncode == 0 and r.stdout.startswith("usage: thepusher " + sub), r.stderr
+
+
+def test_zipapp_members_are_stored_uncompressed_so_it_loads_without_zlib(pyz):
+    with zipfile.ZipFile(pyz) as z:
+        names = z.namelist()
+        assert "__main__.py" in names and "thepusher/web/index.html" in names
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+        assert not [n for n in names if "__pycache__" in n]
+
+
+def test_missing_subcommand_or_flag_is_a_usage_error():
+    assert run(["-m", "thepusher"]).returncode == 2
+    r = run(["-m", "thepusher", "master"])
+    assert r.returncode == 2 and "-S/--image-storage" in r.stderr
+
+
+def test_check_config_prints_groups_in_chain_order(tmp_path):
+    write_image(tmp_path / "disk.img", 1024)
+    cfg = write_config(tmp_path, ["10.0.0.2", "10.0.0.1"])
+    r = run(["-m", "thepusher", "check-config", str(cfg)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.index("10.0.0.2") < r.stdout.index("10.0.0.1")
+
+
+def test_check_config_reports_every_error_with_file_line_col_and_exit_1(tmp_path):
+    cfg = tmp_path / "bad.hcl"
+    cfg.write_text(
+        'image "a" {\n  filename = "a.img"\n  destination = "/dev/sda"\n  compresion = "BZ2"\n}\n'
+        'clientgroup "g" {\n  image = "b"\n  hosts = ["10.0.0.1"]\n}\n'
+        'clientgroup "h" {\n  image = "a"\n  hosts = ["10.0.0.1"]\n}\n'
+    )
+    r = run(["-m", "thepusher", "check-config", str(cfg)])
+    assert r.returncode == 1
+    assert f"{cfg}:4:3:" in r.stderr and "did you mean 'compression'" in r.stderr
+    assert f"{cfg}:7:" in r.stderr and "image 'b' is not defined" in r.stderr
+    assert f"{cfg}:12:" in r.stderr and "10.0.0.1" in r.stderr
+
+
+def test_check_config_names_missing_image_file_and_exits_1(tmp_path):
+    cfg = write_config(tmp_path, ["10.0.0.1"])
+    r = run(["-m", "thepusher", "check-config", str(cfg)])
+    assert r.returncode == 1 and "disk.img does not exist" in r.stderr
+
+
+def test_master_with_bad_config_exits_1_listing_errors(tmp_path):
+    (tmp_path / "thePusher-config.hcl").write_text('image "x" {\n  filename = "a/b"\n}\n')
+    r = run(["-m", "thepusher", "master", "-S", str(tmp_path), "-l", f"127.0.0.1:{free_port()}"])
+    assert r.returncode == 1
+    assert "thePusher-config.hcl:2:" in r.stderr and "missing required key 'destination'" in r.stderr
+
+
+def test_master_without_image_dir_says_so(tmp_path):
+    r = run(["-m", "thepusher", "master", "-S", str(tmp_path / "nope")])
+    assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_demo_runs_a_round_and_verifies_every_copy(pyz, tmp_path):
+    r = run([str(pyz), "demo", "--clients", "2", "--size", "8M", "--port", str(free_port()),
+             "--dir", str(tmp_path)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "every copy verified" in r.stdout
+    assert r.stdout.count("copy identical") == 2
+
+
+def test_status_prints_each_client_with_state(lab):
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, ["127.0.0.11", "127.0.0.12"])
+    lab.start_master()
+    c = lab.start_client("127.0.0.11")
+    lab.wait_for(lambda: lab.clients()["127.0.0.11"]["state"] == "WAIT", 20, "WAIT")
+    r = run(["-m", "thepusher", "status", "-p", f"127.0.0.1:{lab.port}"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any("127.0.0.11" in line and "WAIT" in line for line in lines)
+    assert any("127.0.0.12" in line and "NONE" in line for line in lines)
+    c.stop()
+
+
+def test_status_with_unreachable_master_exits_1():
+    r = run(["-m", "thepusher", "status", "-p", f"127.0.0.1:{free_port()}"])
+    assert r.returncode == 1 and "master 127.0.0.1" in r.stderr

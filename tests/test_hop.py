@@ -1,0 +1,260 @@
+"""The hop on real sockets and real files: what reaches the disk, what is refused.
+
+The sender side here is test code speaking the wire format (so it can misbehave on
+purpose); the Hop under test is the real one, in real threads.
+"""
+
+import hashlib
+import os
+import socket
+import threading
+
+import pytest
+
+from thepusher import wire
+from thepusher.hop import Hop, HopConfig
+from thepusher.target import Target
+
+SECRET = b"s" * 32
+RECORD = 64 * 1024
+
+
+def make_header(data: bytes, session: str = "sess1", compression: str = "NONE", content=None) -> wire.StreamHeader:
+    content = data if content is None else content
+    return wire.StreamHeader(
+        session=session,
+        image="test",
+        stream_size=len(data),
+        content_size=len(content),
+        content_sha256=hashlib.sha256(content).hexdigest(),
+        compression=compression,
+        record_size=RECORD,
+    )
+
+
+class RunningHop:
+    """A Hop listening on 127.0.0.1, run in a thread, writing to `dest`."""
+
+    def __init__(self, dest, downstream=(), accept_timeout=5.0, io_timeout=5.0):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.hop = Hop(
+            self.listener,
+            HopConfig(
+                session="sess1",
+                secret=SECRET,
+                downstream=list(downstream),
+                accept_timeout=accept_timeout,
+                io_timeout=io_timeout,
+            ),
+            Target(str(dest)),
+        )
+        self.thread = threading.Thread(target=self.hop.run, daemon=True)
+        self.thread.start()
+
+    def wait(self):
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "hop did not finish within 30 s"
+        self.listener.close()
+        return self.hop
+
+
+def send_stream(address, data: bytes, header=None, cut_at=None, secret=SECRET, content=None):
+    """Send `data` as records; stop (close without END) at byte `cut_at` if given."""
+    header = header or make_header(data, content=content)
+    sock, resume = wire.connect(address, header, secret, timeout=5)
+    assert resume == 0
+    try:
+        pos = 0
+        while pos < len(data):
+            if cut_at is not None and pos >= cut_at:
+                return
+            chunk = data[pos : pos + RECORD]
+            sock.sendall(wire.pack_head(wire.DATA, len(chunk), pos) + chunk)
+            pos += len(chunk)
+        sock.sendall(wire.end_record(len(data), header.content_sha256, header.content_size))
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(1)
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def image():
+    return os.urandom(3 * RECORD + 12345)
+
+
+def test_hop_writes_exact_copy_and_verifies_digest(tmp_path, image):
+    h = RunningHop(tmp_path / "disk")
+    send_stream(h.address, image)
+    hop = h.wait()
+    assert hop.error is None and hop.verified
+    assert (tmp_path / "disk").read_bytes() == image
+    assert hop.digest == hashlib.sha256(image).hexdigest()
+
+
+def test_hop_forwards_same_bytes_to_next_hop(tmp_path, image):
+    last = RunningHop(tmp_path / "d2")
+    first = RunningHop(tmp_path / "d1", downstream=[last.address])
+    send_stream(first.address, image)
+    assert first.wait().verified and last.wait().verified
+    assert (tmp_path / "d1").read_bytes() == image == (tmp_path / "d2").read_bytes()
+
+
+def test_upstream_closing_mid_stream_is_error_with_byte_offset_never_verified(tmp_path, image):
+    last = RunningHop(tmp_path / "d2")
+    first = RunningHop(tmp_path / "d1", downstream=[last.address])
+    send_stream(first.address, image, cut_at=2 * RECORD)
+    for hop in (first.wait(), last.wait()):
+        assert not hop.verified
+        assert f"stream ended at byte {2 * RECORD} of {len(image)}" in hop.error
+
+
+def test_wrong_content_with_matching_framing_is_digest_error(tmp_path, image):
+    h = RunningHop(tmp_path / "disk")
+    tampered = image[:100] + bytes([image[100] ^ 1]) + image[101:]
+    send_stream(h.address, tampered, content=image)
+    hop = h.wait()
+    assert not hop.verified and "digest mismatch" in hop.error
+
+
+def test_record_at_wrong_offset_is_refused(tmp_path, image):
+    h = RunningHop(tmp_path / "disk")
+    header = make_header(image)
+    sock, _ = wire.connect(h.address, header, SECRET, timeout=5)
+    sock.sendall(wire.pack_head(wire.DATA, 10, 0) + b"x" * 10)
+    sock.sendall(wire.pack_head(wire.DATA, 10, 50) + b"y" * 10)
+    hop = h.wait()
+    sock.close()
+    assert not hop.verified and "record at stream byte 50, expected byte 10" in hop.error
+
+
+def test_stalled_upstream_times_out_instead_of_hanging(tmp_path, image):
+    h = RunningHop(tmp_path / "disk", io_timeout=1.0)
+    sock, _ = wire.connect(h.address, make_header(image), SECRET, timeout=5)
+    sock.sendall(wire.pack_head(wire.DATA, 10, 0) + b"x" * 10)
+    hop = h.wait()
+    sock.close()
+    assert not hop.verified and "stream stalled at byte 10" in hop.error
+
+
+def test_zero_run_records_are_written_as_zeros(tmp_path):
+    content = b"a" * 1000 + bytes(5 << 20) + b"b" * 7
+    h = RunningHop(tmp_path / "disk")
+    header = make_header(content)
+    sock, _ = wire.connect(h.address, header, SECRET, timeout=5)
+    sock.sendall(wire.pack_head(wire.DATA, 1000, 0) + content[:1000])
+    sock.sendall(wire.pack_head(wire.ZERO, 5 << 20, 1000))
+    sock.sendall(wire.pack_head(wire.DATA, 7, 1000 + (5 << 20)) + b"b" * 7)
+    sock.sendall(wire.end_record(len(content), header.content_sha256, len(content)))
+    hop = h.wait()
+    sock.close()
+    assert hop.verified and (tmp_path / "disk").read_bytes() == content
+
+
+def test_bz2_stream_is_decompressed_for_the_disk_and_forwarded_compressed(tmp_path):
+    import bz2
+
+    content = os.urandom(200_000) * 3
+    packed = bz2.compress(content[:300_000]) + bz2.compress(content[300_000:])  # two streams
+    last = RunningHop(tmp_path / "d2")
+    first = RunningHop(tmp_path / "d1", downstream=[last.address])
+    send_stream(first.address, packed, header=make_header(packed, compression="BZ2", content=content))
+    assert first.wait().verified and last.wait().verified
+    assert (tmp_path / "d1").read_bytes() == content == (tmp_path / "d2").read_bytes()
+
+
+def test_disk_error_keeps_forwarding_to_next_hop(tmp_path, image):
+    last = RunningHop(tmp_path / "d2")
+    first = RunningHop(tmp_path / "no-such-dir" / "d1", downstream=[last.address])
+    send_stream(first.address, image)
+    bad, good = first.wait(), last.wait()
+    assert not bad.verified and "cannot open destination" in bad.error
+    assert good.verified and (tmp_path / "d2").read_bytes() == image
+
+
+# -- doors: nothing is written for a connection without this round's secret ----------
+
+
+def attack(address, payload: bytes):
+    """Connect, read the HELLO, send `payload`, return what the hop answered."""
+    with socket.create_connection(address, timeout=5) as s:
+        nonce = wire.recv_hello(s)
+        s.sendall(payload(nonce) if callable(payload) else payload)
+        try:
+            return s.recv(4096)
+        except OSError:
+            return b""
+
+
+def header_bytes(header: wire.StreamHeader, secret: bytes, nonce: bytes) -> bytes:
+    raw = header.encode()
+    return wire.HEADER_MAGIC + len(raw).to_bytes(4, "big") + raw + wire.header_mac(secret, nonce, raw)
+
+
+@pytest.mark.parametrize(
+    "name, payload",
+    [
+        ("garbage", lambda n: os.urandom(5000)),
+        ("wrong secret", lambda n: header_bytes(make_header(b"x" * 100), b"w" * 32, n)),
+        ("replayed header", lambda n: header_bytes(make_header(b"x" * 100), SECRET, b"\0" * 16)),
+        ("other session", lambda n: header_bytes(make_header(b"x" * 100, session="old"), SECRET, n)),
+        ("huge header length", lambda n: wire.HEADER_MAGIC + (1 << 31).to_bytes(4, "big")),
+    ],
+)
+def test_connection_without_valid_secret_writes_zero_bytes(tmp_path, name, payload):
+    dest = tmp_path / "disk"
+    h = RunningHop(dest, accept_timeout=2.0)
+    answer = attack(h.address, payload)
+    hop = h.wait()
+    assert not answer.startswith(wire.ACCEPT_MAGIC), name
+    assert not dest.exists(), f"{name}: destination was touched"
+    assert "no upstream connected" in hop.error
+
+
+def test_valid_sender_after_refused_attacker_still_gets_through(tmp_path, image):
+    h = RunningHop(tmp_path / "disk")
+    attack(h.address, os.urandom(100))
+    send_stream(h.address, image)
+    assert h.wait().verified
+    assert (tmp_path / "disk").read_bytes() == image
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A real 1 MiB loop device filled with 0xaa (needs root, as CI has)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup for a loop device")
+    backing = tmp_path / "loop.img"
+    backing.write_bytes(b"\xaa" * (1 << 20))
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+    if dev.returncode != 0:
+        pytest.skip(f"no loop device available: {dev.stderr.strip()}")
+    yield dev.stdout.strip()
+    subprocess.run(["losetup", "-d", dev.stdout.strip()], check=False)
+
+
+def read_device(device: str) -> bytes:
+    with open(device, "rb") as f:
+        return f.read()
+
+
+def test_block_device_smaller_than_image_is_refused_before_writing(loop_device):
+    """A 1 MiB device must not receive a 2 MiB image, not even its start."""
+    h = RunningHop(loop_device)
+    send_stream(h.address, os.urandom(2 << 20))
+    hop = h.wait()
+    assert not hop.verified and "holds 1048576 bytes, the image needs 2097152" in hop.error
+    assert read_device(loop_device) == b"\xaa" * (1 << 20)
+
+
+def test_block_device_receives_image_and_keeps_its_tail(loop_device):
+    """A block device is written in place, never truncated: bytes past the image stay."""
+    image = os.urandom((1 << 20) - 4096)
+    h = RunningHop(loop_device)
+    send_stream(h.address, image)
+    assert h.wait().verified
+    assert read_device(loop_device) == image + b"\xaa" * 4096

@@ -1,0 +1,147 @@
+"""Command line: one subcommand per role, flags named as in the original tool."""
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from thepusher import __version__
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thepusher",
+        description="Stream one disk image along a chain of machines; every copy verified.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"thepusher {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("master", help="serve images, coordinate rounds, show the status page")
+    p.add_argument("-S", "--image-storage", required=True, metavar="IMAGE_DIR",
+                   help="directory holding the images and thePusher-config.hcl")
+    p.add_argument("-s", "--static-content", metavar="STATIC_DIR",
+                   help="directory served under /static/ (pre/post scripts)")
+    p.add_argument("-l", "--listen", default=":8080", metavar="[IP]:PORT",
+                   help="HTTP address (default :8080, every interface)")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="config file (default IMAGE_DIR/thePusher-config.hcl)")
+    p.set_defaults(func=cmd_master)
+
+    p = sub.add_parser("client", help="register with the master, receive, write and forward")
+    p.add_argument("-p", "--master", required=True, metavar="MASTER[:PORT]",
+                   help="the master's address (port 8080 unless given)")
+    p.add_argument("--bind", metavar="IP",
+                   help="source and listen address; the master knows clients by it")
+    p.add_argument("--destination", metavar="PATH",
+                   help="write here instead of the image's destination (file or block device)")
+    p.add_argument("--data-port", type=int, default=8081, metavar="PORT",
+                   help="TCP port for the upstream hop to connect to (default 8081; 0 = any)")
+    p.set_defaults(func=cmd_client)
+
+    p = sub.add_parser("status", help="print the master's groups and clients")
+    p.add_argument("-p", "--master", default="127.0.0.1", metavar="MASTER[:PORT]")
+    p.add_argument("--json", action="store_true", help="print the raw /api/status JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("check-config", help="parse a config and print it, or every error in it")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-S", "--image-storage", metavar="IMAGE_DIR",
+                   help="where the image files are (default: the config's directory)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="a whole round on this machine: master + N local clients")
+    p.add_argument("--clients", type=int, default=3, metavar="N", help="number of clients (default 3)")
+    p.add_argument("--size", default="256M", help="image size, e.g. 64M, 1G (default 256M)")
+    p.add_argument("--dir", metavar="DIR", help="work directory (default: a temporary one)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the master and its status page up until Ctrl-C")
+    p.add_argument("--port", type=int, default=8080, help="master HTTP port (default 8080)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_master(args) -> int:
+    from thepusher import config
+    from thepusher.master import server
+
+    log = logging.getLogger("thepusher.master")
+    try:
+        srv = server.build(args.image_storage, args.static_content, args.listen, args.config)
+    except config.ConfigError as e:
+        print(f"thepusher master: the config has errors:\n{e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"thepusher master: {e}", file=sys.stderr)
+        return 1
+    host, port = srv.server_address[:2]
+    cfg = srv.state.config
+    log.info(
+        "thepusher %s master on http://%s:%d/ (config %s: %d images, %d groups)",
+        __version__, host, port, cfg.path, len(cfg.images), len(cfg.groups),
+    )
+    try:
+        srv.serve_forever()
+    finally:
+        srv.server_close()
+    return 0
+
+
+def cmd_client(args) -> int:
+    from thepusher.client import Client
+
+    try:
+        client = Client(args.master, args.bind, args.destination, args.data_port)
+    except OSError as e:
+        print(f"thepusher client: cannot listen on {args.bind or '*'}:{args.data_port}: {e}",
+              file=sys.stderr)
+        return 1
+    return client.run()
+
+
+def cmd_status(args) -> int:
+    from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
+    from thepusher.status import render
+
+    try:
+        status = MasterLink(args.master, None).call("GET", "/api/status")
+    except (MasterUnreachable, MasterRefused) as e:
+        print(f"thepusher status: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    from thepusher import config
+
+    try:
+        cfg = config.load(args.file, args.image_storage)
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(config.describe(cfg))
+    missing = cfg.missing_files()
+    for problem in missing:
+        print(problem, file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_demo(args) -> int:
+    from thepusher.demo import run_demo
+
+    return run_demo(args.clients, args.size, args.dir, args.keep, args.port)

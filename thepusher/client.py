@@ -1,0 +1,286 @@
+"""The client: register with the master, prepare, take part in one round, report.
+
+Runs on each PXE-booted machine (and, for tests and the demo, many times on one
+machine with distinct --bind addresses, since the master tells clients apart by
+source IP). The data work is hop.py's; this module is the conversation around it.
+"""
+
+import http.client
+import json
+import logging
+import os
+import resource
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from typing import Optional, Tuple
+
+from thepusher.hop import Hop, HopConfig
+from thepusher.master.server import DEFAULT_PORT
+from thepusher.target import Target
+
+log = logging.getLogger("thepusher.client")
+
+DEFAULT_DATA_PORT = 8081
+REPORT_EVERY = 1.0
+
+
+class MasterUnreachable(Exception):
+    """No answer (network, master down): worth retrying."""
+
+
+class MasterRefused(Exception):
+    """The master answered with an error: retrying the same call will not help."""
+
+
+class MasterLink:
+    """JSON over HTTP to the master, always from our chosen source address."""
+
+    def __init__(self, master: str, bind: Optional[str]) -> None:
+        self.host, self.port = split_host_port(master, DEFAULT_PORT)
+        self.bind = bind
+
+    def call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
+        conn = http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout,
+            source_address=(self.bind, 0) if self.bind else None,
+        )
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise MasterUnreachable(f"master {self.host}:{self.port}: {e}") from None
+        finally:
+            conn.close()
+        try:
+            answer = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise MasterUnreachable(f"master answered {resp.status} with non-JSON") from None
+        if resp.status >= 400:
+            raise MasterRefused(f"master refused {path}: {answer.get('error', resp.status)}")
+        return answer
+
+
+def split_host_port(text: str, default_port: int) -> Tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+def local_mac() -> str:
+    """The MAC of the first physical interface (what Wake-on-LAN needs); zeros if none."""
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return ""
+    for name in names:
+        if os.path.exists(f"/sys/class/net/{name}/device"):
+            try:
+                with open(f"/sys/class/net/{name}/address") as f:
+                    return f.read().strip()
+            except OSError:
+                continue
+    return "00:00:00:00:00:00"
+
+
+def disk_size(path: str) -> Optional[int]:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISBLK(os.fstat(fd).st_mode):
+            return None
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def run_script(label: str, command: str, master_host: str) -> Optional[str]:
+    """Run preImage/postImage with `sh -c` (original behaviour); return an error or None."""
+    if not command:
+        return None
+    command = command.replace("#MASTER#", master_host)
+    log.info("running %s: %s", label, command)
+    try:
+        result = subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL)
+    except OSError as e:
+        return f"{label} could not start: {e}"
+    if result.returncode != 0:
+        return f"{label} exited with status {result.returncode}"
+    return None
+
+
+class Client:
+    def __init__(
+        self,
+        master: str,
+        bind: Optional[str] = None,
+        destination: Optional[str] = None,
+        data_port: int = DEFAULT_DATA_PORT,
+    ) -> None:
+        self.link = MasterLink(master, bind)
+        self.bind = bind
+        self.destination = destination
+        self.listener = socket.create_server((bind or "", data_port), backlog=8)
+        self.data_port = self.listener.getsockname()[1]
+
+    def run(self) -> int:
+        """One imaging round; exit status 0 only for a verified copy."""
+        try:
+            return self._run()
+        except MasterRefused as e:
+            log.error("ERROR: %s", e)
+            return 1
+        finally:
+            self.listener.close()
+
+    def _run(self) -> int:
+        task = self._register()
+        destination = self.destination or task["destination"]
+        error = run_script("preImage", task.get("preImage", ""), self.link.host)
+        self._call("POST", "/api/ready", {"error": error or ""})
+        if error:
+            log.error("ERROR: %s", error)
+            return 1
+        start = self._wait_for_start(task)
+        return self._receive(start, destination, task)
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _register(self) -> dict:
+        """Register, retrying with backoff until the master answers and gives us a task."""
+        delay = 1.0
+        while True:
+            try:
+                answer = self.link.call("POST", "/api/register", {
+                    "data_port": self.data_port,
+                    "mac": local_mac(),
+                    "disk_size": disk_size(self.destination) if self.destination else None,
+                })
+            except MasterUnreachable as e:
+                log.warning("cannot register (%s); retrying in %.0f s", e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if answer.get("task"):
+                task = answer["task"]
+                log.info(
+                    "registered as %s in group %s: image %s -> %s",
+                    answer["host"], task["group"], task["image"],
+                    self.destination or task["destination"],
+                )
+                return task
+            log.warning(
+                "registered as %s, but no client group lists this host; asking again in 10 s",
+                answer.get("host"),
+            )
+            time.sleep(10)
+
+    def _wait_for_start(self, task: dict) -> dict:
+        log.info("ready; waiting for group %s to start", task["group"])
+        while True:
+            answer = self._call("GET", "/api/next?wait=20", timeout=40.0)
+            if answer.get("action") == "receive":
+                return answer
+
+    def _receive(self, start: dict, destination: str, task: dict) -> int:
+        config = HopConfig(
+            session=start["session"],
+            secret=bytes.fromhex(start["secret"]),
+            downstream=[(h, p) for h, p in start["downstream"]],
+            accept_timeout=float(start["accept_timeout"]),
+            io_timeout=float(start["io_timeout"]),
+            source=self.bind,
+        )
+        log.info(
+            "round %s: position %s of %s, writing %s",
+            start["round"], start["position"], start["chain_length"], destination,
+        )
+        hop = Hop(self.listener, config, Target(destination))
+        worker = threading.Thread(target=hop.run, name="hop", daemon=True)
+        worker.start()
+        progress = Progress(hop, start["content_size"])
+        while not hop.done.wait(REPORT_EVERY):
+            self._report(start, "BUSY", progress.sample())
+        final = progress.sample()
+        if hop.error is None:
+            final["sha256"] = hop.digest
+            self._report(start, "DONE", final, final=True)
+            log.info("DONE: %s verified, sha256 %s", destination, hop.digest)
+            if hop.forward_error:
+                log.warning("the next hop did not get the image: %s", hop.forward_error)
+            error = run_script("postImage", task.get("postImage", ""), self.link.host)
+            if error:
+                log.warning("%s", error)
+            return 0
+        final["error"] = hop.error
+        self._report(start, "ERROR", final, final=True)
+        log.error("ERROR: %s", hop.error)
+        return 1
+
+    def _report(self, start: dict, state: str, fields: dict, final: bool = False) -> None:
+        """Progress is best effort; the final state is retried so the master hears it."""
+        body = dict(fields, state=state, session=start["session"])
+        for attempt in range(5 if final else 1):
+            try:
+                self.link.call("POST", "/api/report", body, timeout=5.0)
+                return
+            except (MasterUnreachable, MasterRefused) as e:
+                log.warning("report failed: %s", e)
+                if final:
+                    time.sleep(min(2 ** attempt, 8))
+
+    def _call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
+        """A call that must succeed: retry until the master answers."""
+        delay = 1.0
+        while True:
+            try:
+                return self.link.call(method, path, body, timeout)
+            except MasterUnreachable as e:
+                log.warning("%s; retrying in %.0f s", e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+class Progress:
+    """Bytes, rate and resources for the reports; also the console line on a TTY."""
+
+    def __init__(self, hop: Hop, total: int) -> None:
+        self.hop = hop
+        self.total = total
+        self.last = (time.monotonic(), 0)
+        self.rate = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def sample(self) -> dict:
+        now = time.monotonic()
+        done = self.hop.written
+        t0, b0 = self.last
+        if now - t0 >= 0.5:
+            self.rate = (done - b0) / (now - t0)
+            self.last = (now, done)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        if self.tty:
+            pct = 100.0 * done / self.total if self.total else 100.0
+            sys.stderr.write(f"\r{pct:5.1f}%  {done >> 20} / {self.total >> 20} MiB  "
+                             f"{self.rate / 1e6:7.1f} MB/s ")
+            sys.stderr.flush()
+        return {
+            "bytes_done": done,
+            "bytes_total": self.total,
+            "rate": self.rate,
+            "queues": self.hop.queue_fill(),
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+        }

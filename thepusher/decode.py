@@ -1,0 +1,87 @@
+"""Turn the stream as transmitted into the bytes that go on the disk.
+
+Compressed images travel compressed; only the writer of each hop decodes, for its own
+disk. Files made by parallel compressors hold several concatenated streams
+(pbzip2, pigz -i, xz -T), so every decoder restarts after each stream end. Output is
+produced in bounded pieces so a small, highly compressed record cannot balloon memory.
+"""
+
+from typing import Callable, Iterator
+
+OUTPUT_PIECE = 4 << 20
+
+
+class DecodeError(Exception):
+    """The stream is not valid data of its declared compression."""
+
+
+def _factory(compression: str) -> Callable:
+    """The decompressor class; TinyCore's Python may lack bz2 or lzma, which is named."""
+    try:
+        return _import(compression)
+    except ImportError as e:
+        raise DecodeError(f"cannot decode {compression} here: Python lacks {e.name}") from None
+
+
+def _import(compression: str) -> Callable:
+    if compression == "BZ2":
+        import bz2
+
+        return bz2.BZ2Decompressor
+    if compression == "GZIP":
+        import zlib
+
+        return lambda: zlib.decompressobj(wbits=31)
+    if compression == "XZ":
+        import lzma
+
+        return lzma.LZMADecompressor
+    raise DecodeError(f"unsupported compression {compression!r}")
+
+
+class Decoder:
+    """Feed transmitted bytes in order; iterate what to write."""
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        self._new = None if compression == "NONE" else _factory(compression)
+        self._obj = self._new() if self._new else None
+        self._in_stream = False
+
+    def feed(self, data) -> Iterator:
+        if self._obj is None:
+            yield data
+            return
+        while data:
+            try:
+                out = self._decompress(data)
+            except (OSError, ValueError, EOFError) as e:
+                raise DecodeError(f"{self.compression} data is corrupt: {e}") from None
+            self._in_stream = True
+            if out:
+                yield out
+            data = b""
+            while not self._obj.eof and self._needs_more_output():
+                out = self._decompress(b"")
+                if out:
+                    yield out
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = self._new()
+                self._in_stream = False
+
+    def finish(self) -> None:
+        """Raise if the stream stopped inside a compressed stream (truncated image)."""
+        if self._obj is not None and self._in_stream:
+            raise DecodeError(f"{self.compression} data ends in the middle of a stream")
+
+    def _decompress(self, data) -> bytes:
+        if hasattr(self._obj, "needs_input"):
+            return self._obj.decompress(data, OUTPUT_PIECE)
+        out = self._obj.decompress(self._obj.unconsumed_tail + bytes(data), OUTPUT_PIECE)
+        return out
+
+    def _needs_more_output(self) -> bool:
+        if hasattr(self._obj, "needs_input"):
+            return not self._obj.needs_input
+        return bool(self._obj.unconsumed_tail)

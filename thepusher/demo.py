@@ -1,0 +1,171 @@
+"""`thepusher demo`: a whole round on one machine with no setup.
+
+A master in this process and N real client processes on 127.0.0.11, .12, ... (all of
+127/8 is loopback on Linux, so each client has its own source address, as real
+machines would), writing to files. Every copy is then hashed independently.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List
+
+import thepusher
+from thepusher.master import server
+from thepusher.status import human_bytes
+
+log = logging.getLogger("thepusher.demo")
+
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    unit = t[-1:] if t[-1:] in UNITS else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = int(float(number) * UNITS[unit])
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected a number with K, M or G, e.g. 256M") from None
+    if value <= 0:
+        raise ValueError(f"size {text!r} must be positive")
+    return value
+
+
+def client_hosts(n: int) -> List[str]:
+    if not 1 <= n <= 200:
+        raise ValueError(f"--clients {n}: choose 1 to 200")
+    return [f"127.0.0.{11 + i}" for i in range(n)]
+
+
+def make_image(path: str, size: int) -> None:
+    """Random data, so that no copy can be right by accident."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def write_config(image_dir: str, hosts: List[str]) -> None:
+    quoted = ", ".join(f'"{h}"' for h in hosts)
+    with open(os.path.join(image_dir, server.CONFIG_NAME), "w") as f:
+        f.write(
+            "# written by `thepusher demo`\n"
+            'image "demo" {\n'
+            '  filename    = "demo.img"\n'
+            '  comment     = "random data made by the demo"\n'
+            '  destination = "/dev/null"  # each demo client overrides this\n'
+            "}\n\n"
+            'clientgroup "demo" {\n'
+            '  image = "demo"\n'
+            f"  hosts = [{quoted}]\n"
+            "}\n"
+        )
+
+
+def client_command() -> List[str]:
+    """Run this very copy of thepusher (source tree or zipapp) as a client process."""
+    return [sys.executable, "-m", "thepusher"]
+
+
+def package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(thepusher.__file__)))
+
+
+def sha256_file(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def run_demo(n: int, size_text: str, workdir: str, keep: bool, port: int) -> int:
+    try:
+        size = parse_size(size_text)
+        hosts = client_hosts(n)
+    except ValueError as e:
+        print(f"thepusher demo: {e}", file=sys.stderr)
+        return 2
+    own_dir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="thepusher-demo-")
+    image_dir = os.path.join(workdir, "images")
+    os.makedirs(image_dir, exist_ok=True)
+    image = os.path.join(image_dir, "demo.img")
+    print(f"demo: {n} clients, {human_bytes(size)} image, work dir {workdir}")
+    make_image(image, size)
+    write_config(image_dir, hosts)
+    try:
+        srv = server.build(image_dir, listen=f"127.0.0.1:{port}")
+    except OSError as e:
+        print(f"thepusher demo: cannot start the master on port {port}: {e} "
+              "(try --port)", file=sys.stderr)
+        return 1
+    server.serve_in_thread(srv)
+    url = f"http://127.0.0.1:{srv.server_address[1]}/"
+    print(f"demo: master on {url}")
+    env = dict(os.environ, PYTHONPATH=package_root())
+    procs = []
+    for i, host in enumerate(hosts):
+        logf = open(os.path.join(workdir, f"client-{i + 1}.log"), "wb")
+        cmd = client_command() + [
+            "client", "-p", f"127.0.0.1:{srv.server_address[1]}", "--bind", host,
+            "--data-port", "0", "--destination", os.path.join(workdir, f"disk-{i + 1}.img"),
+        ]
+        procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
+    try:
+        for p, logf in procs:
+            p.wait()
+            logf.close()
+        ok = report(srv, workdir, image, hosts, size)
+        if keep:
+            print(f"demo: status page stays up on {url}; Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        return 0 if not keep else 130
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.kill()
+        srv.shutdown()
+        srv.server_close()
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(srv, workdir: str, image: str, hosts: List[str], size: int) -> bool:
+    want = sha256_file(image)
+    status = srv.state.status()
+    group = status["groups"][0]
+    rounds = status["history"]
+    ok = True
+    for c in group["clients"]:
+        disk = os.path.join(workdir, f"disk-{c['position']}.img")
+        same = os.path.exists(disk) and sha256_file(disk) == want
+        ok = ok and same and c["state"] == "DONE"
+        verdict = "identical" if same else "DIFFERENT"
+        print(f"  {c['position']:>3} {c['host']:<14} {c['state']:<5} copy {verdict}  {c['error']}")
+    if rounds:
+        r = rounds[-1]
+        seconds = r["finished"] - r["started"]
+        print(
+            f"demo: {len(hosts)} x {human_bytes(size)} in {seconds:.2f} s: "
+            f"{size / seconds / 1e6:.0f} MB/s per client, "
+            f"{len(hosts) * size / seconds / 1e6:.0f} MB/s written in total"
+        )
+    print("demo: every copy verified" if ok else "demo: FAILED, see the client logs in the work dir")
+    if not ok:
+        for i in range(len(hosts)):
+            print(f"--- client-{i + 1}.log ---")
+            with open(os.path.join(workdir, f"client-{i + 1}.log"), errors="replace") as f:
+                print(f.read()[-2000:])
+    return ok

@@ -1,0 +1,5 @@
+"""The master: knows the config and the images, coordinates rounds, streams to the first hop.
+
+state.py (what is known) <- control.py (client calls) -> rounds.py (one round's life,
+using stream.py to send) ; api.py maps HTTP onto them ; server.py wires it all up.
+"""

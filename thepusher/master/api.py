@@ -1,0 +1,133 @@
+"""HTTP routes of the master: the JSON API, the status page and /static/.
+
+One small handler method per route, like http.server's own do_GET: everything it
+needs comes from the server object (controller, state, static dir).
+"""
+
+import json
+import logging
+import mimetypes
+import os
+import pkgutil
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from thepusher import __version__
+from thepusher.master.control import ApiError
+
+log = logging.getLogger("thepusher.http")
+
+MAX_BODY = 64 * 1024
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = f"thepusher/{__version__}"
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # a silent connection cannot hold a server thread forever
+
+    def do_GET(self) -> None:
+        self._dispatch({
+            "/": self.get_index,
+            "/api/status": self.get_status,
+            "/api/next": self.get_next,
+        })
+
+    def do_POST(self) -> None:
+        self._dispatch({
+            "/api/register": self.post_register,
+            "/api/ready": self.post_ready,
+            "/api/report": self.post_report,
+        })
+
+    # -- routes -------------------------------------------------------------------
+
+    def get_index(self) -> None:
+        page = pkgutil.get_data("thepusher", "web/index.html") or b""
+        self._send(200, page, "text/html; charset=utf-8")
+
+    def get_status(self) -> None:
+        status = self.server.state.status()
+        status["images"] = self.server.catalog.describe()
+        status["master"] = {"version": __version__, "config": self.server.state.config.path}
+        self._json(200, status)
+
+    def get_next(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            wait = float(query.get("wait", ["0"])[0])
+        except ValueError:
+            raise ApiError(400, "wait must be a number of seconds") from None
+        self._json(200, self.server.controller.next_action(self._host(), wait))
+
+    def post_register(self) -> None:
+        self._json(200, self.server.controller.register(self._host(), self._body()))
+
+    def post_ready(self) -> None:
+        self._json(200, self.server.controller.ready(self._host(), self._body()))
+
+    def post_report(self) -> None:
+        self._json(200, self.server.controller.report(self._host(), self._body()))
+
+    def get_static(self, rel: str) -> None:
+        root = self.server.static_dir
+        if root is None:
+            raise ApiError(404, "no static directory configured (master -s DIR)")
+        base = os.path.realpath(root)
+        path = os.path.realpath(os.path.join(base, unquote(rel)))
+        if not path.startswith(base + os.sep) or not os.path.isfile(path):
+            raise ApiError(404, f"no such static file: /static/{rel}")
+        with open(path, "rb") as f:
+            data = f.read()
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        self._send(200, data, ctype)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _dispatch(self, routes: dict) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if self.command == "GET" and path.startswith("/static/"):
+                self.get_static(path[len("/static/"):])
+            elif path in routes:
+                routes[path]()
+            else:
+                raise ApiError(404, f"no such endpoint: {self.command} {path}")
+        except ApiError as e:
+            self._json(e.status, {"error": e.message})
+        except Exception as e:  # noqa: BLE001 - a bug answers 500, the server lives on
+            log.exception("error serving %s %s", self.command, path)
+            self._json(500, {"error": f"internal error: {e}"})
+
+    def _host(self) -> str:
+        return self.client_address[0]
+
+    def _body(self) -> dict:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise ApiError(400, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise ApiError(413, f"request body over {MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length > 0 else b"{}"
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ApiError(400, f"body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
+
+    def _json(self, status: int, obj) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _send(self, status: int, data: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("%s %s", self.address_string(), format % args)

@@ -1,0 +1,158 @@
+"""The master's view of its image files: size, content size and content digest.
+
+The digest is of the uncompressed content (what clients write and hash), so for a
+compressed image it costs one full decompression. It is computed once and kept in a
+JSON sidecar `<filename>.digest.json` that records the image's size and mtime, so an
+image replaced later is hashed again instead of trusted.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from thepusher.config import Config, Image
+from thepusher.decode import Decoder
+
+log = logging.getLogger("thepusher.images")
+
+READ_SIZE = 4 << 20
+
+
+@dataclass
+class ImageFacts:
+    stream_size: int
+    content_size: int
+    sha256: str
+
+
+def sidecar_path(path: str) -> str:
+    return path + ".digest.json"
+
+
+def read_sidecar(path: str) -> Optional[ImageFacts]:
+    """Trust a sidecar only if it was written for this very version of the image."""
+    try:
+        st = os.stat(path)
+        with open(sidecar_path(path), encoding="utf-8") as f:
+            data = json.load(f)
+        if (data["stream_size"], data["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+            return None
+        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_sidecar(path: str, facts: ImageFacts) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half-written digest."""
+    data = {
+        "sha256": facts.sha256,
+        "content_size": facts.content_size,
+        "stream_size": facts.stream_size,
+        "mtime_ns": os.stat(path).st_mtime_ns,
+        "note": "sha256 and content_size are of the uncompressed image",
+    }
+    atomic_write(sidecar_path(path), json.dumps(data, indent=2) + "\n")
+
+
+def atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def compute_facts(image: Image) -> ImageFacts:
+    sha = hashlib.sha256()
+    decoder = Decoder(image.compression)
+    content = 0
+    stream = 0
+    buf = bytearray(READ_SIZE)
+    view = memoryview(buf)
+    with open(image.path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            stream += n
+            for piece in decoder.feed(view[:n]):
+                sha.update(piece)
+                content += len(piece)
+    decoder.finish()
+    return ImageFacts(stream, content, sha.hexdigest())
+
+
+class Catalog:
+    """Digests of every configured image, computed in the background at start-up."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._facts: Dict[str, ImageFacts] = {}
+        self._errors: Dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._ready: Dict[str, threading.Event] = {name: threading.Event() for name in config.images}
+
+    def start(self) -> None:
+        threading.Thread(target=self._hash_all, name="image-hasher", daemon=True).start()
+
+    def _hash_all(self) -> None:
+        for name, image in self.config.images.items():
+            self._hash(name, image)
+
+    def _hash(self, name: str, image: Image) -> None:
+        try:
+            if not os.path.isfile(image.path):
+                raise FileNotFoundError(f"image file {image.path} does not exist")
+            facts = read_sidecar(image.path)
+            if facts is None:
+                log.info("hashing image %s (%s)", name, image.path)
+                facts = compute_facts(image)
+                try:
+                    write_sidecar(image.path, facts)
+                except OSError as e:
+                    log.warning("cannot write digest sidecar for %s: %s", image.path, e)
+            with self._lock:
+                self._facts[name] = facts
+                self._errors.pop(name, None)
+            log.info("image %s: %d bytes, sha256 %s", name, facts.content_size, facts.sha256)
+        except Exception as e:  # noqa: BLE001 - reported on the page, never fatal
+            with self._lock:
+                self._errors[name] = str(e)
+            log.error("image %s unusable: %s", name, e)
+        finally:
+            self._ready[name].set()
+
+    def wait(self, name: str, timeout: Optional[float] = None) -> Optional[ImageFacts]:
+        """The facts, once hashed; None if the image is unusable (see `error`)."""
+        self._ready[name].wait(timeout)
+        with self._lock:
+            return self._facts.get(name)
+
+    def error(self, name: str) -> Optional[str]:
+        with self._lock:
+            return self._errors.get(name)
+
+    def describe(self) -> list:
+        out = []
+        with self._lock:
+            for name, image in self.config.images.items():
+                facts = self._facts.get(name)
+                out.append({
+                    "name": name,
+                    "filename": image.filename,
+                    "comment": image.comment,
+                    "type": image.type,
+                    "compression": image.compression,
+                    "destination": image.destination,
+                    "size": facts.stream_size if facts else None,
+                    "content_size": facts.content_size if facts else None,
+                    "sha256": facts.sha256 if facts else None,
+                    "state": "ready" if facts else ("error" if name in self._errors else "hashing"),
+                    "error": self._errors.get(name),
+                })
+        return out

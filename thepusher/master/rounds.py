@@ -1,0 +1,129 @@
+"""One round of one group, start to finish, in its own thread.
+
+prepare (image digest) -> arm (every client takes the start and opens its listener)
+-> stream (master sends to the first hop) -> settle (every client reports DONE or
+ERROR, or is declared lost after a bounded silence) -> finished.
+"""
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from thepusher import wire
+from thepusher.master.state import FINAL, Round
+from thepusher.master.stream import Source, StreamFailed
+
+if TYPE_CHECKING:
+    from thepusher.master.control import Controller
+
+log = logging.getLogger("thepusher.round")
+
+
+def run_round(ctl: "Controller", r: Round) -> None:
+    st = ctl.state
+    log.info("round %d: group %s starts, chain %s", r.number, r.group, " -> ".join(r.chain))
+    try:
+        source = _arm(ctl, r)
+        if source is not None:
+            _stream(ctl, r, source)
+        _settle(ctl, r)
+    except Exception as e:  # noqa: BLE001 - a round must always finish and free its group
+        log.exception("round %d failed", r.number)
+        with st.lock:
+            r.error = r.error or f"internal error: {e}"
+            for host in r.chain:
+                c = st.clients[host]
+                if c.state not in FINAL:
+                    st.set_state(c, "ERROR", f"round aborted: {r.error}")
+    with st.lock:
+        r.phase = "finished"
+        r.finished = time.time()
+        r.outcome = {h: st.clients[h].state for h in r.chain}
+        st.history.append(r)
+        st.changed.notify_all()
+    done = sum(1 for s in r.outcome.values() if s == "DONE")
+    log.info(
+        "round %d: group %s finished in %.1f s: %d of %d DONE",
+        r.number, r.group, r.finished - r.started, done, len(r.chain),
+    )
+
+
+def _fail_all(ctl: "Controller", r: Round, reason: str) -> None:
+    st = ctl.state
+    with st.lock:
+        r.error = reason
+        for host in r.chain:
+            st.set_state(st.clients[host], "ERROR", reason)
+
+
+def _arm(ctl: "Controller", r: Round):
+    """Hand every client its place in the chain and wait until all have taken it."""
+    st = ctl.state
+    t = ctl.settings
+    facts = ctl.catalog.wait(r.image)
+    if facts is None:
+        _fail_all(ctl, r, f"image {r.image} unusable: {ctl.catalog.error(r.image)}")
+        return None
+    image = st.config.images[r.image]
+    header = wire.StreamHeader(
+        session=r.session,
+        image=r.image,
+        stream_size=facts.stream_size,
+        content_size=facts.content_size,
+        content_sha256=facts.sha256,
+        compression=image.compression,
+    )
+    with st.lock:
+        addresses = [(h, st.clients[h].data_port) for h in r.chain]
+        r.start_info = {
+            host: {
+                "round": r.number,
+                "session": r.session,
+                "secret": r.secret.hex(),
+                "position": i + 1,
+                "chain_length": len(r.chain),
+                "downstream": addresses[i + 1 :],
+                "content_size": facts.content_size,
+                "sha256": facts.sha256,
+                "accept_timeout": t.accept_timeout,
+                "io_timeout": t.io_timeout,
+            }
+            for i, host in enumerate(r.chain)
+        }
+        r.phase = "arming"
+        st.changed.notify_all()
+        deadline = time.monotonic() + t.arm_timeout
+        while len(r.armed) < len(r.chain) and time.monotonic() < deadline:
+            st.changed.wait(deadline - time.monotonic())
+        for host in r.chain:
+            if host not in r.armed and st.clients[host].state not in FINAL:
+                st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
+        r.phase = "streaming"
+    return Source(image.path, header, r.secret, addresses[0], t.io_timeout)
+
+
+def _stream(ctl: "Controller", r: Round, source: Source) -> None:
+    r.source = source
+    try:
+        source.run()
+        log.info("round %d: master sent all %d bytes", r.number, source.sent)
+    except StreamFailed as e:
+        log.error("round %d: %s", r.number, e)
+        with ctl.state.lock:
+            r.error = str(e)
+
+
+def _settle(ctl: "Controller", r: Round) -> None:
+    """Wait until every client is DONE or ERROR; silence past a bound counts as ERROR."""
+    st = ctl.state
+    limit = ctl.settings.report_timeout
+    with st.lock:
+        while True:
+            now = time.monotonic()
+            pending = [st.clients[h] for h in r.chain if st.clients[h].state not in FINAL]
+            if not pending:
+                return
+            for c in pending:
+                if now - c.last_seen > limit:
+                    st.set_state(c, "ERROR", f"no report from the client for {limit:.0f} s (lost)")
+            st.changed.wait(1.0)

@@ -1,0 +1,244 @@
+"""The data-plane wire format between two hops (documented in docs/protocol.md).
+
+A connection goes: the receiver sends HELLO with a fresh nonce; the sender answers
+with HEADER (JSON facts + HMAC over nonce and facts, keyed by the round's secret);
+the receiver answers ACCEPT (with the first byte it lacks) or REJECT (with a reason).
+Then the sender streams records. Every record has a fixed 16-byte head so that a hop
+can read it into the front of the same buffer as the payload and forward both with
+one send, untouched.
+
+Everything here is pure encoding and decoding plus exact-size socket reads; the
+threads that use it live in hop.py (receiving side) and master/stream.py (source).
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Tuple
+
+PROTOCOL_VERSION = 1
+
+HELLO_MAGIC = b"TPH1"
+HEADER_MAGIC = b"TPHD"
+ACCEPT_MAGIC = b"TPOK"
+REJECT_MAGIC = b"TPNO"
+NONCE_SIZE = 16
+MAC_SIZE = 32
+MAX_HEADER = 64 * 1024
+MAX_REASON = 4096
+
+RECORD_HEAD = struct.Struct("!B3xIQ")  # type, payload length, stream offset
+HEAD_SIZE = RECORD_HEAD.size
+DATA = 1
+ZERO = 2
+END = 3
+KEEPALIVE = 4
+RECORD_TYPES = {DATA: "DATA", ZERO: "ZERO", END: "END", KEEPALIVE: "KEEPALIVE"}
+
+DEFAULT_RECORD_SIZE = 1 << 20
+MAX_RECORD = 16 << 20
+
+END_PAYLOAD = struct.Struct("!32sQ")  # content sha256, content size
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid thepusher stream."""
+
+
+class PeerClosed(ProtocolError):
+    """The peer closed the connection where more bytes were due."""
+
+
+@dataclass
+class StreamHeader:
+    """The facts a receiver needs before it writes a byte.
+
+    `stream_size` counts bytes as transmitted (compressed if the image is);
+    `content_size` and `content_sha256` describe what ends up on the disk.
+    """
+
+    session: str
+    image: str
+    stream_size: int
+    content_size: int
+    content_sha256: str
+    compression: str = "NONE"
+    record_size: int = DEFAULT_RECORD_SIZE
+    offset: int = 0
+    version: int = PROTOCOL_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "StreamHeader":
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ProtocolError(f"header is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("header is not a JSON object")
+        if data.get("version") != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"header has protocol version {data.get('version')!r}, expected {PROTOCOL_VERSION}"
+            )
+        types = {
+            "session": str, "image": str, "stream_size": int, "content_size": int,
+            "content_sha256": str, "compression": str, "record_size": int, "offset": int,
+            "extra": dict,
+        }
+        for key, kind in types.items():
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ProtocolError(f"header field {key!r} missing or not {kind.__name__}")
+        for key in ("stream_size", "content_size", "offset"):
+            if data[key] < 0:
+                raise ProtocolError(f"header field {key!r} is negative")
+        if not 0 < data["record_size"] <= MAX_RECORD:
+            raise ProtocolError(f"header record_size {data['record_size']} out of range")
+        unknown = set(data) - set(types) - {"version"}
+        if unknown:
+            raise ProtocolError(f"header has unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+def header_mac(secret: bytes, nonce: bytes, raw_header: bytes) -> bytes:
+    """Bind the header to this connection's nonce, so a recorded header cannot be replayed."""
+    return hmac.new(secret, b"thepusher-header-v1" + nonce + raw_header, hashlib.sha256).digest()
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def recv_exact(sock: socket.socket, view: memoryview) -> None:
+    """Fill `view` completely from `sock`; the socket's timeout bounds each wait."""
+    got = 0
+    size = len(view)
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise PeerClosed(f"connection closed after {got} of {size} bytes")
+        got += n
+
+
+def recv_bytes(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray(size)
+    recv_exact(sock, memoryview(buf))
+    return bytes(buf)
+
+
+def send_hello(sock: socket.socket, nonce: bytes) -> None:
+    sock.sendall(HELLO_MAGIC + nonce)
+
+
+def recv_hello(sock: socket.socket) -> bytes:
+    raw = recv_bytes(sock, len(HELLO_MAGIC) + NONCE_SIZE)
+    if raw[:4] != HELLO_MAGIC:
+        raise ProtocolError(f"peer is not a thepusher hop (greeting {raw[:4]!r})")
+    return raw[4:]
+
+
+def send_header(sock: socket.socket, header: StreamHeader, secret: bytes, nonce: bytes) -> None:
+    raw = header.encode()
+    sock.sendall(HEADER_MAGIC + struct.pack("!I", len(raw)) + raw + header_mac(secret, nonce, raw))
+
+
+def recv_header(sock: socket.socket) -> Tuple[bytes, bytes]:
+    """Return (raw header, mac) without trusting either; the caller checks the MAC first."""
+    head = recv_bytes(sock, 8)
+    if head[:4] != HEADER_MAGIC:
+        raise ProtocolError(f"expected a stream header, got {head[:4]!r}")
+    (length,) = struct.unpack("!I", head[4:])
+    if length > MAX_HEADER:
+        raise ProtocolError(f"header of {length} bytes exceeds the {MAX_HEADER}-byte limit")
+    raw = recv_bytes(sock, length)
+    return raw, recv_bytes(sock, MAC_SIZE)
+
+
+def verify_header(raw: bytes, mac: bytes, secret: bytes, nonce: bytes) -> StreamHeader:
+    if not hmac.compare_digest(mac, header_mac(secret, nonce, raw)):
+        raise ProtocolError("header not signed with this round's secret")
+    return StreamHeader.decode(raw)
+
+
+def send_accept(sock: socket.socket, resume_offset: int) -> None:
+    sock.sendall(ACCEPT_MAGIC + struct.pack("!Q", resume_offset))
+
+
+def send_reject(sock: socket.socket, reason: str) -> None:
+    data = reason.encode("utf-8")[:MAX_REASON]
+    sock.sendall(REJECT_MAGIC + struct.pack("!H", len(data)) + data)
+
+
+def recv_answer(sock: socket.socket) -> int:
+    """Read ACCEPT/REJECT; return the receiver's resume offset or raise with its reason."""
+    magic = recv_bytes(sock, 4)
+    if magic == ACCEPT_MAGIC:
+        return struct.unpack("!Q", recv_bytes(sock, 8))[0]
+    if magic == REJECT_MAGIC:
+        (length,) = struct.unpack("!H", recv_bytes(sock, 2))
+        reason = recv_bytes(sock, min(length, MAX_REASON)).decode("utf-8", "replace")
+        raise ProtocolError(f"receiver refused the stream: {reason}")
+    raise ProtocolError(f"expected ACCEPT or REJECT, got {magic!r}")
+
+
+def connect(
+    address: Tuple[str, int],
+    header: StreamHeader,
+    secret: bytes,
+    timeout: float,
+    source: Optional[str] = None,
+) -> Tuple[socket.socket, int]:
+    """Open a sender connection to a hop; return it and the offset the hop wants first."""
+    sock = socket.create_connection(
+        address, timeout=timeout, source_address=(source, 0) if source else None
+    )
+    try:
+        tune(sock)
+        nonce = recv_hello(sock)
+        send_header(sock, header, secret, nonce)
+        return sock, recv_answer(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def tune(sock: socket.socket) -> None:
+    """Large socket buffers keep a 1 MiB record in flight without stalls on fast links."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+        except OSError:
+            pass
+
+
+def pack_head(kind: int, length: int, offset: int) -> bytes:
+    return RECORD_HEAD.pack(kind, length, offset)
+
+
+def unpack_head(buf) -> Tuple[int, int, int]:
+    """Parse the 16-byte record head at the start of `buf` (a ZERO run's length has no payload)."""
+    kind, length, offset = RECORD_HEAD.unpack_from(buf)
+    if kind not in RECORD_TYPES:
+        raise ProtocolError(f"unknown record type {kind} at stream byte {offset}")
+    if kind != ZERO and length > MAX_RECORD:
+        raise ProtocolError(f"record of {length} bytes at stream byte {offset} exceeds {MAX_RECORD}")
+    return kind, length, offset
+
+
+def end_record(stream_size: int, content_sha256: str, content_size: int) -> bytes:
+    payload = END_PAYLOAD.pack(bytes.fromhex(content_sha256), content_size)
+    return pack_head(END, len(payload), stream_size) + payload
+
+
+def parse_end(payload) -> Tuple[str, int]:
+    if len(payload) != END_PAYLOAD.size:
+        raise ProtocolError(f"END record payload has {len(payload)} bytes, expected {END_PAYLOAD.size}")
+    digest, size = END_PAYLOAD.unpack(payload)
+    return digest.hex(), size
