@@ -8,7 +8,7 @@ VENV39  := .venv39
 SOURCES := thepusher.py $(shell find thepusher -name '*.py' -o -name '*.html' -o -name '*.css' -o -name '*.js')
 PYTEST_ARGS ?=
 
-.PHONY: all test lint demo bench clean
+.PHONY: all test lint smoke demo bench clean
 
 all: thepusher.pyz
 
@@ -36,9 +36,17 @@ lint: $(VENV)/.done
 	$(VENV)/bin/ruff check thepusher tests thepusher.py
 	$(VENV)/bin/vermin --no-tips --violations --target=3.9- --eval-annotations thepusher thepusher.py
 
-test: thepusher.pyz $(VENV)/.done $(VENV39)/.done lint
+test: thepusher.pyz $(VENV)/.done $(VENV39)/.done lint smoke
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
 	$(VENV39)/bin/python -m pytest -q $(PYTEST_ARGS) tests
+
+# The zipapp itself on every other Python 3.9-3.13 this machine has: one small demo round each.
+smoke: thepusher.pyz
+	@for py in $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.1[0-3]*/bin/python3 2>/dev/null); do \
+	  echo "smoke: $$($$py --version) runs thepusher.pyz demo"; \
+	  $$py thepusher.pyz demo --clients 2 --size 16M --port 0 >build/smoke.log 2>&1 \
+	    || { cat build/smoke.log; exit 1; }; \
+	done
 
 demo: thepusher.pyz
 	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M

@@ -514,7 +514,9 @@ def _size(path: str) -> str:
 
 def describe(cfg: Config) -> str:
     """A human summary for `thepusher check-config`: what would be deployed where."""
-    out = [f"config     {cfg.path}", f"image dir  {cfg.image_dir}", ""]
+    out = [f"config     {cfg.path}", f"image dir  {cfg.image_dir}"]
+    timeouts = ", ".join(f"{k.hcl} {getattr(cfg.settings, k.field):g} s" for k in SETTINGS)
+    out += [f"timeouts   {timeouts}", ""]
     out.append(f"images ({len(cfg.images)}):")
     for image in cfg.images.values():
         out.append(f"  {image.name}")

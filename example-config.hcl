@@ -1,0 +1,127 @@
+/*
+
+  example configuration for thepusher master
+
+  lists the images available and the client groups they are deployed to
+
+  COPY THIS FILE TO: /path/to/your/images/thePusher-config.hcl
+  The /path/to/your/images must be passed to master using -S / --image-storage flag
+
+  Check it before starting the master:
+    thepusher check-config /path/to/your/images/thePusher-config.hcl
+
+  Syntax: HCL. Comments start with # or //, or are C-style block comments like this one.
+  Strings are "double quoted" (escapes: \n \t \r \" \\ \uXXXX); lists are [a, b].
+  Every key is written `key = value`, one per line. Key names are case-sensitive.
+  Full reference: docs/config.md
+
+*/
+
+### SETTINGS ##################################################################
+
+# optional top-level settings: `key = value` outside any block. All are in seconds,
+# a number greater than 0 and at most 86400; the values below are the defaults, so
+# deleting a line changes nothing. Every wait in a deployment round is bounded by
+# one of them (docs/protocol.md, "Bounded waits"): a dead or stuck machine turns
+# into an ERROR for that client instead of a round that never ends.
+
+# clients must take a round's start within this; a client that does not is ERROR
+arm_timeout    = 30
+
+# a client waits this long for its upstream (the master, or the previous host in the
+# chain) to connect to it; then it reports "ERROR: no upstream connected"
+accept_timeout = 60
+
+# silence this long on a data connection (nothing could be read or written) counts
+# as a failure: the client reports "ERROR: stream stalled" and stops forwarding
+io_timeout     = 30
+
+# a client that sends no progress report this long during a round is declared
+# lost and marked ERROR by the master
+report_timeout = 15
+
+### IMAGES ####################################################################
+
+# provide a unique name per image to be deployed ("image" blocks, one label each)
+image "ubuntu1604" {
+
+  # REQUIRED. filename of image inside folder specified using -S / --image-storage.
+  # A plain file name: no directories, no "..". The file may be missing when the
+  # master starts (upload it later with put-image); check-config reports it.
+  filename    = "ubuntu1604-sda1.img"
+
+  # optional, default "". comment for personal reference and display on clients
+  comment     = "Ubuntu 16.04 LTS"
+
+  # REQUIRED. destination block device on the clients: a whole disk (/dev/sda) or a
+  # partition (/dev/sda1). The image is written raw onto it, replacing its contents.
+  destination = "/dev/sda1"
+
+  # optional, default "IMG". image types supported: IMG (TAR: planned), any letter case
+  #   IMG: a raw disk or partition image, written to the destination device
+  # TAR (a tar archive unpacked into a folder, as in the original tool) is not
+  # supported yet: the clients cannot unpack archives, so a TAR image is rejected
+  # when the config is loaded rather than written raw onto a disk.
+  type        = "IMG"
+
+  # optional, default "NONE". compression may be one of NONE | BZ2 | GZIP | XZ
+  # (GZ is accepted as another name for GZIP). The image travels compressed;
+  # every client decompresses it for its own disk.
+  compression = "NONE"
+
+  # optional, default "". preImage and postImage will be executed using sh -c "...commands..."
+  # on every client: preImage before the image is received (if it fails, the client
+  # reports ERROR and takes no image), postImage once the written image was verified
+  # (a failure is only logged).
+  # use -s / --static-content flag to master to let master share scripts etc. via /static.
+  # Occurrences of #MASTER# will be replaced by master's IP address.
+  preImage    = "wget http://#MASTER#:8080/static/preimage-script-1.sh; sh preimage-script-1.sh"
+  postImage   = "sleep 5; eject ; reboot"
+}
+
+# another example image: compressed, only the required keys plus a few
+image "fedora25" {
+  filename    = "fedora25.img.bz2"
+  comment     = "Fedora 25 2016-12-11"
+  destination = "/dev/sda"
+  compression = "BZ2"
+}
+
+# an XZ-compressed partition image; a long command fits in a heredoc
+# (<<-EOF ... EOF: every line kept, the common indentation removed)
+image "home-partition" {
+  filename    = "home-sda3.img.xz"
+  comment     = "/home partition, empty skeleton"
+  destination = "/dev/sda3"
+  compression = "XZ"
+  preImage    = <<-EOF
+    echo "receiving /dev/sda3 from #MASTER#"
+    umount /dev/sda3 2>/dev/null || true
+  EOF
+  postImage   = "e2fsck -fp /dev/sda3"
+}
+
+### CLIENT GROUPS #############################################################
+
+# provide a unique name per client group ("clientgroup" blocks, one label each)
+clientgroup "test1" {
+
+  # REQUIRED. the referred image must be defined in this file
+  image = "ubuntu1604"
+
+  # REQUIRED. list of hosts (IPv4 or IPv6 addresses) who will receive named image.
+  # The order is the chain order: the master streams to the first host, which
+  # forwards to the second, and so on. A host may belong to one group only.
+  hosts = ["192.168.78.158", "192.168.78.133", "192.168.78.134"]
+}
+
+# another client group example: one host per line, trailing comma allowed
+clientgroup "roomA" {
+  image = "fedora25"
+  hosts = [
+    "192.168.78.140",
+    "192.168.78.141",
+    "192.168.78.142",
+    "fd00::78:143",
+  ]
+}
