@@ -211,6 +211,8 @@ class Client:
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()
         progress = Progress(hop, start["content_size"])
+        # The first BUSY arms us: the master streams once every client has sent one.
+        self._report(start, "BUSY", progress.sample())
         while not hop.done.wait(REPORT_EVERY):
             self._report(start, "BUSY", progress.sample())
         final = progress.sample()

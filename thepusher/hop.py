@@ -29,6 +29,7 @@ from thepusher.target import ZEROS, Target, TargetError
 log = logging.getLogger("thepusher.hop")
 
 Address = Tuple[str, int]
+HANDSHAKE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -114,7 +115,6 @@ class Hop:
         self.pool: Optional[BufferPool] = None
         self.write_q: "queue.Queue" = queue.Queue()
         self.forward_q: "queue.Queue" = queue.Queue()
-        self.received = 0
         self.written = 0
         self.disk_error: Optional[str] = None
         self.stream_error: Optional[str] = None
@@ -122,7 +122,6 @@ class Hop:
         self.digest: Optional[str] = None
         self.verified = False
         self.done = threading.Event()
-        self._threads: List[threading.Thread] = []
         self._forwarding = bool(config.downstream)
         self._reader_finished = False
 
@@ -132,17 +131,17 @@ class Hop:
         """Accept the upstream, then carry the stream to the end; always sets `done`."""
         try:
             sock = self._accept_upstream()
-            self._threads = [
+            threads = [
                 threading.Thread(target=self._reader, args=(sock,), name="hop-reader", daemon=True),
                 threading.Thread(target=self._writer, name="hop-writer", daemon=True),
             ]
             if self._forwarding:
-                self._threads.append(
+                threads.append(
                     threading.Thread(target=self._forwarder, name="hop-forwarder", daemon=True)
                 )
-            for t in self._threads:
+            for t in threads:
                 t.start()
-            for t in self._threads:
+            for t in threads:
                 t.join()
         except HopAbort as e:
             self.stream_error = str(e)
@@ -158,10 +157,6 @@ class Hop:
         if self.verified:
             return None
         return self.disk_error or self.stream_error or "stream did not complete"
-
-    @property
-    def content_size(self) -> int:
-        return self.header.content_size if self.header else 0
 
     def queue_fill(self) -> dict:
         pool = self.pool
@@ -193,7 +188,9 @@ class Hop:
                 sock, peer = self.listener.accept()
             except socket.timeout:
                 continue
-            sock.settimeout(self.config.io_timeout)
+            # A peer gets a short while to prove itself, so an idle connection cannot
+            # keep the real upstream waiting in the backlog for long.
+            sock.settimeout(min(HANDSHAKE_TIMEOUT, self.config.io_timeout))
             try:
                 wire.tune(sock)
                 nonce = wire.new_nonce()
@@ -214,6 +211,7 @@ class Hop:
                     pass
                 sock.close()
                 continue
+            sock.settimeout(self.config.io_timeout)
             self.header = header
             self.upstream = peer[0]
             self._prepare_disk()
@@ -252,7 +250,6 @@ class Hop:
                 if kind in (wire.DATA, wire.ZERO):
                     expected += length
                 self._dispatch(Chunk(self.pool, buf, kind, length, offset, self._consumers()))
-                self.received = expected
                 if kind == wire.END:
                     return
         except wire.PeerClosed:
@@ -315,7 +312,7 @@ class Hop:
     def _writer(self) -> None:
         """Queue -> decoder -> disk, hashing what is written; verifies at END."""
         sha = hashlib.sha256()
-        decoder = Decoder(self.header.compression)
+        decoder = Decoder(self.header.compression) if self.disk_error is None else None
         while True:
             item = self._next(self.write_q)
             if isinstance(item, Failure):

@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Benchmark thepusher on one machine: chain scaling, relay speed, CPU and memory per hop.
+
+A script, not a pytest test (`make bench`, or `python3 tests/bench.py [--quick]`).
+It starts a real master and real client processes on loopback (127.0.0.11, .12, ...)
+exactly as tests/conftest.py does, runs whole rounds and reads every figure from the
+master's /api/status:
+
+* round wall time: history[-1]["finished"] - history[-1]["started"] (the master's own
+  round duration: arming + streaming + the final reports);
+* stream time: from the moment this script sees the round's phase turn "streaming"
+  (polled every 20 ms) to "finished", i.e. the round without the arm phase;
+* per hop: cpu_seconds (user + system of the whole client process) and max_rss_kb as
+  each client reported them with DONE.
+
+Units: MB = 10^6 bytes, GB = 10^9 bytes, MiB = 2^20 bytes.
+Stdlib only; runs under Python 3.9. Exit status 0 unless something broke (a target
+that is missed is reported, not failed).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+
+POOL_BUFFERS = 32  # HopConfig.buffers
+RECORD_SIZE = 1 << 20  # wire default record size
+POOL_BYTES = POOL_BUFFERS * (RECORD_SIZE + 16)
+RSS_ALLOWANCE = 8 << 20  # threads, queues, JSON/HTTP objects on top of the pool
+
+TARGET_RELAY_GBS = 2.0
+TARGET_CPU_S_PER_GB = 0.3
+
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+class BenchError(Exception):
+    """Something broke (not a missed target): the run is aborted with this message."""
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    unit = t[-1:] if t[-1:] in UNITS else ""
+    try:
+        value = int(float(t[: len(t) - len(unit)]) * UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected e.g. 256M or 1G") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return value
+
+
+def parse_clients(text: str) -> List[int]:
+    try:
+        counts = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clients {text!r}: expected e.g. 1,2,4,8") from None
+    if not counts or counts[0] < 1 or counts[-1] > 200:
+        raise argparse.ArgumentTypeError(f"--clients {text!r}: counts from 1 to 200")
+    return counts
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def hosts_for(n: int) -> List[str]:
+    return [f"127.0.0.{11 + i}" for i in range(n)]
+
+
+def fast_dir() -> Optional[str]:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def median(values: List[float]) -> float:
+    return statistics.median(values)
+
+
+def cpu_ticks(pid: int) -> Optional[float]:
+    """utime + stime of a live process in seconds (Linux /proc), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+def write_random(path: str, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def write_zeros(path: str, size: int) -> None:
+    """Really write the pages (not a sparse ftruncate), so a round only overwrites them."""
+    zeros = bytes(4 << 20)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, len(zeros))
+            f.write(zeros[:n])
+            left -= n
+
+
+def write_config(image_dir: str, hosts: List[str]) -> None:
+    """As tests/conftest.write_config: one image, one group with these hosts in order."""
+    quoted = ", ".join(f'"{h}"' for h in hosts)
+    with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
+        f.write(
+            'image "img" {\n  filename = "disk.img"\n  destination = "/dev/null"\n'
+            '  compression = "NONE"\n}\n'
+            f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n}}\n'
+        )
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, name: str, args: List[str], logdir: str) -> None:
+        self.name = name
+        self.log = os.path.join(logdir, f"{name}.log")
+        self._logf = open(self.log, "wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "thepusher", *args],
+            stdout=self._logf, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
+        )
+
+    def tail(self, chars: int = 2500) -> str:
+        self._logf.flush()
+        with open(self.log, errors="replace") as f:
+            return f.read()[-chars:]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._logf.close()
+
+
+class Lab:
+    """Every process this script starts is in `procs` and is killed by close()."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.logs = os.path.join(workdir, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.procs: List[Proc] = []
+        self.master: Optional[Proc] = None
+        self.port = 0
+        self.serial = 0
+
+    def spawn(self, name: str, args: List[str]) -> Proc:
+        self.serial += 1
+        p = Proc(f"{self.serial:03d}-{name}", args, self.logs)
+        self.procs.append(p)
+        return p
+
+    def status(self) -> dict:
+        url = f"http://127.0.0.1:{self.port}/api/status"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.load(r)
+
+    def start_master(self, image_dir: str, hosts: List[str]) -> None:
+        self.stop_master()
+        write_config(image_dir, hosts)
+        self.port = free_port()
+        self.master = self.spawn("master", [
+            "-v", "master", "-S", image_dir, "-l", f"127.0.0.1:{self.port}",
+        ])
+        deadline = time.monotonic() + 120  # includes hashing the image the first time
+        while time.monotonic() < deadline:
+            if self.master.popen.poll() is not None:
+                raise BenchError(f"the master exited:\n{self.master.tail()}")
+            try:
+                images = self.status().get("images", [])
+            except OSError:
+                time.sleep(0.1)
+                continue
+            states = [i.get("state") for i in images]
+            if states and all(s == "ready" for s in states):
+                return
+            if "error" in states:
+                raise BenchError(f"the master cannot use the image: {images}")
+            time.sleep(0.1)
+        raise BenchError(f"the master was not ready within 120 s:\n{self.master.tail()}")
+
+    def stop_master(self) -> None:
+        if self.master is not None:
+            self.master.stop()
+            self.master = None
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stop()
+        self.procs = []
+        self.master = None
+
+
+def run_round(lab: Lab, hosts: List[str], dests: List[str], size: int) -> dict:
+    """One round with fresh client processes; returns the round's figures."""
+    before = lab.status()
+    last = before["history"][-1]["number"] if before["history"] else 0
+    master_cpu0: Optional[float] = None
+    clients = [
+        lab.spawn(f"client-{h}", [
+            "-v", "client", "-p", f"127.0.0.1:{lab.port}", "--bind", h,
+            "--data-port", "0", "--destination", d,
+        ])
+        for h, d in zip(hosts, dests)
+    ]
+    timeout = 120 + len(hosts) * size / 20e6
+    deadline = time.monotonic() + timeout
+    seen_streaming: Optional[float] = None
+    while True:
+        if time.monotonic() > deadline:
+            raise BenchError(f"round with {len(hosts)} clients not finished after {timeout:.0f} s"
+                             + logs_of([lab.master] + clients))
+        if lab.master.popen.poll() is not None:
+            raise BenchError("the master died during a round" + logs_of([lab.master]))
+        st = lab.status()
+        if st["history"] and st["history"][-1]["number"] > last:
+            break
+        r = st["groups"][0]["round"]
+        if seen_streaming is None and r and r["number"] > last and r["phase"] == "streaming":
+            seen_streaming = time.time()
+            master_cpu0 = cpu_ticks(lab.master.popen.pid)
+        time.sleep(0.02 if seen_streaming is None else 0.2)
+    master_cpu1 = cpu_ticks(lab.master.popen.pid)
+    rnd = st["history"][-1]
+    by_host = {c["host"]: c for c in st["groups"][0]["clients"]}
+    bad = [h for h in hosts if by_host[h]["state"] != "DONE"]
+    if bad:
+        reasons = "; ".join(f"{h}: {by_host[h]['state']} {by_host[h]['error']}" for h in bad)
+        raise BenchError(f"round {rnd['number']} with {len(hosts)} clients did not end with "
+                         f"every client DONE: {reasons}" + logs_of([lab.master] + clients))
+    usage = [reap(p) for p in clients]
+    wall = rnd["finished"] - rnd["started"]
+    stream = rnd["finished"] - seen_streaming if seen_streaming else float("nan")
+    cpu = [by_host[h]["cpu_seconds"] for h in hosts]
+    rss = [by_host[h]["max_rss_kb"] for h in hosts]
+    if None in cpu or None in rss:
+        raise BenchError(f"a client reported no cpu_seconds/max_rss_kb: {by_host}")
+    return {
+        "wall": wall,
+        "stream": stream,
+        "cpu": cpu,
+        "rss_kb": rss,
+        "sys": [u.ru_stime for u in usage],
+        "master_cpu": (master_cpu1 - master_cpu0)
+        if master_cpu0 is not None and master_cpu1 is not None else float("nan"),
+    }
+
+
+def reap(p: Proc, timeout: float = 30.0):
+    """Wait for a client to exit and return its rusage (user/sys split, which the status lacks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(p.popen.pid, os.WNOHANG)
+        if pid:
+            p.popen.returncode = os.waitstatus_to_exitcode(status)
+            if p.popen.returncode != 0:
+                raise BenchError(f"{p.name} exited with {p.popen.returncode} after DONE"
+                                 + logs_of([p]))
+            return usage
+        if time.monotonic() > deadline:
+            raise BenchError(f"{p.name} still running {timeout:.0f} s after its DONE" + logs_of([p]))
+        time.sleep(0.02)
+
+
+def logs_of(procs: List[Proc]) -> str:
+    return "".join(f"\n--- {p.name} ({p.log}) ---\n{p.tail()}" for p in procs)
+
+
+def measure(lab: Lab, image_dir: str, hosts: List[str], dests: List[str], size: int,
+            repeat: int, label: str) -> dict:
+    lab.start_master(image_dir, hosts)
+    rounds = []
+    for i in range(repeat):
+        r = run_round(lab, hosts, dests, size)
+        rounds.append(r)
+        gb = size / 1e9
+        print(f"  [{label}, round {i + 1}/{repeat}] wall {r['wall']:.2f} s, stream "
+              f"{r['stream']:.2f} s, hop CPU {max(r['cpu']) / gb:.2f} s/GB max", flush=True)
+    lab.stop_master()
+    gb = size / 1e9
+    return {
+        "n": len(hosts),
+        "wall": median([r["wall"] for r in rounds]),
+        "stream": median([r["stream"] for r in rounds]),
+        # per round: median and max over hops; then the median over rounds
+        "cpu_med": median([median(r["cpu"]) / gb for r in rounds]),
+        "cpu_max": median([max(r["cpu"]) / gb for r in rounds]),
+        "sys_med": median([median(r["sys"]) / gb for r in rounds]),
+        "rss_kb": max(max(r["rss_kb"]) for r in rounds),
+        "master_cpu": median([r["master_cpu"] / gb for r in rounds]),
+        "walls": [r["wall"] for r in rounds],
+    }
+
+
+# -- reference figures -----------------------------------------------------------------
+
+
+def sha256_seconds_per_gb(total: int = 1 << 30) -> float:
+    """CPU seconds hashlib.sha256 needs per GB, fed 1 MiB pieces like a hop's writer.
+
+    A small block hashed over and over: this process must stay small, see own_peak_rss_kb.
+    """
+    block = os.urandom(8 << 20)
+    view = memoryview(block)
+    sha = hashlib.sha256()
+    done = 0
+    t0 = time.process_time()
+    while done < total:
+        for i in range(0, len(block), RECORD_SIZE):
+            sha.update(view[i : i + RECORD_SIZE])
+        done += len(block)
+    return (time.process_time() - t0) / (done / 1e9)
+
+
+def idle_client_baseline() -> dict:
+    """Peak RSS and CPU of a Python that merely imports the client: a hop at rest.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child's
+    ru_maxrss is never below its parent's peak (see own_peak_rss_kb).
+    """
+    code = (
+        "import resource, thepusher.cli, thepusher.client, thepusher.hop;"
+        "u = resource.getrusage(resource.RUSAGE_SELF);"
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')];"
+        "print(hwm[0] if hwm else u.ru_maxrss, u.ru_utime + u.ru_stime)"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=ENV, check=True,
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    except subprocess.CalledProcessError as e:
+        raise BenchError(f"cannot import thepusher from {ROOT}: {e}") from None
+    return {"rss_kb": int(out[0]), "cpu": float(out[1])}
+
+
+def machine_cpu() -> Optional[dict]:
+    """Busy and stolen CPU seconds of the whole machine so far (/proc/stat), None if unknown."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return {"busy": (user + nice + system + irq + softirq) / tick, "steal": steal / tick}
+
+
+def own_cpu() -> float:
+    """CPU seconds of this script and every child it has reaped (master, clients, helpers)."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        u = resource.getrusage(who)
+        total += u.ru_utime + u.ru_stime
+    return total
+
+
+def own_peak_rss_kb() -> int:
+    """This script's peak RSS: the floor under every max_rss_kb its children report."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# -- report ------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def print_report(args, size: int, chain: List[dict], relay: List[dict], sha_s: float,
+                 base: dict, where: str, load: float) -> None:
+    gb = size / 1e9
+    mib = 1 << 20
+    line = "=" * 112
+    print()
+    print(line)
+    print(f"thepusher benchmark: {os.cpu_count()} CPUs ({cpu_model()}), Python "
+          f"{platform.python_version()}, {platform.system()} {platform.release()}; "
+          f"load average {load:.2f} before the run")
+    print(f"image: {size / mib:.0f} MiB of random data in {where}; every figure is the median "
+          f"of {args.repeat} round(s); MB = 1e6 B, GB = 1e9 B")
+    print("destinations: each file was pre-created at the image's size (zeros written once) "
+          "before the measured rounds, so")
+    print("  a round overwrites existing tmpfs pages instead of allocating fresh ones "
+          "(a kernel cost real disks do not have)")
+    print("wall   = the master's round duration, history[-1] finished - started "
+          "(arm + stream + final reports)")
+    print("stream = from the round's phase turning 'streaming' (polled every 20 ms) to finished")
+    print("hop CPU s/GB = cpu_seconds each client reported (user+sys of the whole process, "
+          f"incl. ~{base['cpu']:.2f} s start-up) / image GB;")
+    print("  med/max over the hops of a round, sys = kernel part (median hop, from wait4); "
+          "master = master CPU during the stream phase")
+    print()
+    print("1. chain scaling: master -> c1 -> ... -> cN on loopback (127.0.0.11, ...), "
+          "every client writes a file")
+    head = (f"{'N':>3} {'wall s':>7} {'stream s':>9} {'MB/s/client':>12} {'(stream)':>9} "
+            f"{'T(N)/T(1)':>10} {'(stream)':>9} {'hop CPU s/GB med':>17} {'max':>5} {'sys':>5} "
+            f"{'peak RSS MiB':>13} {'master s/GB':>12}")
+    print(head)
+    print("-" * len(head))
+    first = chain[0] if chain else None
+    for row in chain:
+        print(f"{row['n']:>3} {row['wall']:>7.2f} {row['stream']:>9.2f} "
+              f"{size / row['wall'] / 1e6:>12.0f} {size / row['stream'] / 1e6:>9.0f} "
+              f"{row['wall'] / first['wall']:>10.2f} {row['stream'] / first['stream']:>9.2f} "
+              f"{row['cpu_med']:>17.2f} {row['cpu_max']:>5.2f} {row['sys_med']:>5.2f} "
+              f"{row['rss_kb'] / 1024:>13.1f} {row['master_cpu']:>12.2f}")
+    if first and first["n"] != 1:
+        print(f"(T(N)/T(1) is relative to N={first['n']}, the smallest N measured)")
+    print()
+    print("2. relay: every hop writes /dev/null (the data plane alone: receive, hash, forward)")
+    head = (f"{'N':>3} {'wall s':>7} {'stream s':>9} {'GB/s (wall)':>12} {'(stream)':>9} "
+            f"{'hop CPU s/GB med':>17} {'max':>5} {'sys':>5} {'peak RSS MiB':>13} "
+            f"{'master s/GB':>12}")
+    print(head)
+    print("-" * len(head))
+    for row in relay:
+        print(f"{row['n']:>3} {row['wall']:>7.2f} {row['stream']:>9.2f} {gb / row['wall']:>12.2f} "
+              f"{gb / row['stream']:>9.2f} {row['cpu_med']:>17.2f} {row['cpu_max']:>5.2f} "
+              f"{row['sys_med']:>5.2f} {row['rss_kb'] / 1024:>13.1f} {row['master_cpu']:>12.2f}")
+    print(f"reference: hashlib.sha256 alone takes {sha_s:.2f} CPU s/GB here (1 MiB pieces); "
+          "every hop hashes all it writes,")
+    print("  so that is a floor on a hop's CPU per GB")
+    print()
+    print("3. targets")
+    rows = chain + relay
+    one = relay[0] if relay else None
+    if one:
+        relay_gbs = gb / one["stream"]
+        print(f"  relay >= {TARGET_RELAY_GBS:.1f} GB/s to /dev/null (one hop, stream phase): "
+              f"{relay_gbs:.2f} GB/s (whole round incl. arming: {gb / one['wall']:.2f})"
+              f"  {verdict(relay_gbs >= TARGET_RELAY_GBS)}")
+    worst_cpu = max(r["cpu_max"] for r in rows)
+    best_cpu = min(r["cpu_med"] for r in rows)
+    print(f"  CPU per hop <= {TARGET_CPU_S_PER_GB:.1f} s/GB: {best_cpu:.2f} (best median) to "
+          f"{worst_cpu:.2f} (worst hop); SHA-256 alone is {sha_s:.2f}"
+          f"  {verdict(worst_cpu <= TARGET_CPU_S_PER_GB)}")
+    peak = max(r["rss_kb"] for r in rows) * 1024
+    budget = base["rss_kb"] * 1024 + POOL_BYTES + RSS_ALLOWANCE
+    print(f"  memory bounded by the buffer pool ({POOL_BUFFERS} x 1 MiB): peak RSS {peak / mib:.1f} "
+          f"MiB <= idle client {base['rss_kb'] / 1024:.1f} + pool {POOL_BYTES / mib:.0f} + "
+          f"{RSS_ALLOWANCE / mib:.0f} allowance = {budget / mib:.1f} MiB"
+          f"  {verdict(peak <= budget)}")
+    own = own_peak_rss_kb()
+    note = "" if own * 1024 < peak else " -- at or above the hops' figure, so RSS is not measurable!"
+    print(f"  (this script's own peak RSS is {own / 1024:.1f} MiB: Linux carries ru_maxrss across "
+          f"exec, so no hop can report less{note})")
+    print(line)
+
+
+# -- main --------------------------------------------------------------------------
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=None,
+                        help="image size, e.g. 256M, 1G (default 1G; 256M with --quick)")
+    parser.add_argument("--clients", type=parse_clients, default=[1, 2, 4, 8],
+                        help="chain lengths to measure (default 1,2,4,8)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="rounds per chain length; medians are quoted (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fast check: --size 256M --repeat 1")
+    args = parser.parse_args(argv)
+    size = args.size or ((256 << 20) if args.quick else (1 << 30))
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    base_dir = fast_dir()
+    where = "/dev/shm (tmpfs)" if base_dir else f"{tempfile.gettempdir()} (no /dev/shm)"
+    max_n = max(args.clients)
+    workdir = tempfile.mkdtemp(prefix="thepusher-bench-", dir=base_dir)
+    lab = Lab(workdir)
+    started = time.monotonic()
+    load = os.getloadavg()[0]
+    cpu0 = machine_cpu()
+    try:
+        need = size * (1 + max_n) + (64 << 20)
+        free = shutil.disk_usage(workdir).free
+        if free < need:
+            raise BenchError(f"{workdir} has {free >> 20} MiB free, the run needs {need >> 20} MiB "
+                             "(image + one destination per client); try a smaller --size")
+        image_dir = os.path.join(workdir, "images")
+        disk_dir = os.path.join(workdir, "disks")
+        os.makedirs(image_dir)
+        os.makedirs(disk_dir)
+        print(f"bench: work dir {workdir}; {size >> 20} MiB image, chains {args.clients}, "
+              f"{args.repeat} round(s) each", flush=True)
+        print("bench: measuring sha256 and an idle client ...", flush=True)
+        sha_s = sha256_seconds_per_gb()
+        base = idle_client_baseline()
+        print("bench: writing the random image and pre-creating "
+              f"{max_n} destination file(s) at the image's size ...", flush=True)
+        write_random(os.path.join(image_dir, "disk.img"), size)
+        dests = [os.path.join(disk_dir, f"disk-{i + 1}.img") for i in range(max_n)]
+        for d in dests:
+            write_zeros(d, size)
+
+        chain = []
+        for n in args.clients:
+            print(f"bench: chain of {n} writing files", flush=True)
+            chain.append(measure(lab, image_dir, hosts_for(n), dests[:n], size, args.repeat,
+                                 f"N={n}"))
+        relay = []
+        for n in (1, 2):
+            print(f"bench: relay, {n} hop(s) writing /dev/null", flush=True)
+            relay.append(measure(lab, image_dir, hosts_for(n), ["/dev/null"] * n, size,
+                                 args.repeat, f"relay N={n}"))
+        print_report(args, size, chain, relay, sha_s, base, where, load)
+        lab.close()  # reap the last master so its CPU is counted as ours
+        cpu1 = machine_cpu()
+        print(f"bench: total {time.monotonic() - started:.0f} s; load average {load:.2f} before")
+        if cpu0 and cpu1:
+            busy = cpu1["busy"] - cpu0["busy"]
+            ours = own_cpu()
+            print(f"bench: machine CPU busy {busy:.0f} s during the run, {ours:.0f} s of it in "
+                  f"the benchmark's processes, {max(busy - ours, 0):.0f} s elsewhere (other "
+                  f"processes, softirq); {cpu1['steal'] - cpu0['steal']:.1f} s stolen by the "
+                  "hypervisor")
+        return 0
+    except BenchError as e:
+        print(f"\nbench: ABORTED: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
