@@ -115,3 +115,28 @@ def test_bz2_image_is_restored_uncompressed_on_every_client(lab, tmp_path):
         assert c.wait(120) == 0, lab.dump()
     for h in hosts(2):
         assert (lab.disks / f"{h}.img").read_bytes() == data
+
+
+def test_pre_and_post_image_scripts_run_with_master_substituted(lab):
+    marks = lab.root / "marks"
+    marks.mkdir()
+    write_image(lab.images / "disk.img", 1 * MiB)
+    write_config(
+        lab.images, hosts(1),
+        extra=f'  preImage = "echo pre #MASTER# > {marks}/pre"\n'
+              f'  postImage = "echo post #MASTER# > {marks}/post"\n',
+    )
+    lab.start_master()
+    assert lab.start_client(hosts(1)[0]).wait(60) == 0, lab.dump()
+    assert (marks / "pre").read_text() == "pre 127.0.0.1\n"
+    assert (marks / "post").read_text() == "post 127.0.0.1\n"
+
+
+def test_failing_pre_image_script_is_error_and_writes_nothing(lab):
+    write_image(lab.images / "disk.img", 1 * MiB)
+    write_config(lab.images, hosts(1), extra='  preImage = "exit 3"\n')
+    lab.start_master()
+    assert lab.start_client(hosts(1)[0]).wait(60) == 1, lab.dump()
+    client = lab.clients()[hosts(1)[0]]
+    assert client["state"] == "ERROR" and "preImage exited with status 3" in client["error"]
+    assert not (lab.disks / f"{hosts(1)[0]}.img").exists()
