@@ -35,7 +35,7 @@ def make_header(data: bytes, session: str = "sess1", compression: str = "NONE", 
 class RunningHop:
     """A Hop listening on 127.0.0.1, run in a thread, writing to `dest`."""
 
-    def __init__(self, dest, downstream=(), accept_timeout=5.0, io_timeout=5.0):
+    def __init__(self, dest, downstream=(), accept_timeout=5.0, io_timeout=5.0, position=1):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.hop = Hop(
@@ -43,6 +43,7 @@ class RunningHop:
             HopConfig(
                 session="sess1",
                 secret=SECRET,
+                position=position,
                 downstream=list(downstream),
                 accept_timeout=accept_timeout,
                 io_timeout=io_timeout,
@@ -94,7 +95,7 @@ def test_hop_writes_exact_copy_and_verifies_digest(tmp_path, image):
 
 
 def test_hop_forwards_same_bytes_to_next_hop(tmp_path, image):
-    last = RunningHop(tmp_path / "d2")
+    last = RunningHop(tmp_path / "d2", position=2)
     first = RunningHop(tmp_path / "d1", downstream=[last.address])
     send_stream(first.address, image)
     assert first.wait().verified and last.wait().verified
@@ -102,7 +103,7 @@ def test_hop_forwards_same_bytes_to_next_hop(tmp_path, image):
 
 
 def test_upstream_closing_mid_stream_is_error_with_byte_offset_never_verified(tmp_path, image):
-    last = RunningHop(tmp_path / "d2")
+    last = RunningHop(tmp_path / "d2", position=2)
     first = RunningHop(tmp_path / "d1", downstream=[last.address])
     send_stream(first.address, image, cut_at=2 * RECORD)
     for hop in (first.wait(), last.wait()):
@@ -157,7 +158,7 @@ def test_bz2_stream_is_decompressed_for_the_disk_and_forwarded_compressed(tmp_pa
 
     content = os.urandom(200_000) * 3
     packed = bz2.compress(content[:300_000]) + bz2.compress(content[300_000:])  # two streams
-    last = RunningHop(tmp_path / "d2")
+    last = RunningHop(tmp_path / "d2", position=2)
     first = RunningHop(tmp_path / "d1", downstream=[last.address])
     send_stream(first.address, packed, header=make_header(packed, compression="BZ2", content=content))
     assert first.wait().verified and last.wait().verified
@@ -165,7 +166,7 @@ def test_bz2_stream_is_decompressed_for_the_disk_and_forwarded_compressed(tmp_pa
 
 
 def test_disk_error_keeps_forwarding_to_next_hop(tmp_path, image):
-    last = RunningHop(tmp_path / "d2")
+    last = RunningHop(tmp_path / "d2", position=2)
     first = RunningHop(tmp_path / "no-such-dir" / "d1", downstream=[last.address])
     send_stream(first.address, image)
     bad, good = first.wait(), last.wait()

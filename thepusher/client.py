@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Optional, Tuple
 
+from thepusher import wire
 from thepusher.hop import Hop, HopConfig
 from thepusher.master.server import DEFAULT_PORT
 from thepusher.target import Target
@@ -65,6 +66,24 @@ class MasterLink:
         if resp.status >= 400:
             raise MasterRefused(f"master refused {path}: {answer.get('error', resp.status)}")
         return answer
+
+
+    def fetch_range(self, session: str, secret: bytes, offset: int, length: int, timeout: float):
+        """Open the master's copy of stream bytes [offset, offset+length) for a gap fill."""
+        conn = http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout,
+            source_address=(self.bind, 0) if self.bind else None,
+        )
+        query = f"session={session}&offset={offset}&length={length}"
+        conn.request("GET", f"/api/range?{query}", headers={
+            "X-Thepusher-Auth": wire.range_mac(secret, session, offset, length),
+        })
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise wire.ProtocolError(
+                f"master refused bytes {offset}+{length}: {resp.status} {resp.read(500)!r}"
+            )
+        return resp
 
 
 def split_host_port(text: str, default_port: int) -> Tuple[str, int]:
@@ -195,10 +214,15 @@ class Client:
                 return answer
 
     def _receive(self, start: dict, destination: str, task: dict) -> int:
+        secret = bytes.fromhex(start["secret"])
         config = HopConfig(
             session=start["session"],
-            secret=bytes.fromhex(start["secret"]),
+            secret=secret,
+            position=start["position"],
             downstream=[(h, p) for h, p in start["downstream"]],
+            fetch_range=lambda offset, length: self.link.fetch_range(
+                start["session"], secret, offset, length, float(start["io_timeout"])
+            ),
             accept_timeout=float(start["accept_timeout"]),
             io_timeout=float(start["io_timeout"]),
             source=self.bind,
@@ -220,6 +244,8 @@ class Client:
             final["sha256"] = hop.digest
             self._report(start, "DONE", final, final=True)
             log.info("DONE: %s verified, sha256 %s", destination, hop.digest)
+            for host, reason in hop.skipped:
+                log.warning("skipped next hop %s: %s", host, reason)
             if hop.forward_error:
                 log.warning("the next hop did not get the image: %s", hop.forward_error)
             error = run_script("postImage", task.get("postImage", ""), self.link.host)
@@ -283,6 +309,7 @@ class Progress:
             "bytes_total": self.total,
             "rate": self.rate,
             "queues": self.hop.queue_fill(),
+            "skipped": [list(entry) for entry in self.hop.skipped],
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "max_rss_kb": usage.ru_maxrss,
         }

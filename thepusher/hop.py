@@ -7,12 +7,19 @@ pool when both have released it, so the pool size bounds memory and a slow disk 
 slow downstream slows the reader, and through TCP the whole chain: backpressure, not
 buffering.
 
-Failures stay where they happen: a disk error stops this hop's writing but not its
-forwarding; a dead downstream stops forwarding but not writing; only a broken
-upstream ends everything, and then without an END record nobody downstream can
-finish either.
+Failures stay where they happen, and the chain heals around dead hops:
+- a disk error stops this hop's writing, never its forwarding;
+- a dead or stopped downstream is skipped: the forwarder's Link (relay.py) connects to
+  the next live hop and replays, from a window of recently sent records, everything
+  that hop lacks;
+- a dead upstream makes the reader wait for another one (an earlier hop skipping the
+  dead one connects here); any bytes older than that hop's window are fetched from the
+  master. Only if nobody takes over in time does this hop end in ERROR, and then
+  without an END record nobody downstream can finish either.
 """
 
+import collections
+import dataclasses
 import hashlib
 import logging
 import queue
@@ -20,10 +27,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 from thepusher import wire
 from thepusher.decode import DecodeError, Decoder
+from thepusher.relay import Link, LinkBroken, NoHopLeft
 from thepusher.target import ZEROS, Target, TargetError
 
 log = logging.getLogger("thepusher.hop")
@@ -38,11 +46,16 @@ class HopConfig:
 
     session: str
     secret: bytes
-    downstream: List[Address] = field(default_factory=list)
-    buffers: int = 32
+    position: int = 1  # our place in the chain; upstreams have lower positions
+    downstream: List[Address] = field(default_factory=list)  # every hop after us, in order
+    buffers: int = 32  # records in flight between reader, writer and forwarder
+    window: int = 48 << 20  # bytes of sent records kept to replay after a skip
     accept_timeout: float = 60.0
     io_timeout: float = 30.0
     source: Optional[str] = None
+    # Fetches stream bytes [offset, offset+length) from the master (gap fill): returns
+    # an object with readinto(), e.g. an HTTP response.
+    fetch_range: Optional[Callable[[int, int], Any]] = None
 
 
 class Chunk:
@@ -66,6 +79,19 @@ class Chunk:
     @property
     def payload(self) -> memoryview:
         return self.view[wire.HEAD_SIZE :]
+
+    @property
+    def end(self) -> int:
+        """First stream byte after this record (END and KEEPALIVE carry no stream bytes)."""
+        return self.offset + self.length if self.kind in (wire.DATA, wire.ZERO) else self.offset
+
+    def tail_from(self, start: int) -> List:
+        """What to send so the receiver gets this record from stream byte `start` on."""
+        if start <= self.offset or self.kind not in (wire.DATA, wire.ZERO):
+            return [self.view]
+        skip = start - self.offset
+        head = wire.pack_head(self.kind, self.length - skip, start)
+        return [head] if self.kind == wire.ZERO else [head, self.payload[skip:]]
 
     def release(self) -> None:
         with self._lock:
@@ -103,6 +129,10 @@ class Failure:
         self.reason = reason
 
 
+class HopAbort(Exception):
+    """No (further) upstream came within the accept timeout."""
+
+
 class Hop:
     """Receive one round's stream on `listener`, write it to `target`, forward it on."""
 
@@ -119,18 +149,26 @@ class Hop:
         self.disk_error: Optional[str] = None
         self.stream_error: Optional[str] = None
         self.forward_error: Optional[str] = None
+        self.skipped: List[Tuple[str, str]] = []  # (host, reason) of downstream hops we skipped
         self.digest: Optional[str] = None
         self.verified = False
         self.done = threading.Event()
         self._forwarding = bool(config.downstream)
         self._reader_finished = False
+        self._offers: "queue.Queue" = queue.Queue()  # authenticated upstream connections
+        self._upstream_ok = False  # while True, other would-be upstreams are refused
 
     # -- lifecycle -----------------------------------------------------------
 
     def run(self) -> None:
-        """Accept the upstream, then carry the stream to the end; always sets `done`."""
+        """Carry the round from the first upstream to the end; always sets `done`."""
+        acceptor = threading.Thread(target=self._acceptor, name="hop-acceptor", daemon=True)
+        acceptor.start()
         try:
-            sock = self._accept_upstream()
+            sock = self._take_upstream(0, None)
+            self._prepare_disk()
+            records = -(-self.config.window // self.header.record_size) if self._forwarding else 0
+            self.pool = BufferPool(self.config.buffers + records + 1, self.header.record_size)
             threads = [
                 threading.Thread(target=self._reader, args=(sock,), name="hop-reader", daemon=True),
                 threading.Thread(target=self._writer, name="hop-writer", daemon=True),
@@ -150,6 +188,7 @@ class Hop:
             self.stream_error = self.stream_error or f"hop failed: {e}"
         finally:
             self.done.set()
+            acceptor.join()
 
     @property
     def error(self) -> Optional[str]:
@@ -162,34 +201,32 @@ class Hop:
         pool = self.pool
         return {
             "pool_in_use": pool.in_use() if pool else 0,
-            "pool_size": self.config.buffers,
+            "pool_size": pool.count if pool else 0,
             "write_queue": self.write_q.qsize(),
             "forward_queue": self.forward_q.qsize(),
         }
 
-    # -- control: accepting an authenticated upstream ---------------------------
+    # -- control: who may be our upstream ----------------------------------------
 
-    def _accept_upstream(self) -> socket.socket:
-        """Wait for a connection that proves it holds this round's secret.
+    def _acceptor(self) -> None:
+        """Answer every connection on our data port for the whole round.
 
-        Anything else (garbage, a wrong secret, an old round's header) is refused and
-        logged, and we keep waiting until the accept deadline: nothing it sent has
-        been written anywhere.
+        Only a connection that proves it holds this round's secret (HMAC over our
+        fresh nonce), comes from earlier in the chain and describes the same stream is
+        offered to the reader, and only while the reader has no working upstream.
+        Everything else is refused and logged; nothing it sent is written anywhere.
         """
-        deadline = time.monotonic() + self.config.accept_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HopAbort(
-                    f"no upstream connected within {self.config.accept_timeout:.0f} s"
-                )
-            self.listener.settimeout(remaining)
+        self.listener.settimeout(0.5)
+        while not self.done.is_set():
             try:
                 sock, peer = self.listener.accept()
             except socket.timeout:
                 continue
+            except OSError as e:
+                log.error("data port failed: %s", e)
+                return
             # A peer gets a short while to prove itself, so an idle connection cannot
-            # keep the real upstream waiting in the backlog for long.
+            # keep the real upstream waiting for long.
             sock.settimeout(min(HANDSHAKE_TIMEOUT, self.config.io_timeout))
             try:
                 wire.tune(sock)
@@ -197,12 +234,10 @@ class Hop:
                 wire.send_hello(sock, nonce)
                 raw, mac = wire.recv_header(sock)
                 header = wire.verify_header(raw, mac, self.config.secret, nonce)
-                if header.session != self.config.session:
-                    raise wire.ProtocolError(
-                        f"header is for session {header.session}, expected {self.config.session}"
-                    )
-                if header.offset != 0:
-                    raise wire.ProtocolError("resuming a stream is not supported by this hop")
+                self._check_offer(header)
+            except wire.Probe:
+                sock.close()
+                continue
             except (wire.ProtocolError, OSError) as e:
                 log.warning("refused data connection from %s:%s: %s", peer[0], peer[1], e)
                 try:
@@ -211,13 +246,54 @@ class Hop:
                     pass
                 sock.close()
                 continue
-            sock.settimeout(self.config.io_timeout)
-            self.header = header
-            self.upstream = peer[0]
-            self._prepare_disk()
-            self.pool = BufferPool(self.config.buffers, header.record_size)
-            wire.send_accept(sock, 0)
-            log.info("receiving %s from %s (%d bytes)", header.image, peer[0], header.stream_size)
+            self._offers.put((sock, header, peer[0]))
+
+    def _check_offer(self, header: wire.StreamHeader) -> None:
+        if header.session != self.config.session:
+            raise wire.ProtocolError(
+                f"header is for session {header.session}, expected {self.config.session}"
+            )
+        if header.sender >= self.config.position:
+            raise wire.ProtocolError(
+                f"sender at chain position {header.sender} is not upstream of us "
+                f"(position {self.config.position})"
+            )
+        if self.header is not None and _facts(header) != _facts(self.header):
+            raise wire.ProtocolError("header describes a different stream than this round's")
+        if self._upstream_ok:
+            raise wire.ProtocolError(f"this hop's upstream {self.upstream} is working")
+
+    def _take_upstream(self, expected: int, why: Optional[str]) -> socket.socket:
+        """Wait for an offered upstream, tell it the first byte we lack, and use it."""
+        self._upstream_ok = False
+        deadline = time.monotonic() + self.config.accept_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if why is None:
+                    raise HopAbort(f"no upstream connected within {self.config.accept_timeout:.0f} s")
+                raise HopAbort(
+                    f"{why}, and no other upstream took over within "
+                    f"{self.config.accept_timeout:.0f} s"
+                )
+            try:
+                sock, header, host = self._offers.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+            try:
+                sock.settimeout(self.config.io_timeout)
+                wire.send_accept(sock, expected)
+            except OSError as e:
+                log.warning("upstream %s vanished before we answered: %s", host, e)
+                sock.close()
+                continue
+            if self.header is None:
+                self.header = header
+                log.info("receiving %s from %s (%d bytes)", header.image, host, header.stream_size)
+            else:
+                log.warning("%s; continuing at byte %d from upstream %s", why, expected, host)
+            self.upstream = host
+            self._upstream_ok = True
             return sock
 
     def _prepare_disk(self) -> None:
@@ -232,67 +308,127 @@ class Hop:
     # -- the three data threads ------------------------------------------------
 
     def _reader(self, sock: socket.socket) -> None:
-        """Socket -> pooled buffers -> both queues, checking every record's place."""
+        """Upstream -> pooled buffers -> both queues, checking every record's place.
+
+        When the upstream breaks, wait for another one; it resends from the first
+        byte we lack, or from later, and then the gap comes from the master.
+        """
         expected = 0
-        stream_size = self.header.stream_size
+        size = self.header.stream_size
+        fresh = True  # first record on this connection: it may start past `expected`
         try:
             while True:
-                buf = self._get_buffer()
-                view = memoryview(buf)
                 try:
-                    wire.recv_exact(sock, view[: wire.HEAD_SIZE])
-                    kind, length, offset = wire.unpack_head(buf)
-                    self._check_record(kind, length, offset, expected, len(buf))
-                    if kind != wire.ZERO:
-                        wire.recv_exact(sock, view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
-                finally:
-                    view.release()
-                if kind in (wire.DATA, wire.ZERO):
-                    expected += length
-                self._dispatch(Chunk(self.pool, buf, kind, length, offset, self._consumers()))
-                if kind == wire.END:
+                    chunk = self._read_record(sock, expected, fresh)
+                except (wire.ProtocolError, OSError) as e:
+                    sock.close()
+                    sock = self._take_upstream(expected, self._describe_break(e, expected))
+                    fresh = True
+                    continue
+                fresh = False
+                if chunk is None:
+                    continue
+                if chunk.offset > expected:
+                    self._fill_gap(expected, chunk.offset)
+                    expected = chunk.offset
+                expected = chunk.end
+                self._dispatch(chunk)
+                if chunk.kind == wire.END:
                     return
-        except wire.PeerClosed:
-            self._fail(
-                f"stream ended at byte {expected} of {stream_size} "
-                f"(upstream {self.upstream} closed the connection)"
-            )
-        except socket.timeout:
-            self._fail(
-                f"stream stalled at byte {expected} of {stream_size}: nothing from upstream "
-                f"{self.upstream} for {self.config.io_timeout:.0f} s"
-            )
+        except HopAbort as e:
+            self._fail(str(e))
         except Exception as e:  # noqa: BLE001 - any failure must reach both consumers
-            self._fail(f"stream from {self.upstream} broken at byte {expected} of {stream_size}: {e}")
+            self._fail(f"stream from {self.upstream} broken at byte {expected} of {size}: {e}")
         finally:
             self._reader_finished = True
+            self._upstream_ok = True  # refuse further offers: we are done reading
             sock.close()
 
-    def _check_record(self, kind: int, length: int, offset: int, expected: int, room: int) -> None:
+    def _describe_break(self, e: Exception, expected: int) -> str:
+        size = self.header.stream_size
+        if isinstance(e, wire.PeerClosed):
+            return (f"stream ended at byte {expected} of {size} "
+                    f"(upstream {self.upstream} closed the connection)")
+        if isinstance(e, socket.timeout):
+            return (f"stream stalled at byte {expected} of {size}: nothing from upstream "
+                    f"{self.upstream} for {self.config.io_timeout:.0f} s")
+        return f"stream from {self.upstream} broken at byte {expected} of {size}: {e}"
+
+    def _read_record(self, sock: socket.socket, expected: int, fresh: bool) -> Optional[Chunk]:
+        """One record into a pooled buffer; None for a keep-alive (consumed here)."""
+        buf = self._get_buffer()
+        view = memoryview(buf)
+        try:
+            wire.recv_exact(sock, view[: wire.HEAD_SIZE])
+            kind, length, offset = wire.unpack_head(buf)
+            self._check_record(kind, length, offset, expected, fresh, len(buf))
+            if kind == wire.KEEPALIVE:
+                self.pool.put(buf)
+                return None
+            if kind != wire.ZERO:
+                wire.recv_exact(sock, view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
+        except BaseException:
+            view.release()
+            self.pool.put(buf)
+            raise
+        view.release()
+        return Chunk(self.pool, buf, kind, length, offset, self._consumers())
+
+    def _check_record(
+        self, kind: int, length: int, offset: int, expected: int, fresh: bool, room: int
+    ) -> None:
         header = self.header
-        if offset != expected and kind != wire.KEEPALIVE:
+        if kind == wire.KEEPALIVE:
+            if length:
+                raise wire.ProtocolError("keep-alive record with a payload")
+            return
+        if offset != expected and not (fresh and offset > expected):
             raise wire.ProtocolError(f"record at stream byte {offset}, expected byte {expected}")
         if kind == wire.DATA and length > room - wire.HEAD_SIZE:
             raise wire.ProtocolError(
                 f"record of {length} bytes exceeds the announced record size {header.record_size}"
             )
-        if kind in (wire.DATA, wire.ZERO) and expected + length > header.stream_size:
+        if kind in (wire.DATA, wire.ZERO) and offset + length > header.stream_size:
             raise wire.ProtocolError(f"stream runs past its announced size {header.stream_size}")
         if kind == wire.ZERO and header.compression != "NONE":
             raise wire.ProtocolError("zero-run record in a compressed stream")
         if kind == wire.END and offset != header.stream_size:
             raise wire.ProtocolError(f"END record at byte {offset}, stream size is {header.stream_size}")
-        if kind == wire.KEEPALIVE and length:
-            raise wire.ProtocolError("keep-alive record with a payload")
+
+    def _fill_gap(self, start: int, stop: int) -> None:
+        """Bytes our new upstream no longer holds come from the master, as DATA records."""
+        if self.config.fetch_range is None:
+            raise wire.ProtocolError(f"stream resumed at byte {stop}, we lack bytes from {start}")
+        log.warning("fetching stream bytes %d-%d from the master", start, stop)
+        body = self.config.fetch_range(start, stop - start)
+        step = self.header.record_size
+        pos = start
+        while pos < stop:
+            n = min(step, stop - pos)
+            buf = self._get_buffer()
+            view = memoryview(buf)
+            try:
+                wire.RECORD_HEAD.pack_into(buf, 0, wire.DATA, n, pos)
+                got = 0
+                while got < n:
+                    k = body.readinto(view[wire.HEAD_SIZE + got : wire.HEAD_SIZE + n])
+                    if not k:
+                        raise wire.ProtocolError(f"master sent only {pos + got - start} of {stop - start} gap bytes")
+                    got += k
+            except BaseException:
+                view.release()
+                self.pool.put(buf)
+                raise
+            view.release()
+            self._dispatch(Chunk(self.pool, buf, wire.DATA, n, pos, self._consumers()))
+            pos += n
 
     def _get_buffer(self) -> bytearray:
         """Wait for a free buffer; waiting long means our own writer or forwarder is stuck."""
         try:
             return self.pool.get(timeout=self.config.io_timeout * 2)
         except queue.Empty:
-            raise wire.ProtocolError(
-                "no buffer freed for a long time (writer or forwarder stuck)"
-            ) from None
+            raise HopAbort("no buffer freed for a long time (writer or forwarder stuck)") from None
 
     def _consumers(self) -> int:
         return 2 if self._forwarding else 1
@@ -314,7 +450,9 @@ class Hop:
         sha = hashlib.sha256()
         decoder = Decoder(self.header.compression) if self.disk_error is None else None
         while True:
-            item = self._next(self.write_q)
+            item = self._next(self.write_q, self.config.io_timeout)
+            if item is None:
+                continue
             if isinstance(item, Failure):
                 self._close_target()
                 return
@@ -359,9 +497,7 @@ class Hop:
         if digest != self.header.content_sha256:
             raise wire.ProtocolError("END record digest differs from the header's")
         if self.digest != digest:
-            raise wire.ProtocolError(
-                f"digest mismatch: wrote {self.digest}, image is {digest}"
-            )
+            raise wire.ProtocolError(f"digest mismatch: wrote {self.digest}, image is {digest}")
         self.verified = True
 
     def _close_target(self) -> None:
@@ -371,55 +507,80 @@ class Hop:
             self.disk_error = self.disk_error or f"closing {self.target.path} failed: {e}"
 
     def _forwarder(self) -> None:
-        """Queue -> downstream socket, the same bytes that came in."""
-        sock = None
-        try:
-            sock = self._connect_downstream()
-        except (OSError, wire.ProtocolError) as e:
-            self.forward_error = f"cannot reach next hop {self.config.downstream[0][0]}: {e}"
-            log.error("%s", self.forward_error)
-        while True:
-            item = self._next(self.forward_q)
-            if isinstance(item, Failure):
-                break
-            if sock is not None:
-                try:
-                    sock.sendall(item.view)
-                except OSError as e:
-                    self.forward_error = (
-                        f"sending to next hop {self.config.downstream[0][0]} failed at "
-                        f"stream byte {item.offset}: {e}"
-                    )
-                    log.error("%s", self.forward_error)
-                    sock.close()
-                    sock = None
-            kind = item.kind
-            item.release()
-            if kind == wire.END:
-                break
-        if sock is not None:
-            sock.close()
+        """Queue -> the first live downstream hop: the same bytes that came in.
 
-    def _connect_downstream(self) -> socket.socket:
-        address = self.config.downstream[0]
-        header = self.header
-        sock, resume = wire.connect(
-            address, header, self.config.secret, self.config.io_timeout, self.config.source
+        Sent records stay in `window` (up to config.window bytes) so that after a skip
+        the next hop can be given everything it lacks without asking anyone else.
+        """
+        header = dataclasses.replace(self.header, sender=self.config.position, offset=0)
+        link = Link(
+            self.config.downstream, header, self.config.secret, self.config.io_timeout,
+            self.config.source, on_skip=lambda host, reason: self.skipped.append((host, reason)),
         )
-        if resume != 0:
-            sock.close()
-            raise wire.ProtocolError(f"next hop asked to resume at byte {resume}")
-        return sock
+        window: Deque[Chunk] = collections.deque()
+        held = 0
+        live = self._heal(link, window, first=True)
+        idle = max(1.0, self.config.io_timeout / 3)
+        try:
+            while True:
+                item = self._next(self.forward_q, idle)
+                if isinstance(item, Failure):
+                    return
+                if item is not None:
+                    window.append(item)
+                    held += item.length if item.kind != wire.END else 0
+                    while held > self.config.window and len(window) > 1:
+                        old = window.popleft()
+                        held -= old.length if old.kind != wire.END else 0
+                        old.release()
+                if live:
+                    try:
+                        if item is None:
+                            link.send(wire.pack_head(wire.KEEPALIVE, 0, 0), 0)
+                        else:
+                            for part in item.tail_from(item.offset):
+                                link.send(part, item.offset)
+                    except LinkBroken as e:
+                        link.skip(str(e))
+                        live = self._heal(link, window)
+                if item is not None and item.kind == wire.END:
+                    return
+        finally:
+            link.close()
+            for chunk in window:
+                chunk.release()
 
-    def _next(self, q: "queue.Queue"):
-        """Wait for the next item; the reader ends every stream with END or a Failure."""
+    def _heal(self, link: Link, window: Deque[Chunk], first: bool = False) -> bool:
+        """Connect to the next hop that takes the stream and replay what it lacks."""
         while True:
             try:
-                return q.get(timeout=self.config.io_timeout)
-            except queue.Empty:
-                if self._reader_finished and q.empty():
-                    return Failure("reader stopped without a final record")
+                resume = link.open()
+            except NoHopLeft as e:
+                self.forward_error = str(e) if first else f"{e}; forwarding stopped"
+                log.error("%s", self.forward_error)
+                return False
+            if first:
+                return True
+            try:
+                for chunk in window:
+                    if chunk.end > resume or chunk.kind == wire.END:
+                        for part in chunk.tail_from(resume):
+                            link.send(part, max(resume, chunk.offset))
+                return True
+            except LinkBroken as e:
+                link.skip(str(e))
+
+    def _next(self, q: "queue.Queue", timeout: float):
+        """The next item, or None after `timeout`; a Failure once the reader is gone."""
+        try:
+            return q.get(timeout=timeout)
+        except queue.Empty:
+            if self._reader_finished and q.empty():
+                return Failure("reader stopped without a final record")
+            return None
 
 
-class HopAbort(Exception):
-    """The hop ended before any data arrived."""
+def _facts(header: wire.StreamHeader) -> tuple:
+    """What must be equal between two upstreams' headers: the same stream, the same round."""
+    return (header.session, header.image, header.stream_size, header.content_size,
+            header.content_sha256, header.compression, header.record_size)

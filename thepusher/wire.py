@@ -26,6 +26,7 @@ HELLO_MAGIC = b"TPH1"
 HEADER_MAGIC = b"TPHD"
 ACCEPT_MAGIC = b"TPOK"
 REJECT_MAGIC = b"TPNO"
+PROBE_MAGIC = b"TPPR"  # sent instead of a header: "are you alive?", then close
 NONCE_SIZE = 16
 MAC_SIZE = 32
 MAX_HEADER = 64 * 1024
@@ -69,6 +70,7 @@ class StreamHeader:
     compression: str = "NONE"
     record_size: int = DEFAULT_RECORD_SIZE
     offset: int = 0
+    sender: int = 0  # the sender's place in the chain: 0 is the master, 1 the first client
     version: int = PROTOCOL_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -90,13 +92,13 @@ class StreamHeader:
         types = {
             "session": str, "image": str, "stream_size": int, "content_size": int,
             "content_sha256": str, "compression": str, "record_size": int, "offset": int,
-            "extra": dict,
+            "sender": int, "extra": dict,
         }
         for key, kind in types.items():
             value = data.get(key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ProtocolError(f"header field {key!r} missing or not {kind.__name__}")
-        for key in ("stream_size", "content_size", "offset"):
+        for key in ("stream_size", "content_size", "offset", "sender"):
             if data[key] < 0:
                 raise ProtocolError(f"header field {key!r} is negative")
         if not 0 < data["record_size"] <= MAX_RECORD:
@@ -105,6 +107,12 @@ class StreamHeader:
         if unknown:
             raise ProtocolError(f"header has unknown fields {sorted(unknown)}")
         return cls(**data)
+
+
+def range_mac(secret: bytes, session: str, offset: int, length: int) -> str:
+    """Authenticates a hop's request to the master for a range of the stream (gap fill)."""
+    msg = f"thepusher-range-v1:{session}:{offset}:{length}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 def header_mac(secret: bytes, nonce: bytes, raw_header: bytes) -> bytes:
@@ -149,9 +157,16 @@ def send_header(sock: socket.socket, header: StreamHeader, secret: bytes, nonce:
     sock.sendall(HEADER_MAGIC + struct.pack("!I", len(raw)) + raw + header_mac(secret, nonce, raw))
 
 
+class Probe(Exception):
+    """The peer only asked whether we are alive."""
+
+
 def recv_header(sock: socket.socket) -> Tuple[bytes, bytes]:
     """Return (raw header, mac) without trusting either; the caller checks the MAC first."""
-    head = recv_bytes(sock, 8)
+    magic = recv_bytes(sock, 4)
+    if magic == PROBE_MAGIC:
+        raise Probe()
+    head = magic + recv_bytes(sock, 4)
     if head[:4] != HEADER_MAGIC:
         raise ProtocolError(f"expected a stream header, got {head[:4]!r}")
     (length,) = struct.unpack("!I", head[4:])

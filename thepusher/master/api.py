@@ -30,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
             "/": self.get_index,
             "/api/status": self.get_status,
             "/api/next": self.get_next,
+            "/api/range": self.get_range,
         })
 
     def do_POST(self) -> None:
@@ -58,6 +59,30 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise ApiError(400, "wait must be a number of seconds") from None
         self._json(200, self.server.controller.next_action(self._host(), wait))
+
+    def get_range(self) -> None:
+        """Stream bytes a hop lacks after a skip (gap fill), straight from the image file."""
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            session = query["session"][0]
+            offset = int(query["offset"][0])
+            length = int(query["length"][0])
+        except (KeyError, ValueError):
+            raise ApiError(400, "need session, offset and length") from None
+        mac = self.headers.get("X-Thepusher-Auth", "")
+        path = self.server.controller.image_range(session, offset, length, mac)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.flush()
+        with open(path, "rb") as f:
+            while length:
+                n = self.connection.sendfile(f, offset, length)
+                if n == 0:
+                    break
+                offset += n
+                length -= n
 
     def post_register(self) -> None:
         self._json(200, self.server.controller.register(self._host(), self._body()))

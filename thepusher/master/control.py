@@ -4,11 +4,13 @@ Every call validates its input and answers with a dict; errors a client can fix 
 raised as ApiError with an HTTP status and a sentence, never as a crash.
 """
 
+import hmac
 import secrets
 import threading
 import time
 from typing import Optional
 
+from thepusher import wire
 from thepusher.master.images import Catalog
 from thepusher.master.rounds import run_round
 from thepusher.master.state import FINAL, Client, Round, State
@@ -121,6 +123,11 @@ class Controller:
             c.queues = _get(body, "queues", dict, {})
             c.cpu_seconds = _get(body, "cpu_seconds", float)
             c.max_rss_kb = _get(body, "max_rss_kb", int)
+            for entry in _get(body, "skipped", list, []):
+                if isinstance(entry, list) and len(entry) == 2 and entry[0] in r.chain:
+                    skipped = st.clients[entry[0]]
+                    if skipped.state not in FINAL:
+                        st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
             if c.state in FINAL:
                 return {"ok": True}
             if state == "BUSY":
@@ -132,6 +139,24 @@ class Controller:
             else:
                 st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
             return {"ok": True}
+
+    def image_range(self, session: str, offset: int, length: int, mac: str) -> str:
+        """Authorise a hop's gap fill: the image path, if the range and its MAC are right."""
+        st = self.state
+        with st.lock:
+            r = next(
+                (r for r in st.rounds.values() if r.session == session and r.phase != "finished"),
+                None,
+            )
+            if r is None:
+                raise ApiError(404, "no running round with this session")
+            if not hmac.compare_digest(mac, wire.range_mac(r.secret, session, offset, length)):
+                raise ApiError(403, "range request not signed with this round's secret")
+            image = st.config.images[r.image]
+        facts = self.catalog.wait(r.image, 0)
+        if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
+            raise ApiError(416, f"range {offset}+{length} is outside the image")
+        return image.path
 
     # -- internals (lock held) -----------------------------------------------------
 

@@ -99,7 +99,10 @@ def _arm(ctl: "Controller", r: Round):
             if host not in r.armed and st.clients[host].state not in FINAL:
                 st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
         r.phase = "streaming"
-    return Source(image.path, header, r.secret, addresses[0], t.io_timeout)
+    return Source(
+        image.path, header, r.secret, addresses, t.io_timeout,
+        on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
+    )
 
 
 def _stream(ctl: "Controller", r: Round, source: Source) -> None:

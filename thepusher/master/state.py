@@ -122,6 +122,13 @@ class State:
         c.error = error
         self.changed.notify_all()
 
+    def mark_skipped(self, r: Round, host: str, by: str, reason: str) -> None:
+        """A hop skipped `host` in round `r`: it cannot end with a verified copy."""
+        with self.lock:
+            c = self.clients.get(host)
+            if c is not None and host in r.chain and c.state not in FINAL:
+                self.set_state(c, "ERROR", f"skipped by {by}: {reason}")
+
     def active_round(self, host: str) -> Optional[Round]:
         c = self.clients.get(host)
         if c is None or c.group is None:

@@ -1,16 +1,16 @@
 """The head of the chain: the master sends the image file to the first hop.
 
 The master never copies image bytes through Python: each record is a 16-byte head
-(sent with MSG_MORE so it rides in the payload's first segment) followed by the file
-range via sendfile(2).
+followed by the file range via sendfile(2).
 """
 
 import logging
 import os
 import socket
-from typing import Tuple
+from typing import Callable, List, Tuple
 
 from thepusher import wire
+from thepusher.relay import Link, LinkBroken, NoHopLeft
 
 log = logging.getLogger("thepusher.stream")
 
@@ -20,68 +20,69 @@ class StreamFailed(Exception):
 
 
 class Source:
-    """Stream one image file to `address`; `sent` tracks progress for the status page."""
+    """Stream one image file down the chain; `sent` tracks progress for the status page.
+
+    The master holds the whole file, so after skipping a dead first hop it simply
+    resumes from whatever byte the next hop asks for.
+    """
 
     def __init__(
         self,
         path: str,
         header: wire.StreamHeader,
         secret: bytes,
-        address: Tuple[str, int],
+        hops: List[Tuple[str, int]],
         timeout: float,
+        on_skip: Callable[[str, str], None],
     ) -> None:
         self.path = path
         self.header = header
-        self.secret = secret
-        self.address = address
-        self.timeout = timeout
+        self.link = Link(hops, header, secret, timeout, on_skip=on_skip)
         self.sent = 0
 
     def run(self) -> None:
-        host = self.address[0]
-        try:
-            sock, resume = wire.connect(self.address, self.header, self.secret, self.timeout)
-        except (OSError, wire.ProtocolError) as e:
-            raise StreamFailed(f"cannot start the stream to first hop {host}: {e}") from None
-        try:
-            if resume != 0:
-                raise StreamFailed(f"first hop {host} asked to resume at byte {resume}")
-            with open(self.path, "rb") as f:
-                self._send_records(sock, f)
-            sock.sendall(
-                wire.end_record(
-                    self.header.stream_size, self.header.content_sha256, self.header.content_size
-                )
-            )
-            self._await_close(sock)
-        except OSError as e:
-            raise StreamFailed(
-                f"stream to first hop {host} broke at byte {self.sent} of "
-                f"{self.header.stream_size}: {e}"
-            ) from None
-        finally:
-            sock.close()
+        size = self.header.stream_size
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size != size:
+                raise StreamFailed(f"image file {self.path} changed size since it was hashed")
+            try:
+                pos = self.link.open()
+                while True:
+                    try:
+                        self._send_from(f, pos)
+                        self.link.send(
+                            wire.end_record(size, self.header.content_sha256, self.header.content_size),
+                            size,
+                        )
+                        self._await_close()
+                        return
+                    except LinkBroken as e:
+                        self.link.skip(str(e))
+                        pos = self.link.open()
+            except NoHopLeft:
+                raise StreamFailed(
+                    f"no hop of the chain took the stream (skipped: "
+                    f"{', '.join(h for h, _ in self.link.skipped) or 'none'})"
+                ) from None
+            finally:
+                self.link.close()
 
-    @staticmethod
-    def _await_close(sock: socket.socket) -> None:
+    def _send_from(self, f, pos: int) -> None:
+        size = self.header.stream_size
+        step = self.header.record_size
+        while pos < size:
+            n = min(step, size - pos)
+            self.link.send(wire.pack_head(wire.DATA, n, pos), pos)
+            self.link.sendfile(f, pos, n)
+            pos += n
+            self.sent = max(self.sent, pos)
+
+    def _await_close(self) -> None:
         """Let the hop close first so the END record is not lost to a reset; its own
         report, not this wait, decides whether it succeeded."""
+        sock = self.link.sock
         try:
             sock.shutdown(socket.SHUT_WR)
             sock.recv(1)
         except OSError:
             pass
-
-    def _send_records(self, sock: socket.socket, f) -> None:
-        size = self.header.stream_size
-        if os.fstat(f.fileno()).st_size != size:
-            raise StreamFailed(f"image file {self.path} changed size since it was hashed")
-        step = self.header.record_size
-        more = getattr(socket, "MSG_MORE", 0)
-        while self.sent < size:
-            n = min(step, size - self.sent)
-            sock.sendall(wire.pack_head(wire.DATA, n, self.sent), more)
-            done = sock.sendfile(f, self.sent, n)
-            if done != n:
-                raise StreamFailed(f"image file {self.path} shrank while streaming at byte {self.sent + done}")
-            self.sent += n

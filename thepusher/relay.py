@@ -1,0 +1,150 @@
+"""The sending end of a data connection, which heals: it always feeds the first live hop.
+
+Both the master (the chain's source) and every forwarding hop send through a Link. It
+knows the ordered list of hops after the sender. When the current one dies (reset,
+EOF) or makes no progress for the I/O timeout and does not answer a liveness probe,
+the Link gives up on it, reports it as skipped, and connects to the next one, which
+answers with the first stream byte it lacks; the caller then resends from there.
+A slow hop that still answers the probe is waited for, never skipped.
+"""
+
+import logging
+import os
+import select
+import socket
+import time
+from typing import Callable, List, Optional, Tuple
+
+from thepusher import wire
+
+log = logging.getLogger("thepusher.relay")
+
+Address = Tuple[str, int]
+PROBE_TIMEOUT = 3.0
+
+
+class LinkBroken(Exception):
+    """The current hop is gone; call `Link.skip()` and `Link.open()`."""
+
+
+class NoHopLeft(Exception):
+    """Every hop after this sender is skipped or refused the stream."""
+
+
+def probe(address: Address, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Is a hop alive? Its listener answers HELLO from a control thread even while its
+    data threads are busy or blocked on a slow disk; a stopped or dead one cannot."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as s:
+            wire.recv_hello(s)
+            s.sendall(wire.PROBE_MAGIC)
+        return True
+    except (OSError, wire.ProtocolError):
+        return False
+
+
+class Link:
+    def __init__(
+        self,
+        hops: List[Address],
+        header: wire.StreamHeader,
+        secret: bytes,
+        timeout: float,
+        source: Optional[str] = None,
+        on_skip: Optional[Callable[[str, str], None]] = None,
+        connect_tries: int = 3,
+    ) -> None:
+        self.hops = hops
+        self.header = header
+        self.secret = secret
+        self.timeout = timeout
+        self.source = source
+        self.on_skip = on_skip or (lambda host, reason: None)
+        self.connect_tries = connect_tries
+        self.index = 0
+        self.sock: Optional[socket.socket] = None
+        self.skipped: List[Tuple[str, str]] = []
+
+    @property
+    def host(self) -> str:
+        return self.hops[self.index][0] if self.index < len(self.hops) else "-"
+
+    def open(self) -> int:
+        """Connect to the first hop that takes the stream; return the offset it wants."""
+        while self.index < len(self.hops):
+            address = self.hops[self.index]
+            error = ""
+            for attempt in range(self.connect_tries):
+                try:
+                    self.sock, resume = wire.connect(
+                        address, self.header, self.secret, self.timeout, self.source
+                    )
+                    self.sock.settimeout(self.timeout)
+                    return resume
+                except (OSError, wire.ProtocolError) as e:
+                    error = str(e)
+                    # A hop that refused us may still be waiting out its dead upstream's
+                    # silence: give it a moment before moving on.
+                    if attempt + 1 < self.connect_tries:
+                        wait = min(self.timeout, 2.0 * (attempt + 1))
+                        log.info("next hop %s: %s; trying again in %.0f s", address[0], e, wait)
+                        time.sleep(wait)
+            self.skip(f"could not take the stream: {error}")
+        raise NoHopLeft("no hop after this one takes the stream")
+
+    def skip(self, reason: str) -> None:
+        host = self.host
+        self.close()
+        log.warning("skipping hop %s: %s", host, reason)
+        self.skipped.append((host, reason))
+        self.on_skip(host, reason)
+        self.index += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def send(self, data, offset: int) -> None:
+        """Send all of `data` (stream byte `offset` is where it starts, for messages)."""
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.sock.send(view)
+            except socket.timeout:
+                self._stalled(offset)
+                continue
+            except OSError as e:
+                raise LinkBroken(f"send failed at stream byte {offset}: {e}") from None
+            view = view[n:]
+
+    def sendfile(self, f, file_offset: int, count: int) -> None:
+        """Send `count` bytes of file `f` from `file_offset` with sendfile(2): no copy."""
+        while count:
+            try:
+                n = os.sendfile(self.sock.fileno(), f.fileno(), file_offset, count)
+            except BlockingIOError:
+                n = 0
+            except socket.timeout:
+                n = 0
+            except OSError as e:
+                raise LinkBroken(f"send failed at stream byte {file_offset}: {e}") from None
+            if n == 0:
+                if not self._writable():
+                    self._stalled(file_offset)
+                continue
+            file_offset += n
+            count -= n
+
+    def _writable(self) -> bool:
+        _, w, _ = select.select([], [self.sock], [], self.timeout)
+        return bool(w)
+
+    def _stalled(self, offset: int) -> None:
+        """No progress for the I/O timeout: slow (alive) means wait on, stopped means skip."""
+        if probe(self.hops[self.index]):
+            log.info("next hop %s is slow but alive at stream byte %d; waiting", self.host, offset)
+            return
+        raise LinkBroken(
+            f"no progress for {self.timeout:.0f} s at stream byte {offset} and no answer to a probe"
+        )
