@@ -152,6 +152,7 @@ class Client:
         self.bind = bind
         self.destination = destination
         self.listener = socket.create_server((bind or "", data_port), backlog=8)
+        self._streaming_until = 0.0
         self.data_port = self.listener.getsockname()[1]
 
     def run(self) -> int:
@@ -223,6 +224,7 @@ class Client:
             fetch_range=lambda offset, length: self.link.fetch_range(
                 start["session"], secret, offset, length, float(start["io_timeout"])
             ),
+            round_alive=lambda: time.monotonic() < self._streaming_until,
             accept_timeout=float(start["accept_timeout"]),
             io_timeout=float(start["io_timeout"]),
             source=self.bind,
@@ -262,7 +264,10 @@ class Client:
         body = dict(fields, state=state, session=start["session"])
         for attempt in range(5 if final else 1):
             try:
-                self.link.call("POST", "/api/report", body, timeout=5.0)
+                answer = self.link.call("POST", "/api/report", body, timeout=5.0)
+                if answer.get("streaming"):
+                    # Believe it for a while: a master that stops answering stops counting.
+                    self._streaming_until = time.monotonic() + 2 * float(start["io_timeout"])
                 return
             except (MasterUnreachable, MasterRefused) as e:
                 log.warning("report failed: %s", e)

@@ -56,6 +56,9 @@ class HopConfig:
     # Fetches stream bytes [offset, offset+length) from the master (gap fill): returns
     # an object with readinto(), e.g. an HTTP response.
     fetch_range: Optional[Callable[[int, int], Any]] = None
+    # True while the master is still streaming: hops upstream may still be healing
+    # towards us, so waiting for an upstream goes on past accept_timeout.
+    round_alive: Optional[Callable[[], bool]] = None
 
 
 class Chunk:
@@ -157,6 +160,7 @@ class Hop:
         self._reader_finished = False
         self._offers: "queue.Queue" = queue.Queue()  # authenticated upstream connections
         self._upstream_ok = False  # while True, other would-be upstreams are refused
+        self._healing = False  # the forwarder is looking for a live next hop
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -269,6 +273,8 @@ class Hop:
         deadline = time.monotonic() + self.config.accept_timeout
         while True:
             remaining = deadline - time.monotonic()
+            if remaining <= 0 and self.config.round_alive and self.config.round_alive():
+                deadline, remaining = time.monotonic() + 1.0, 1.0
             if remaining <= 0:
                 if why is None:
                     raise HopAbort(f"no upstream connected within {self.config.accept_timeout:.0f} s")
@@ -424,11 +430,20 @@ class Hop:
             pos += n
 
     def _get_buffer(self) -> bytearray:
-        """Wait for a free buffer; waiting long means our own writer or forwarder is stuck."""
-        try:
-            return self.pool.get(timeout=self.config.io_timeout * 2)
-        except queue.Empty:
-            raise HopAbort("no buffer freed for a long time (writer or forwarder stuck)") from None
+        """Wait for a free buffer. While the forwarder heals the chain that may take a
+        while (its waits are all bounded); otherwise a long wait means our own writer
+        is stuck on the disk."""
+        waited = 0.0
+        while True:
+            try:
+                return self.pool.get(timeout=self.config.io_timeout)
+            except queue.Empty:
+                waited = 0.0 if self._healing else waited + self.config.io_timeout
+                if waited >= 4 * self.config.io_timeout:
+                    raise HopAbort(
+                        f"no buffer freed for {waited:.0f} s: writing to "
+                        f"{self.target.path} is stuck"
+                    ) from None
 
     def _consumers(self) -> int:
         return 2 if self._forwarding else 1
@@ -520,6 +535,7 @@ class Hop:
         window: Deque[Chunk] = collections.deque()
         held = 0
         live = self._heal(link, window, first=True)
+        healed = False  # the replay after a heal already sent the current item
         idle = max(1.0, self.config.io_timeout / 3)
         try:
             while True:
@@ -533,17 +549,22 @@ class Hop:
                         old = window.popleft()
                         held -= old.length if old.kind != wire.END else 0
                         old.release()
-                if live:
+                end = item is not None and item.kind == wire.END
+                while live:
                     try:
                         if item is None:
                             link.send(wire.pack_head(wire.KEEPALIVE, 0, 0), 0)
-                        else:
+                        elif not healed:
                             for part in item.tail_from(item.offset):
                                 link.send(part, item.offset)
+                        if end:
+                            link.finish(item.offset)
+                        break
                     except LinkBroken as e:
                         link.skip(str(e))
-                        live = self._heal(link, window)
-                if item is not None and item.kind == wire.END:
+                        live = healed = self._heal(link, window)
+                healed = False
+                if end:
                     return
         finally:
             link.close()
@@ -552,6 +573,13 @@ class Hop:
 
     def _heal(self, link: Link, window: Deque[Chunk], first: bool = False) -> bool:
         """Connect to the next hop that takes the stream and replay what it lacks."""
+        self._healing = True
+        try:
+            return self._reconnect(link, window, first)
+        finally:
+            self._healing = False
+
+    def _reconnect(self, link: Link, window: Deque[Chunk], first: bool) -> bool:
         while True:
             try:
                 resume = link.open()

@@ -21,6 +21,7 @@ log = logging.getLogger("thepusher.relay")
 
 Address = Tuple[str, int]
 PROBE_TIMEOUT = 3.0
+HANDSHAKE_TIMEOUT = 5.0
 
 
 class LinkBroken(Exception):
@@ -70,25 +71,31 @@ class Link:
         return self.hops[self.index][0] if self.index < len(self.hops) else "-"
 
     def open(self) -> int:
-        """Connect to the first hop that takes the stream; return the offset it wants."""
+        """Connect to the first hop that takes the stream; return the offset it wants.
+
+        A hop that is not listening or does not answer the handshake in time is
+        skipped at once; one that refuses (it still trusts its old upstream, whose
+        silence it has not yet timed out) is asked again a few times first.
+        """
         while self.index < len(self.hops):
             address = self.hops[self.index]
-            error = ""
             for attempt in range(self.connect_tries):
                 try:
                     self.sock, resume = wire.connect(
-                        address, self.header, self.secret, self.timeout, self.source
+                        address, self.header, self.secret,
+                        min(HANDSHAKE_TIMEOUT, self.timeout), self.source,
                     )
                     self.sock.settimeout(self.timeout)
                     return resume
-                except (OSError, wire.ProtocolError) as e:
+                except wire.ProtocolError as e:
                     error = str(e)
-                    # A hop that refused us may still be waiting out its dead upstream's
-                    # silence: give it a moment before moving on.
                     if attempt + 1 < self.connect_tries:
                         wait = min(self.timeout, 2.0 * (attempt + 1))
-                        log.info("next hop %s: %s; trying again in %.0f s", address[0], e, wait)
+                        log.info("next hop %s: %s; asking again in %.0f s", address[0], e, wait)
                         time.sleep(wait)
+                except OSError as e:
+                    error = str(e) or type(e).__name__
+                    break
             self.skip(f"could not take the stream: {error}")
         raise NoHopLeft("no hop after this one takes the stream")
 
@@ -136,13 +143,30 @@ class Link:
             file_offset += n
             count -= n
 
+    def finish(self, offset: int) -> None:
+        """After END, wait until the hop closes its end: only then has its reader taken
+        everything. Until then the bytes may still sit in a stopped hop's socket buffer,
+        and a hop found dead now is skipped like any other."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            raise LinkBroken(f"connection lost at the end of the stream: {e}") from None
+        while True:
+            try:
+                if not self.sock.recv(4096):
+                    return
+            except socket.timeout:
+                self._stalled(offset)
+            except OSError as e:
+                raise LinkBroken(f"connection lost at the end of the stream: {e}") from None
+
     def _writable(self) -> bool:
         _, w, _ = select.select([], [self.sock], [], self.timeout)
         return bool(w)
 
     def _stalled(self, offset: int) -> None:
         """No progress for the I/O timeout: slow (alive) means wait on, stopped means skip."""
-        if probe(self.hops[self.index]):
+        if probe(self.hops[self.index], min(PROBE_TIMEOUT, self.timeout)):
             log.info("next hop %s is slow but alive at stream byte %d; waiting", self.host, offset)
             return
         raise LinkBroken(

@@ -6,7 +6,6 @@ followed by the file range via sendfile(2).
 
 import logging
 import os
-import socket
 from typing import Callable, List, Tuple
 
 from thepusher import wire
@@ -54,7 +53,7 @@ class Source:
                             wire.end_record(size, self.header.content_sha256, self.header.content_size),
                             size,
                         )
-                        self._await_close()
+                        self.link.finish(size)
                         return
                     except LinkBroken as e:
                         self.link.skip(str(e))
@@ -76,13 +75,3 @@ class Source:
             self.link.sendfile(f, pos, n)
             pos += n
             self.sent = max(self.sent, pos)
-
-    def _await_close(self) -> None:
-        """Let the hop close first so the END record is not lost to a reset; its own
-        report, not this wait, decides whether it succeeded."""
-        sock = self.link.sock
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(1)
-        except OSError:
-            pass
