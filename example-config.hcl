@@ -113,6 +113,28 @@ clientgroup "test1" {
   # The order is the chain order: the master streams to the first host, which
   # forwards to the second, and so on. A host may belong to one group only.
   hosts = ["192.168.78.158", "192.168.78.133", "192.168.78.134"]
+
+  # optional, default "all". When a round starts:
+  #   "all":    automatically, once every host still to be imaged is ready (has
+  #             registered and run preImage). With `wait` below, also earlier.
+  #   "manual": only with `thepusher start test1` (or `thepusher retry test1`).
+  # A round takes the ready hosts, in `hosts` order; hosts that come later wait for
+  # the next round, which starts by the same rule once this one has finished.
+  start = "all"
+
+  # optional, no default. A duration ("90s", "5m", "1h" or a number of seconds):
+  # also start once this long has passed since the first host became ready, if at
+  # least `min_clients` hosts are ready by then. Not with start = "manual".
+  wait = "5m"
+
+  # optional, default 1; only together with `wait`, at most the number of hosts.
+  min_clients = 2
+
+  # optional, default 0. A host that ended a round in ERROR is taken into up to this
+  # many automatic follow-up rounds, once its client has registered again (the netboot
+  # script restarts it). After that only `thepusher retry test1` takes it again.
+  # Not with start = "manual".
+  retries = 1
 }
 
 # another client group example: one host per line, trailing comma allowed
@@ -124,4 +146,5 @@ clientgroup "roomA" {
     "192.168.78.142",
     "fd00::78:143",
   ]
+  start = "manual"   # wait for `thepusher start roomA`
 }

@@ -1,6 +1,7 @@
 """Real processes on loopback: a master and clients started exactly as an admin would."""
 
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -47,13 +48,15 @@ def write_image(path: Path, size: int) -> None:
 
 
 def write_config(image_dir: Path, hosts: List[str], filename: str = "disk.img",
-                 compression: str = "NONE", extra: str = "", settings: str = "") -> Path:
+                 compression: str = "NONE", extra: str = "", settings: str = "",
+                 group: str = "") -> Path:
+    """`extra` goes into the image block, `group` into the clientgroup block."""
     quoted = ", ".join(f'"{h}"' for h in hosts)
     path = image_dir / "thePusher-config.hcl"
     path.write_text(
         settings + f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
         f'  compression = "{compression}"\n{extra}}}\n'
-        f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n}}\n'
+        f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n{group}}}\n'
     )
     return path
 
@@ -130,6 +133,27 @@ class Lab:
     def status(self) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status", timeout=5) as r:
             return json.load(r)
+
+    def call(self, method: str, path: str, body: Optional[dict] = None,
+             source: str = "127.0.0.1") -> Tuple[int, dict]:
+        """One API call from `source`: how tests play a client that never does its part."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10,
+                                          source_address=(source, 0))
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        finally:
+            conn.close()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`thepusher ARGS -p this master`, as an admin types it on the master's host."""
+        return subprocess.run(thepusher(*args, "-p", f"127.0.0.1:{self.port}"), env=ENV,
+                              capture_output=True, text=True, timeout=30)
+
+    def round(self) -> Optional[dict]:
+        return self.status()["groups"][0]["round"]
 
     def clients(self) -> dict:
         return {c["host"]: c for g in self.status()["groups"] for c in g["clients"]}

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.conftest import write_config, write_image
+from thepusher.master.api import is_own_host
 
 
 @pytest.fixture
@@ -107,3 +108,46 @@ def test_status_page_is_served_with_no_cache(master):
     assert resp.status == 200 and b"<title>thepusher</title>" in resp.read()
     assert resp.getheader("Cache-Control") == "no-store"
     assert resp.getheader("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.parametrize("action", ["start", "retry"])
+def test_start_or_retry_of_unknown_group_is_404_naming_the_groups(master, action):
+    status, body = call(master, "POST", f"/api/groups/nope/{action}", {})
+    assert status == 404 and body["error"] == "no client group 'nope' (groups: room)"
+
+
+def test_unknown_group_action_is_404(master):
+    status, body = call(master, "POST", "/api/groups/room/explode", {})
+    assert status == 404 and "no such endpoint" in body["error"]
+
+
+@pytest.mark.parametrize("action, message", [
+    ("start", "group room: no host is ready (WAIT)"),
+    ("retry", "group room: no host that failed or came late is ready (WAIT)"),
+])
+def test_start_or_retry_with_no_host_ready_is_409(master, action, message):
+    status, body = call(master, "POST", f"/api/groups/room/{action}", {})
+    assert status == 409 and body["error"].startswith(message)
+
+
+@pytest.mark.parametrize("action", ["start", "retry"])
+def test_start_or_retry_while_a_round_runs_is_409(master, action):
+    call(master, "POST", "/api/register", {"data_port": 9}, source="127.0.0.11")
+    call(master, "POST", "/api/ready", {}, source="127.0.0.11")  # starts round 1 (arming)
+    master.wait_for(lambda: master.round(), 10, "round 1")
+    status, body = call(master, "POST", f"/api/groups/room/{action}", {})
+    assert status == 409 and body["error"] == "group room: round 1 is still running"
+
+
+@pytest.mark.parametrize("peer, local, allowed", [
+    ("127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.42", "10.0.0.1", True),  # all of 127/8 is this machine
+    ("::1", "::1", True),
+    ("::ffff:127.0.0.1", "::", True),
+    ("10.0.0.1", "10.0.0.1", True),  # the master's own address
+    ("::ffff:10.0.0.1", "10.0.0.1", True),
+    ("10.0.0.7", "10.0.0.1", False),
+    ("fd00::7", "fd00::1", False),
+])
+def test_mutating_calls_are_taken_only_from_the_masters_own_host(peer, local, allowed):
+    assert is_own_host(peer, local) is allowed

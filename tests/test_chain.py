@@ -142,3 +142,50 @@ def test_failing_pre_image_script_is_error_and_writes_nothing(lab):
     client = lab.clients()[hosts(1)[0]]
     assert client["state"] == "ERROR" and "preImage exited with status 3" in client["error"]
     assert not (lab.disks / f"{hosts(1)[0]}.img").exists()
+
+
+def test_master_skips_its_killed_first_hop_and_the_rest_finish_verified(lab):
+    image = lab.images / "disk.img"
+    write_image(image, 128 * MiB)
+    write_config(lab.images, hosts(3), settings="report_timeout = 5\n")
+    lab.start_master()
+    c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
+    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching client 3")
+    c3.kill(signal.SIGSTOP)
+    time.sleep(0.3)
+    c1.kill(signal.SIGKILL)
+    time.sleep(0.3)
+    c3.kill(signal.SIGCONT)
+    assert c2.wait(90) == 0 and c3.wait(90) == 0, lab.dump()
+    states = lab.wait_for(
+        lambda: (s := lab.clients()) and s[hosts(3)[0]]["state"] == "ERROR" and s, 60,
+        "the killed first client marked ERROR",
+    )
+    assert "skipped by the master" in states[hosts(3)[0]]["error"]
+    for h in hosts(3)[1:]:
+        assert states[h]["state"] == "DONE"
+        assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
+
+
+def test_stopped_client_is_skipped_after_silence_and_probe(lab):
+    """SIGSTOP, not kill: the client is stalled, its socket open. The hop before it
+    notices no progress, probes it, gets no answer, and skips it."""
+    image = lab.images / "disk.img"
+    write_image(image, 128 * MiB)
+    write_config(lab.images, hosts(3), settings="io_timeout = 2\nreport_timeout = 30\n")
+    lab.start_master()
+    c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
+    lab.wait_for(lambda: "receiving img" in c2.output(), 60, "data reaching client 2")
+    c2.kill(signal.SIGSTOP)
+    try:
+        assert c1.wait(90) == 0 and c3.wait(90) == 0, lab.dump()
+        states = lab.clients()
+        assert states[hosts(3)[1]]["state"] == "ERROR"
+        assert "skipped by 127.0.0.11" in states[hosts(3)[1]]["error"]
+        assert "no answer to a probe" in states[hosts(3)[1]]["error"] or \
+            "could not take the stream" in states[hosts(3)[1]]["error"]
+        for h in (hosts(3)[0], hosts(3)[2]):
+            assert states[h]["state"] == "DONE"
+            assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
+    finally:
+        c2.kill(signal.SIGCONT)

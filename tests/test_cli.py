@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ENV, ROOT, free_port, write_config, write_image
 
-SUBCOMMANDS = ["master", "client", "status", "check-config", "demo"]
+SUBCOMMANDS = ["master", "client", "status", "start", "retry", "check-config", "demo"]
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,27 @@ def test_status_prints_each_client_with_state(lab):
 def test_status_with_unreachable_master_exits_1():
     r = run(["-m", "thepusher", "status", "-p", f"127.0.0.1:{free_port()}"])
     assert r.returncode == 1 and "master 127.0.0.1" in r.stderr
+
+
+@pytest.mark.parametrize("broken, code", [
+    ((), 0),
+    (("127.0.0.12",), 2),
+    (("127.0.0.11", "127.0.0.12"), 1),
+], ids=["all-done", "some-failed", "all-failed"])
+def test_status_exit_code_is_0_all_done_2_some_failed_1_all_failed(lab, broken, code):
+    hosts = ["127.0.0.11", "127.0.0.12"]
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, hosts)
+    lab.start_master()
+    assert lab.cli("status").returncode == 0  # no round has finished: nothing failed yet
+    clients = [
+        lab.start_client(h, str(lab.disks / "missing" / h) if h in broken else None)
+        for h in hosts
+    ]
+    for c in clients:
+        c.wait(30)
+    lab.wait_for(lambda: lab.status()["history"], 20, "the round to finish")
+    r = lab.cli("status")
+    assert r.returncode == code, r.stdout + r.stderr
+    for h in broken:
+        assert any(h in line and "ERROR" in line for line in r.stdout.splitlines())

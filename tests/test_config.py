@@ -737,3 +737,78 @@ else:
             config.load(str(path))
         except ConfigError as e:
             assert e.errors and all(isinstance(x, str) for x in e.errors)
+
+
+# ---------------------------------------------------------------- start policies
+
+
+def group_with(keys: str) -> str:
+    """VALID with `keys` (one per line, unindented) added to its clientgroup, from line 9."""
+    return VALID.replace('  hosts = ["10.0.0.1", "10.0.0.2"]\n',
+                         '  hosts = ["10.0.0.1", "10.0.0.2"]\n' + textwrap.indent(keys, "  "))
+
+
+def test_start_policy_defaults_to_the_original_start_when_all_are_ready(tmp_path):
+    group = config.load(str(write(tmp_path, VALID))).groups["g"]
+    assert (group.start, group.wait, group.min_clients, group.retries) == ("all", None, 1, 0)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ('"90s"', 90.0), ('"5m"', 300.0), ('"1h"', 3600.0), ('"1.5H"', 5400.0), ('"45"', 45.0),
+    ("20", 20.0), ("0.5", 0.5), ('" 2m "', 120.0),
+])
+def test_wait_is_a_duration_in_seconds_minutes_hours_or_a_number(tmp_path, value, seconds):
+    group = config.load(str(write(tmp_path, group_with(f"wait = {value}\n")))).groups["g"]
+    assert group.wait == seconds and group.min_clients == 1
+
+
+def test_all_start_policy_keys_are_loaded(tmp_path):
+    text = group_with('start = "ALL"\nwait = "2m"\nmin_clients = 2\nretries = 3\n')
+    group = config.load(str(write(tmp_path, text))).groups["g"]
+    assert (group.start, group.wait, group.min_clients, group.retries) == ("all", 120.0, 2, 3)
+    assert group.start_rule() == (
+        "when all hosts are ready, or 120 s after the first is ready with at least 2; "
+        "a failed host gets up to 3 automatic retries"
+    )
+
+
+@pytest.mark.parametrize("keys, line, message", [
+    ('start = "later"\n', 9, "clientgroup 'g': unsupported start 'later'; supported: all, manual"),
+    ('wait = "5 min"\n', 9,
+     "clientgroup 'g': 'wait' must be a duration such as \"90s\", \"5m\", \"1h\" or a number of "
+     "seconds, found '5 min'"),
+    ("wait = true\n", 9,
+     "clientgroup 'g': 'wait' must be a duration such as \"90s\", \"5m\", \"1h\" or a number of "
+     "seconds, found a bool"),
+    ("wait = 0\n", 9, "clientgroup 'g': 'wait' must be between 0 and 86400 seconds (one day), found 0"),
+    ('wait = "2d"\n', 9,
+     "clientgroup 'g': 'wait' must be a duration such as \"90s\", \"5m\", \"1h\" or a number of "
+     "seconds, found '2d'"),
+    ('wait = "25h"\n', 9,
+     "clientgroup 'g': 'wait' must be between 0 and 86400 seconds (one day), found '25h'"),
+    ('wait = "1m"\nmin_clients = 1.5\n', 10, "clientgroup 'g': 'min_clients' must be a whole number, found 1.5"),
+    ('wait = "1m"\nmin_clients = 0\n', 10, "clientgroup 'g': 'min_clients' must be at least 1, found 0"),
+    ('retries = -1\n', 9, "clientgroup 'g': 'retries' must be at least 0, found -1"),
+    ('retries = "2"\n', 9, "clientgroup 'g': 'retries' must be a whole number, found a string"),
+    ("min_clients = 2\n", 9,
+     "clientgroup 'g': 'min_clients' needs 'wait': without a wait, the group starts only when "
+     "all its hosts are ready"),
+    ('wait = "1m"\nmin_clients = 3\n', 10, "clientgroup 'g': 'min_clients' is 3 but the group has 2 hosts"),
+    ('start = "manual"\nwait = "1m"\n', 10,
+     "clientgroup 'g': 'wait' has no effect with start = \"manual\" (rounds start only with "
+     "thepusher start)"),
+    ('start = "manual"\nretries = 1\n', 10,
+     "clientgroup 'g': 'retries' has no effect with start = \"manual\" (follow-up rounds start "
+     "only with thepusher retry)"),
+], ids=[
+    "unknown-start", "wait-words", "wait-bool", "wait-zero", "wait-unknown-unit", "wait-over-a-day",
+    "min-clients-fraction", "min-clients-zero", "retries-negative", "retries-string",
+    "min-clients-without-wait", "min-clients-over-hosts", "manual-with-wait", "manual-with-retries",
+])
+def test_start_policy_problems_are_reported_with_their_position(tmp_path, keys, line, message):
+    assert one_error(tmp_path, group_with(keys)) == (line, 3, message)
+
+
+def test_manual_start_with_retries_0_is_fine(tmp_path):
+    text = group_with('start = "manual"\nretries = 0\n')
+    assert config.load(str(write(tmp_path, text))).groups["g"].start == "manual"

@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the raw /api/status JSON")
     p.set_defaults(func=cmd_status)
 
+    for name, what in (("start", "start a round now with every ready host of GROUP"),
+                       ("retry", "a follow-up round for GROUP's ready hosts that failed or came late")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("group", metavar="GROUP")
+        p.add_argument("-p", "--master", default="127.0.0.1", metavar="MASTER[:PORT]")
+        p.set_defaults(func=cmd_start, action=name)
+
     p = sub.add_parser("check-config", help="parse a config and print it, or every error in it")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-S", "--image-storage", metavar="IMAGE_DIR",
@@ -115,7 +122,7 @@ def cmd_client(args) -> int:
 
 def cmd_status(args) -> int:
     from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
-    from thepusher.status import render
+    from thepusher.status import exit_code, render
 
     try:
         status = MasterLink(args.master, None).call("GET", "/api/status")
@@ -123,6 +130,25 @@ def cmd_status(args) -> int:
         print(f"thepusher status: {e}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=2) if args.json else render(status))
+    return exit_code(status)
+
+
+def cmd_start(args) -> int:
+    """`start` and `retry`: ask the master (from its own host) to begin a round."""
+    from urllib.parse import quote
+
+    from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
+
+    path = f"/api/groups/{quote(args.group, safe='')}/{args.action}"
+    try:
+        answer = MasterLink(args.master, None).call("POST", path, {})
+    except (MasterUnreachable, MasterRefused) as e:
+        print(f"thepusher {args.action}: {e}", file=sys.stderr)
+        return 1
+    print(f"group {answer['group']}: round {answer['round']} started, chain "
+          f"{' -> '.join(answer['chain'])}")
+    if answer["left_out"]:
+        print(f"not in this round (not ready): {', '.join(answer['left_out'])}")
     return 0
 
 

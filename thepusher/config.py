@@ -61,6 +61,21 @@ class ClientGroup:
     image: str
     hosts: List[str]  # chain order: the master streams to hosts[0], which forwards to hosts[1], ...
     line: int
+    start: str = "all"  # "all": automatically, by the rules below; "manual": `thepusher start` only
+    wait: Optional[float] = None  # seconds: also start this long after the first host is ready ...
+    min_clients: int = 1  # ... if at least this many are ready
+    retries: int = 0  # automatic follow-up rounds a host that ended in ERROR is taken into
+
+    def start_rule(self) -> str:
+        """The start policy in words, for check-config and the master's log."""
+        if self.start == "manual":
+            return "by hand (thepusher start / retry)"
+        rule = "when all hosts are ready"
+        if self.wait is not None:
+            rule += f", or {self.wait:g} s after the first is ready with at least {self.min_clients}"
+        if self.retries:
+            rule += f"; a failed host gets up to {self.retries} automatic retries"
+        return rule
 
 
 @dataclass
@@ -178,6 +193,51 @@ def _seconds(key: str, value: Any) -> float:
     return float(value)
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(key: str, value: Any) -> float:
+    """A number of seconds, or a string such as "90s", "5m", "1.5h" (people think in minutes)."""
+    seconds: Any = value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = DURATION_UNITS.get(text[-1:], 0)
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            seconds = None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        found = f"'{value}'" if isinstance(value, str) else _kind(value)
+        raise Invalid(
+            f"'{key}' must be a duration such as \"90s\", \"5m\", \"1h\" or a number of "
+            f"seconds, found {found}"
+        )
+    if not 0 < seconds <= 86400:
+        raise Invalid(f"'{key}' must be between 0 and 86400 seconds (one day), found {value!r}")
+    return float(seconds)
+
+
+def _count(minimum: int) -> Callable[[str, Any], int]:
+    """A whole number of at least `minimum` (clients, retries)."""
+
+    def convert(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            found = value if isinstance(value, float) else _kind(value)
+            raise Invalid(f"'{key}' must be a whole number, found {found}")
+        if value < minimum:
+            raise Invalid(f"'{key}' must be at least {minimum}, found {value}")
+        return value
+
+    return convert
+
+
+def _start_policy(key: str, value: Any) -> str:
+    policy = _string(key, value).strip().lower()
+    if policy not in START_POLICIES:
+        raise Invalid(f"unsupported {key} '{value}'; supported: {', '.join(START_POLICIES)}")
+    return policy
+
+
 def _choice(*allowed: str, aliases: Optional[Dict[str, str]] = None) -> Callable[[str, Any], str]:
     """A case-insensitive enumeration, stored in upper case; `aliases` map old spellings."""
     aliases = aliases or {}
@@ -262,6 +322,7 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, loader: "_
 
 COMPRESSIONS = ("NONE", "BZ2", "GZIP", "XZ")
 TYPES = ("IMG",)  # TAR (the original's other type) comes with tar extraction on the clients
+START_POLICIES = ("all", "manual")
 
 SETTINGS: Tuple[Key, ...] = (
     Key("arm_timeout", "arm_timeout", _seconds),
@@ -288,6 +349,10 @@ BLOCKS: Dict[str, BlockSpec] = {
         keys=(
             Key("image", "image", _nonempty_string, required=True),
             Key("hosts", "hosts", _host_list, required=True),
+            Key("start", "start", _start_policy),
+            Key("wait", "wait", _duration),
+            Key("min_clients", "min_clients", _count(1)),
+            Key("retries", "retries", _count(0)),
         ),
         table="groups",
         build=_build_group,
@@ -442,6 +507,43 @@ class _Loader:
                     f"and in {entry.what} (line {here.line}); a host belongs to one group only",
                 )
 
+    def check_start_policies(self) -> None:
+        """Keys that are each valid but make no sense together, reported where they stand."""
+        for entry in self.entries:
+            if entry.type != "clientgroup":
+                continue
+            f, attrs = entry.fields, entry.attrs
+            manual = f.get("start") == "manual"
+            if "min_clients" in attrs and "min_clients" in f:
+                attr = attrs["min_clients"]
+                if "wait" not in attrs:
+                    self.error(
+                        attr.line, attr.col,
+                        f"{entry.what}: 'min_clients' needs 'wait': without a wait, the group "
+                        f"starts only when all its hosts are ready",
+                    )
+                hosts = f.get("hosts")
+                if hosts and f["min_clients"] > len(hosts):
+                    self.error(
+                        attr.line, attr.col,
+                        f"{entry.what}: 'min_clients' is {f['min_clients']} but the group has "
+                        f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}",
+                    )
+            if manual and "wait" in f:
+                attr = attrs["wait"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'wait' has no effect with start = \"manual\" "
+                    f"(rounds start only with thepusher start)",
+                )
+            if manual and f.get("retries"):
+                attr = attrs["retries"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'retries' has no effect with start = \"manual\" "
+                    f"(follow-up rounds start only with thepusher retry)",
+                )
+
     def config(self) -> Config:
         tables: Dict[str, Dict[str, Any]] = {spec.table: {} for spec in BLOCKS.values()}
         for entry in self.entries:
@@ -484,6 +586,7 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
     loader.check_names()
     loader.check_image_refs()
     loader.check_hosts()
+    loader.check_start_policies()
     if loader.errors:
         raise ConfigError(
             [
@@ -534,6 +637,7 @@ def describe(cfg: Config) -> str:
     for group in cfg.groups.values():
         count = f"{len(group.hosts)} host{'s' if len(group.hosts) != 1 else ''}"
         out.append(f"  {group.name}: image {group.image}, {count} in chain order")
+        out.append(f"    starts {group.start_rule()}")
         for i, host in enumerate(group.hosts, 1):
             out.append(f"    {i:>3}. {host}")
     return "\n".join(out)

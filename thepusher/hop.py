@@ -149,6 +149,8 @@ class Hop:
         self.write_q: "queue.Queue" = queue.Queue()
         self.forward_q: "queue.Queue" = queue.Queue()
         self.written = 0
+        self.decode_seconds = 0.0  # writer time spent decompressing
+        self.write_seconds = 0.0  # writer time spent writing (and hashing) what it decoded
         self.disk_error: Optional[str] = None
         self.stream_error: Optional[str] = None
         self.forward_error: Optional[str] = None
@@ -193,6 +195,8 @@ class Hop:
         finally:
             self.done.set()
             acceptor.join()
+            while not self._offers.empty():
+                self._offers.get_nowait()[0].close()
 
     @property
     def error(self) -> Optional[str]:
@@ -206,8 +210,11 @@ class Hop:
         return {
             "pool_in_use": pool.in_use() if pool else 0,
             "pool_size": pool.count if pool else 0,
+            "capacity": self.config.buffers,
             "write_queue": self.write_q.qsize(),
             "forward_queue": self.forward_q.qsize(),
+            "decode_seconds": round(self.decode_seconds, 3),
+            "write_seconds": round(self.write_seconds, 3),
         }
 
     # -- control: who may be our upstream ----------------------------------------
@@ -474,8 +481,7 @@ class Hop:
             try:
                 if self.disk_error is None:
                     if item.kind == wire.DATA:
-                        for piece in decoder.feed(item.payload):
-                            self._write(piece, sha)
+                        self._decode_and_write(decoder, item.payload, sha)
                     elif item.kind == wire.ZERO:
                         self._write_zeros(item.length, sha)
                     elif item.kind == wire.END:
@@ -489,6 +495,18 @@ class Hop:
             if kind == wire.END:
                 self._close_target()
                 return
+
+    def _decode_and_write(self, decoder: Decoder, payload, sha) -> None:
+        """Also accounts where the writer's time goes, so the master can tell a slow
+        disk from slow decompression when it names what holds the chain back."""
+        t0 = time.perf_counter()
+        for piece in decoder.feed(payload):
+            t1 = time.perf_counter()
+            self.decode_seconds += t1 - t0
+            self._write(piece, sha)
+            t0 = time.perf_counter()
+            self.write_seconds += t0 - t1
+        self.decode_seconds += time.perf_counter() - t0
 
     def _write(self, piece, sha) -> None:
         self.target.write(piece)

@@ -1,4 +1,5 @@
-"""`thepusher status`: the master's /api/status as a table for a terminal."""
+"""`thepusher status`: the master's /api/status as a table for a terminal, and an exit
+code scripts can act on."""
 
 from typing import List
 
@@ -9,6 +10,21 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def exit_code(status: dict) -> int:
+    """0 when every host of every group whose last round has finished is DONE (or no
+    round has finished yet), 1 when none of them is, 2 when some are not."""
+    states = [
+        c["state"]
+        for g in status.get("groups", [])
+        if g.get("round") and g["round"]["phase"] == "finished"
+        for c in g["clients"]
+    ]
+    done = states.count("DONE")
+    if done == len(states):
+        return 0
+    return 1 if done == 0 else 2
 
 
 def render(status: dict) -> str:
@@ -28,6 +44,8 @@ def render(status: dict) -> str:
         lines.append(f"group {group['name']} (image {group['image']}): {phase}")
         if r and r.get("error"):
             lines.append(f"  master: {r['error']}")
+        if r and r.get("left_out"):
+            lines.append(f"  not in round {r['number']}: {', '.join(r['left_out'])}")
         lines.append(f"  {'#':>3} {'host':<16} {'state':<6} {'progress':>18} {'rate':>11}  error")
         for c in group["clients"]:
             total = c["bytes_total"]

@@ -25,8 +25,16 @@ while ! ip route 2>/dev/null | grep -q '^default' && [ $i -lt 60 ]; do
     sleep 1; i=$((i + 1))
 done
 
+# A client takes part in one round: it exits 0 once its copy is verified (and postImage,
+# e.g. reboot, has run), 1 on ERROR. After an ERROR it registers again, so that
+# `thepusher retry` or the group's `retries` can give this machine another round.
 for py in python3.9 python3 python3.14; do
-    command -v "$py" >/dev/null 2>&1 && exec "$py" "$PYZ" client -p "$master"
+    command -v "$py" >/dev/null 2>&1 || continue
+    until "$py" "$PYZ" client -p "$master"; do
+        echo "thepusher: this machine did not get its image; registering again in 10 s" >&2
+        sleep 10
+    done
+    exit 0
 done
 echo "thepusher: no python3 found (is python3.9.tcz loaded?)" >&2
 exit 1

@@ -4,6 +4,7 @@ One small handler method per route, like http.server's own do_GET: everything it
 needs comes from the server object (controller, state, static dir).
 """
 
+import ipaddress
 import json
 import logging
 import mimetypes
@@ -13,6 +14,8 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
+from thepusher.config import normalize_host
+from thepusher.master import bottleneck
 from thepusher.master.control import ApiError
 
 log = logging.getLogger("thepusher.http")
@@ -50,6 +53,11 @@ class Handler(BaseHTTPRequestHandler):
         status = self.server.state.status()
         status["images"] = self.server.catalog.describe()
         status["master"] = {"version": __version__, "config": self.server.state.config.path}
+        for group in status["groups"]:
+            r = group.get("round") or {}
+            by_host = {c["host"]: c for c in group["clients"]}
+            chain = [by_host[h] for h in r.get("chain", []) if h in by_host]
+            group["bottleneck"] = bottleneck.find(chain) if r.get("phase") == "streaming" else None
         self._json(200, status)
 
     def get_next(self) -> None:
@@ -93,6 +101,16 @@ class Handler(BaseHTTPRequestHandler):
     def post_report(self) -> None:
         self._json(200, self.server.controller.report(self._host(), self._body()))
 
+    def post_group(self, rest: str) -> None:
+        """`POST /api/groups/NAME/start` or `.../retry`: a person starts a round now."""
+        name, _, action = rest.rpartition("/")
+        calls = {"start": self.server.controller.start_group, "retry": self.server.controller.retry_group}
+        if not name or action not in calls:
+            raise ApiError(404, f"no such endpoint: POST /api/groups/{rest}")
+        self._body()  # read, so that a keep-alive connection stays in step
+        self._authorize_admin()
+        self._json(200, calls[action](unquote(name)))
+
     def get_static(self, rel: str) -> None:
         root = self.server.static_dir
         if root is None:
@@ -113,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if self.command == "GET" and path.startswith("/static/"):
                 self.get_static(path[len("/static/"):])
+            elif self.command == "POST" and path.startswith("/api/groups/"):
+                self.post_group(path[len("/api/groups/"):])
             elif path in routes:
                 routes[path]()
             else:
@@ -125,6 +145,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _host(self) -> str:
         return self.client_address[0]
+
+    def _authorize_admin(self) -> None:
+        """Calls that change what the master does. Until admin tokens exist (issue 5) they
+        are taken from the master's own host only; a token check slots in here."""
+        if not is_own_host(self.client_address[0], self.connection.getsockname()[0]):
+            raise ApiError(
+                403, f"{self._host()} may not do this: without an admin token, only the "
+                "master's own host may start rounds"
+            )
 
     def _body(self) -> dict:
         try:
@@ -156,3 +185,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def is_own_host(peer: str, local: str) -> bool:
+    """A request from the master's machine: from loopback, or from the address it reached."""
+    peer = normalize_host(peer)
+    try:
+        loopback = ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
+    return loopback or peer == normalize_host(local)

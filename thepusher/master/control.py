@@ -1,16 +1,19 @@
-"""The control plane the clients talk to: register, ready, wait for a start, report.
+"""The control plane: clients register, get ready, wait for a start and report; rounds
+begin by the groups' start policies (a starter thread, policy.py) or when a person
+says `thepusher start` / `retry`.
 
 Every call validates its input and answers with a dict; errors a client can fix are
 raised as ApiError with an HTTP status and a sentence, never as a crash.
 """
 
 import hmac
-import secrets
 import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
 from thepusher import wire
+from thepusher.config import ClientGroup
+from thepusher.master import policy
 from thepusher.master.images import Catalog
 from thepusher.master.rounds import run_round
 from thepusher.master.state import FINAL, Client, Round, State
@@ -45,6 +48,9 @@ class Controller:
         self.catalog = catalog
         self.settings = state.config.settings
 
+    def start(self) -> None:
+        threading.Thread(target=self._starter, name="starter", daemon=True).start()
+
     # -- client calls --------------------------------------------------------------
 
     def register(self, host: str, body: dict) -> dict:
@@ -61,7 +67,8 @@ class Controller:
             c.last_seen = time.monotonic()
             r = st.active_round(host)
             if r is not None:
-                st.set_state(c, "ERROR", f"client restarted during round {r.number}")
+                if c.state not in FINAL:  # else keep the reason it failed with
+                    st.set_state(c, "ERROR", f"client restarted during round {r.number}")
             else:
                 self._reset(c)
                 st.set_state(c, "NONE")
@@ -82,8 +89,8 @@ class Controller:
             if error:
                 st.set_state(c, "ERROR", error)
                 return {"state": c.state}
-            st.set_state(c, "WAIT")
-            self._maybe_start(c.group)
+            c.ready_at = time.monotonic()
+            st.set_state(c, "WAIT")  # wakes the starter, which applies the start policy
             return {"state": c.state}
 
     def next_action(self, host: str, wait: float) -> dict:
@@ -129,7 +136,7 @@ class Controller:
                     if skipped.state not in FINAL:
                         st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
             if c.state in FINAL:
-                return {"ok": True}
+                return {"ok": True, "streaming": r.phase in ("arming", "streaming")}
             if state == "BUSY":
                 r.armed.add(host)
                 st.set_state(c, "BUSY")
@@ -138,7 +145,7 @@ class Controller:
                 st.set_state(c, *self._judge_done(c, r))
             else:
                 st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
-            return {"ok": True}
+            return {"ok": True, "streaming": r.phase in ("arming", "streaming")}
 
     def image_range(self, session: str, offset: int, length: int, mac: str) -> str:
         """Authorise a hop's gap fill: the image path, if the range and its MAC are right."""
@@ -157,6 +164,55 @@ class Controller:
         if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
         return image.path
+
+    # -- people's calls -------------------------------------------------------------
+
+    def start_group(self, name: str) -> dict:
+        """`thepusher start`: a round now, with every ready host of the group."""
+        return self._start_by_hand(name, policy.for_start, "no host is ready (WAIT)")
+
+    def retry_group(self, name: str) -> dict:
+        """`thepusher retry`: a round now, for the ready hosts that failed or came late."""
+        return self._start_by_hand(
+            name, policy.for_retry,
+            "no host that failed or came late is ready (WAIT); its client must register again",
+        )
+
+    def _start_by_hand(self, name: str, pick, nobody: str) -> dict:
+        st = self.state
+        with st.lock:
+            group = st.config.groups.get(name)
+            if group is None:
+                known = ", ".join(st.config.groups) or "none"
+                raise ApiError(404, f"no client group {name!r} (groups: {known})")
+            running = st.running(name)
+            if running is not None:
+                raise ApiError(409, f"group {name}: round {running.number} is still running")
+            chain = pick(group, st.clients)
+            if not chain:
+                raise ApiError(409, f"group {name}: {nobody}")
+            r = self._launch(group, chain)
+            return {"group": name, "round": r.number, "chain": r.chain, "left_out": r.left_out}
+
+    # -- rounds ----------------------------------------------------------------------
+
+    def _starter(self) -> None:
+        """Start each group's round when its policy says so; wake on every state change
+        (a host ready, a round finished) and at the next `wait` deadline."""
+        st = self.state
+        with st.lock:
+            while True:
+                now = time.monotonic()
+                wake: Optional[float] = None
+                for group in st.config.groups.values():
+                    if st.running(group.name) is not None:
+                        continue
+                    chain, when = policy.due(group, st.clients, now)
+                    if chain:
+                        self._launch(group, chain)
+                    elif when is not None:
+                        wake = when if wake is None else min(wake, when)
+                st.changed.wait(None if wake is None else wake - now)
 
     # -- internals (lock held) -----------------------------------------------------
 
@@ -194,25 +250,9 @@ class Controller:
             "postImage": image.post_image,
         }
 
-    def _maybe_start(self, group_name: str) -> None:
-        """Original behaviour: a group starts when every one of its hosts is ready."""
-        st = self.state
-        current = st.rounds.get(group_name)
-        if current is not None and current.phase != "finished":
-            return
-        group = st.config.groups[group_name]
-        if any(st.clients[h].state != "WAIT" for h in group.hosts):
-            return
-        st.round_counter += 1
-        r = Round(
-            number=st.round_counter,
-            group=group_name,
-            image=group.image,
-            session=secrets.token_hex(8),
-            secret=secrets.token_bytes(32),
-            chain=list(group.hosts),
-        )
-        st.rounds[group_name] = r
+    def _launch(self, group: ClientGroup, chain: List[str]) -> Round:
+        r = self.state.new_round(group, chain)
         threading.Thread(
             target=run_round, args=(self, r), name=f"round-{r.number}", daemon=True
         ).start()
+        return r

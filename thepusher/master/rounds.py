@@ -36,16 +36,24 @@ def run_round(ctl: "Controller", r: Round) -> None:
                 if c.state not in FINAL:
                     st.set_state(c, "ERROR", f"round aborted: {r.error}")
     with st.lock:
-        r.phase = "finished"
-        r.finished = time.time()
-        r.outcome = {h: st.clients[h].state for h in r.chain}
-        st.history.append(r)
-        st.changed.notify_all()
-    done = sum(1 for s in r.outcome.values() if s == "DONE")
-    log.info(
-        "round %d: group %s finished in %.1f s: %d of %d DONE",
-        r.number, r.group, r.finished - r.started, done, len(r.chain),
+        st.finish_round(r)
+    log.info("%s", summary(r))
+
+
+def summary(r: Round) -> str:
+    """One line for the log: who got the image, who did not and why, who was not there."""
+    done = [h for h in r.chain if r.outcome[h] == "DONE"]
+    line = (
+        f"round {r.number}: group {r.group} finished in {r.finished - r.started:.1f} s: "
+        f"{len(done)} of {len(r.chain)} DONE"
     )
+    if done:
+        line += f" ({', '.join(done)})"
+    if r.errors:
+        line += "; ERROR: " + "; ".join(f"{h} ({why})" for h, why in r.errors.items())
+    if r.left_out:
+        line += f"; not in the round: {', '.join(r.left_out)}"
+    return line
 
 
 def _fail_all(ctl: "Controller", r: Round, reason: str) -> None:
@@ -114,6 +122,8 @@ def _stream(ctl: "Controller", r: Round, source: Source) -> None:
         log.error("round %d: %s", r.number, e)
         with ctl.state.lock:
             r.error = str(e)
+    with ctl.state.lock:
+        r.phase = "settling"  # hops stop waiting for a new upstream after their timeout
 
 
 def _settle(ctl: "Controller", r: Round) -> None:

@@ -8,6 +8,7 @@ from http.server import ThreadingHTTPServer
 from typing import Optional, Tuple
 
 from thepusher import config as config_mod
+from thepusher.master import history
 from thepusher.master.api import Handler
 from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
@@ -66,7 +67,9 @@ def build(
         log.warning("%s", problem)
     catalog = Catalog(cfg)
     catalog.start()
-    controller = Controller(State(cfg), catalog)
+    rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
+    controller = Controller(State(cfg, rounds), catalog)
+    controller.start()
     return MasterServer(parse_listen(listen), controller, static_dir)
 
 

@@ -6,12 +6,14 @@ clients' long-polls when a round starts, so a start reaches the whole room at on
 """
 
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from thepusher.config import Config
+from thepusher.config import ClientGroup, Config
+from thepusher.master.history import History
 
 log = logging.getLogger("thepusher.master")
 
@@ -38,6 +40,9 @@ class Client:
     max_rss_kb: Optional[int] = None
     last_seen: float = 0.0
     session: str = ""
+    ready_at: float = 0.0  # monotonic time it last became WAIT: the start policies' clock
+    outcome: str = ""  # how its last round ended: "", "DONE" or "ERROR" (kept across restarts)
+    failures: int = 0  # rounds in a row it ended in ERROR: counted against `retries`
 
     def public(self) -> dict:
         return {
@@ -65,6 +70,7 @@ class Round:
     session: str
     secret: bytes
     chain: List[str]
+    left_out: List[str] = field(default_factory=list)  # hosts still to image, not ready at the start
     phase: str = "preparing"  # preparing -> arming -> streaming -> finished
     started: float = field(default_factory=time.time)
     finished: Optional[float] = None
@@ -73,6 +79,7 @@ class Round:
     source: Optional[Any] = None  # master/stream.Source once streaming; has .sent
     error: str = ""
     outcome: Dict[str, str] = field(default_factory=dict)
+    errors: Dict[str, str] = field(default_factory=dict)  # the reason, for each host not DONE
 
     def public(self) -> dict:
         return {
@@ -81,27 +88,42 @@ class Round:
             "image": self.image,
             "session": self.session,
             "chain": self.chain,
+            "left_out": self.left_out,
             "phase": self.phase,
             "started": self.started,
             "finished": self.finished,
             "bytes_sent": self.source.sent if self.source else 0,
             "error": self.error,
             "outcome": self.outcome,
+            "errors": self.errors,
         }
 
 
 class State:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, history: History) -> None:
         self.config = config
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.clients: Dict[str, Client] = {}
-        self.rounds: Dict[str, Round] = {}
-        self.history: List[Round] = []
-        self.round_counter = 0
+        self.rounds: Dict[str, Round] = {}  # each group's current (or last) round
+        self.history = history
         for group in config.groups.values():
             for host in group.hosts:
                 self.clients[host] = Client(host=host, group=group.name)
+        self._restore_outcomes()
+
+    def _restore_outcomes(self) -> None:
+        """After a restart, each host's last outcome, so a group does not wait for hosts
+        that are DONE. Only for the group's current image: a changed config starts afresh."""
+        for record in self.history.finished():
+            group = self.config.groups.get(record["group"])
+            if group is None or group.image != record.get("image"):
+                continue
+            for host, outcome in record["outcome"].items():
+                c = self.clients.get(host)
+                if c is not None and c.group == group.name:
+                    c.state = c.outcome = outcome
+                    c.error = record.get("errors", {}).get(host, "")
 
     # -- helpers (call with the lock held) ------------------------------------
 
@@ -129,32 +151,70 @@ class State:
             if c is not None and host in r.chain and c.state not in FINAL:
                 self.set_state(c, "ERROR", f"skipped by {by}: {reason}")
 
+    def new_round(self, group: ClientGroup, chain: List[str]) -> Round:
+        """A round for `chain`, recorded (and saved) as running before anything is sent."""
+        r = Round(
+            number=self.history.counter + 1,
+            group=group.name,
+            image=group.image,
+            session=secrets.token_hex(8),
+            secret=secrets.token_bytes(32),
+            chain=chain,
+            left_out=[h for h in group.hosts if h not in chain and self.clients[h].state != "DONE"],
+        )
+        self.rounds[group.name] = r
+        self.history.record(r.public())
+        self.changed.notify_all()
+        return r
+
+    def finish_round(self, r: Round) -> None:
+        """Each host's outcome (retries count on it) into the round and the saved history."""
+        for host in r.chain:
+            c = self.clients[host]
+            c.outcome = c.state
+            c.failures = 0 if c.state == "DONE" else c.failures + 1
+        # New dicts, not updates: status() serialises public() views outside the lock.
+        r.outcome = {h: self.clients[h].state for h in r.chain}
+        r.errors = {h: self.clients[h].error for h in r.chain if r.outcome[h] != "DONE"}
+        r.phase = "finished"
+        r.finished = time.time()
+        self.history.record(r.public())
+        self.changed.notify_all()
+
+    def running(self, group: str) -> Optional[Round]:
+        r = self.rounds.get(group)
+        return r if r is not None and r.phase != "finished" else None
+
     def active_round(self, host: str) -> Optional[Round]:
         c = self.clients.get(host)
         if c is None or c.group is None:
             return None
-        r = self.rounds.get(c.group)
-        if r is not None and r.phase != "finished" and host in r.chain:
-            return r
-        return None
+        r = self.running(c.group)
+        return r if r is not None and host in r.chain else None
 
     # -- status ----------------------------------------------------------------
 
     def status(self) -> dict:
         with self.lock:
             groups = []
+            finished = self.history.finished()
             for name, group in self.config.groups.items():
                 r = self.rounds.get(name)
+                last = next((x for x in reversed(finished) if x["group"] == name), None)
                 groups.append({
                     "name": name,
                     "image": group.image,
                     "hosts": group.hosts,
-                    "round": r.public() if r else None,
+                    "start": group.start,
+                    "wait": group.wait,
+                    "min_clients": group.min_clients,
+                    "retries": group.retries,
+                    "round": r.public() if r else last,  # last: from before a restart
                     "clients": [
                         dict(self.clients[h].public(), position=i + 1)
                         for i, h in enumerate(group.hosts)
                     ],
                 })
             unassigned = [c.public() for c in self.clients.values() if c.group is None]
-            history = [r.public() for r in self.history[-20:]]
+            history = finished[-20:]
         return {"groups": groups, "unassigned": unassigned, "history": history}

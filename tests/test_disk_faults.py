@@ -1,0 +1,64 @@
+"""Disk trouble is local: a hop whose target fails reports why and keeps forwarding.
+
+Real failures, no stand-ins: a tmpfs too small for the image (ENOSPC), and a loop
+device whose backing file sits on such a tmpfs, so the block layer returns EIO.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.test_hop import RunningHop, send_stream
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A real 1 MiB filesystem (tmpfs), mounted for this test only."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_filesystem_is_error_with_cause_and_next_hop_still_verifies(tmp_path, tiny_fs):
+    image = os.urandom(3 * MiB)
+    last = RunningHop(tmp_path / "ok.img", position=2)
+    first = RunningHop(tiny_fs / "disk.img", downstream=[last.address])
+    send_stream(first.address, image)
+    bad, good = first.wait(), last.wait()
+    assert not bad.verified
+    assert "No space left on device" in bad.error and str(tiny_fs / "disk.img") in bad.error
+    assert "failed at byte" in bad.error
+    assert good.verified and (tmp_path / "ok.img").read_bytes() == image
+
+
+def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_path, tiny_fs):
+    if not shutil.which("losetup"):
+        pytest.skip("needs losetup")
+    backing = tiny_fs / "backing.img"
+    with open(backing, "wb") as f:
+        f.truncate(8 * MiB)  # sparse: the device claims 8 MiB, the filesystem holds 1
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+    if dev.returncode != 0:
+        pytest.skip(f"no loop device available: {dev.stderr.strip()}")
+    device = dev.stdout.strip()
+    try:
+        image = os.urandom(4 * MiB)
+        last = RunningHop(tmp_path / "ok.img", position=2)
+        first = RunningHop(device, downstream=[last.address])
+        send_stream(first.address, image)
+        bad, good = first.wait(), last.wait()
+        assert not bad.verified and "Input/output error" in bad.error and device in bad.error
+        assert good.verified and (tmp_path / "ok.img").read_bytes() == image
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)

@@ -1,0 +1,38 @@
+"""Name the hop that holds a chain back, from the queue fill each hop reports.
+
+In a chain with backpressure, every hop upstream of the slow one has full queues
+(it cannot pass data on fast enough) and every hop downstream is starved. So the
+culprit is the furthest-downstream hop whose queues are full:
+- its writer queue is full: its disk is slow, or its decompression, whichever the
+  writer spends more time on;
+- its forwarder queue is full: its link to the next hop is slow (the next hop itself
+  is not backed up, or it would be the furthest-downstream full one).
+No full hop means the chain runs as fast as the master feeds it.
+"""
+
+from typing import List, Optional
+
+FULL = 0.75  # a queue holding this share of the hop's in-flight buffers is full
+
+
+def find(clients: List[dict]) -> Optional[dict]:
+    """`clients`: the round's clients in chain order, as in /api/status."""
+    culprit = None
+    for c in clients:
+        if c.get("state") != "BUSY":
+            continue
+        q = c.get("queues") or {}
+        capacity = q.get("capacity") or 0
+        if not capacity:
+            continue
+        writer, forwarder = q.get("write_queue", 0), q.get("forward_queue", 0)
+        if max(writer, forwarder) < FULL * capacity:
+            continue
+        if writer >= forwarder:
+            slow_decode = q.get("decode_seconds", 0) > q.get("write_seconds", 0)
+            cause = "decompression" if slow_decode else "disk"
+        else:
+            cause = "link"
+        culprit = {"host": c["host"], "cause": cause,
+                   "write_queue": writer, "forward_queue": forwarder, "capacity": capacity}
+    return culprit
