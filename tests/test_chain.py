@@ -161,7 +161,9 @@ def test_master_skips_its_killed_first_hop_and_the_rest_finish_verified(lab):
         lambda: (s := lab.clients()) and s[hosts(3)[0]]["state"] == "ERROR" and s, 60,
         "the killed first client marked ERROR",
     )
-    assert "skipped by the master" in states[hosts(3)[0]]["error"]
+    # Skipped by the master if it was still streaming; otherwise found lost by silence.
+    error = states[hosts(3)[0]]["error"]
+    assert "skipped by the master" in error or "no report from the client" in error
     for h in hosts(3)[1:]:
         assert states[h]["state"] == "DONE"
         assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)

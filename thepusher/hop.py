@@ -211,6 +211,10 @@ class Hop:
             "pool_in_use": pool.in_use() if pool else 0,
             "pool_size": pool.count if pool else 0,
             "capacity": self.config.buffers,
+            # Lost our upstream mid-stream and waiting for another: once every hop
+            # before us has finished, only the master can still feed us.
+            "waiting_upstream": self.header is not None and not self._upstream_ok
+            and not self._reader_finished,
             "write_queue": self.write_q.qsize(),
             "forward_queue": self.forward_q.qsize(),
             "decode_seconds": round(self.decode_seconds, 3),
@@ -552,9 +556,9 @@ class Hop:
         )
         window: Deque[Chunk] = collections.deque()
         held = 0
-        live = self._heal(link, window, first=True)
+        live = self._heal(link, window)
         healed = False  # the replay after a heal already sent the current item
-        idle = max(1.0, self.config.io_timeout / 3)
+        idle = self.config.io_timeout / 3  # keep-alives well inside the receiver's timeout
         try:
             while True:
                 item = self._next(self.forward_q, idle)
@@ -579,8 +583,7 @@ class Hop:
                             link.finish(item.offset)
                         break
                     except LinkBroken as e:
-                        link.skip(str(e))
-                        live = healed = self._heal(link, window)
+                        live = healed = self._heal(link, window, broken=e)
                 healed = False
                 if end:
                     return
@@ -589,32 +592,27 @@ class Hop:
             for chunk in window:
                 chunk.release()
 
-    def _heal(self, link: Link, window: Deque[Chunk], first: bool = False) -> bool:
-        """Connect to the next hop that takes the stream and replay what it lacks."""
+    def _heal(self, link: Link, window: Deque[Chunk], broken: Optional[LinkBroken] = None) -> bool:
+        """(Re)connect to the next hop that takes the stream and replay what it lacks."""
         self._healing = True
         try:
-            return self._reconnect(link, window, first)
+            while True:
+                try:
+                    resume = link.open() if broken is None else link.reopen(broken)
+                except NoHopLeft as e:
+                    self.forward_error = f"{e}; forwarding stopped"
+                    log.error("%s", self.forward_error)
+                    return False
+                try:
+                    for chunk in window:
+                        if chunk.end > resume or chunk.kind == wire.END:
+                            for part in chunk.tail_from(resume):
+                                link.send(part, max(resume, chunk.offset))
+                    return True
+                except LinkBroken as e:
+                    broken = e
         finally:
             self._healing = False
-
-    def _reconnect(self, link: Link, window: Deque[Chunk], first: bool) -> bool:
-        while True:
-            try:
-                resume = link.open()
-            except NoHopLeft as e:
-                self.forward_error = str(e) if first else f"{e}; forwarding stopped"
-                log.error("%s", self.forward_error)
-                return False
-            if first:
-                return True
-            try:
-                for chunk in window:
-                    if chunk.end > resume or chunk.kind == wire.END:
-                        for part in chunk.tail_from(resume):
-                            link.send(part, max(resume, chunk.offset))
-                return True
-            except LinkBroken as e:
-                link.skip(str(e))
 
     def _next(self, q: "queue.Queue", timeout: float):
         """The next item, or None after `timeout`; a Failure once the reader is gone."""

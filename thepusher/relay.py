@@ -25,7 +25,14 @@ HANDSHAKE_TIMEOUT = 5.0
 
 
 class LinkBroken(Exception):
-    """The current hop is gone; call `Link.skip()` and `Link.open()`."""
+    """The connection to the current hop failed; call `Link.reopen()`.
+
+    `dead` means the hop did not answer a probe: no point asking it again.
+    """
+
+    def __init__(self, message: str, dead: bool = False) -> None:
+        super().__init__(message)
+        self.dead = dead
 
 
 class NoHopLeft(Exception):
@@ -63,6 +70,7 @@ class Link:
         self.on_skip = on_skip or (lambda host, reason: None)
         self.connect_tries = connect_tries
         self.index = 0
+        self._asked_again = -1  # the hop reopen() already gave a second chance
         self.sock: Optional[socket.socket] = None
         self.skipped: List[Tuple[str, str]] = []
 
@@ -98,6 +106,26 @@ class Link:
                     break
             self.skip(f"could not take the stream: {error}")
         raise NoHopLeft("no hop after this one takes the stream")
+
+    def reopen(self, broken: LinkBroken) -> int:
+        """After a failed connection: ask the same hop once more (it may only have
+        timed us out, e.g. on a stall further up, and now waits for an upstream), else
+        skip it. Returns the offset the hop that takes the stream wants."""
+        self.close()
+        if not broken.dead and self._asked_again != self.index:
+            self._asked_again = self.index
+            try:
+                self.sock, resume = wire.connect(
+                    self.hops[self.index], self.header, self.secret,
+                    min(HANDSHAKE_TIMEOUT, self.timeout), self.source,
+                )
+                self.sock.settimeout(self.timeout)
+                log.info("next hop %s took the stream again at byte %d", self.host, resume)
+                return resume
+            except (OSError, wire.ProtocolError):
+                pass
+        self.skip(str(broken))
+        return self.open()
 
     def skip(self, reason: str) -> None:
         host = self.host
@@ -170,5 +198,6 @@ class Link:
             log.info("next hop %s is slow but alive at stream byte %d; waiting", self.host, offset)
             return
         raise LinkBroken(
-            f"no progress for {self.timeout:.0f} s at stream byte {offset} and no answer to a probe"
+            f"no progress for {self.timeout:.0f} s at stream byte {offset} and no answer to a probe",
+            dead=True,
         )

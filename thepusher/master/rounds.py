@@ -6,6 +6,7 @@ ERROR, or is declared lost after a bounded silence) -> finished.
 """
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -127,9 +128,14 @@ def _stream(ctl: "Controller", r: Round, source: Source) -> None:
 
 
 def _settle(ctl: "Controller", r: Round) -> None:
-    """Wait until every client is DONE or ERROR; silence past a bound counts as ERROR."""
+    """Wait until every client is DONE or ERROR; silence past a bound counts as ERROR.
+
+    A hop whose upstream died after every hop before it had finished has nobody left
+    to heal towards it: the master feeds it again, from the first byte it lacks.
+    """
     st = ctl.state
     limit = ctl.settings.report_timeout
+    repaired = set()
     with st.lock:
         while True:
             now = time.monotonic()
@@ -139,4 +145,21 @@ def _settle(ctl: "Controller", r: Round) -> None:
             for c in pending:
                 if now - c.last_seen > limit:
                     st.set_state(c, "ERROR", f"no report from the client for {limit:.0f} s (lost)")
+                elif c.queues.get("waiting_upstream") and c.host not in repaired and r.source:
+                    repaired.add(c.host)
+                    threading.Thread(
+                        target=_repair, args=(r, (c.host, c.data_port), ctl.settings.io_timeout),
+                        name=f"round-{r.number}-repair", daemon=True,
+                    ).start()
             st.changed.wait(1.0)
+
+
+def _repair(r: Round, address, timeout: float) -> None:
+    log.warning("round %d: %s lost its upstream after the others finished; "
+                "the master feeds it", r.number, address[0])
+    source = Source(r.source.path, r.source.header, r.secret, [address], timeout,
+                    on_skip=lambda host, reason: None)
+    try:
+        source.run()
+    except StreamFailed as e:
+        log.error("round %d: feeding %s again failed: %s", r.number, address[0], e)

@@ -56,8 +56,7 @@ class Source:
                         self.link.finish(size)
                         return
                     except LinkBroken as e:
-                        self.link.skip(str(e))
-                        pos = self.link.open()
+                        pos = self.link.reopen(e)
             except NoHopLeft:
                 raise StreamFailed(
                     f"no hop of the chain took the stream (skipped: "
