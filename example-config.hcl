@@ -40,6 +40,10 @@ io_timeout     = 30
 # lost and marked ERROR by the master
 report_timeout = 15
 
+# MiB of recently sent data each client keeps, so that when the next client dies it
+# can resend what the one after lacks; older bytes are fetched from the master
+replay_window  = 48
+
 ### IMAGES ####################################################################
 
 # provide a unique name per image to be deployed ("image" blocks, one label each)

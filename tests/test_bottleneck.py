@@ -1,5 +1,11 @@
 """Naming the hop that holds the chain back, from the queue figures hops report."""
 
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config, write_image
 from thepusher.master import bottleneck
 
 
@@ -24,10 +30,48 @@ def test_slow_decompression_is_named_when_the_writer_mostly_decodes():
 
 def test_slow_link_is_a_full_forwarder_queue_before_a_starved_hop():
     chain = [hop("a", 0, 31), hop("b", 0, 1), hop("c", 0, 0)]
-    assert bottleneck.find(chain)["host"] == "a" and bottleneck.find(chain)["cause"] == "link"
+    found = bottleneck.find(chain)
+    assert (found["host"], found["cause"], found["next"]) == ("a", "link", "b")
 
 
 def test_no_full_queue_means_no_bottleneck_and_finished_hops_are_ignored():
     assert bottleneck.find([hop("a", 3, 4), hop("b", 1, 0)]) is None
     assert bottleneck.find([hop("a", 32, 0, state="DONE")]) is None
 
+
+
+@pytest.fixture
+def cpu_starved(tmp_path):
+    """A cgroup (v1 cpu controller) that lets its processes use 3% of one CPU."""
+    base = Path("/sys/fs/cgroup/cpu")
+    if os.geteuid() != 0 or not (base / "cpu.cfs_quota_us").exists():
+        pytest.skip("needs root and the cgroup v1 cpu controller")
+    group = base / f"thepusher-test-{os.getpid()}"
+    group.mkdir()
+    (group / "cpu.cfs_period_us").write_text("100000")
+    (group / "cpu.cfs_quota_us").write_text("3000")
+    yield group
+    (group / "cpu.cfs_quota_us").write_text("-1")
+    for pid in (group / "cgroup.procs").read_text().split():
+        (base / "cgroup.procs").write_text(pid)
+    group.rmdir()
+
+
+def test_status_names_the_cpu_starved_client_as_holding_the_chain_back(lab, cpu_starved):
+    """A real slow hop: the middle client may use 3% of a CPU, and /api/status points
+    at it (and not at the last client, which is starved of data)."""
+    hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+    write_image(lab.images / "disk.img", 256 << 20)
+    write_config(lab.images, hosts)
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts]
+    (cpu_starved / "cgroup.procs").write_text(str(clients[1].popen.pid))
+    named = lab.wait_for(lambda: lab.status()["groups"][0].get("bottleneck"), 60,
+                         "a bottleneck named during the round")
+    (cpu_starved / "cpu.cfs_quota_us").write_text("-1")  # let the round finish quickly
+    # Starved, it reads as slowly as it writes: either it is named with its writer
+    # backed up, or the hop before it is named with a full link to it.
+    assert named["host"] == "127.0.0.12" or named == dict(named, host="127.0.0.11", cause="link",
+                                                          next="127.0.0.12"), named
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()

@@ -215,7 +215,7 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         f"{path}:1:1: 'arm_timeout' must be a number of seconds, found a string",
         f"{path}:2:1: 'io_timeout' must be between 0 and 86400 seconds, found 0",
         f"{path}:3:1: unknown setting 'verbose' (top-level settings: arm_timeout, "
-        "accept_timeout, io_timeout, report_timeout; image and group keys go inside "
+        "accept_timeout, io_timeout, report_timeout, replay_window; image and group keys go inside "
         "image or clientgroup blocks)",
         f"{path}:7:3: image 'u': unsupported type 'TAR'; supported: IMG",
     ]
@@ -370,7 +370,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             1,
             "unknown setting 'debug' (top-level settings: arm_timeout, accept_timeout, io_timeout, "
-            "report_timeout; image and group keys go inside image or clientgroup blocks)",
+            "report_timeout, replay_window; image and group keys go inside image or clientgroup blocks)",
             id="unknown-setting",
         ),
         pytest.param(
@@ -378,7 +378,8 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             11,
             3,
             "unknown setting 'filename' (top-level settings: arm_timeout, accept_timeout, "
-            "io_timeout, report_timeout; image and group keys go inside image or clientgroup blocks)",
+            "io_timeout, report_timeout, replay_window; "
+            "image and group keys go inside image or clientgroup blocks)",
             id="image-key-at-top-level",
         ),
         pytest.param(

@@ -220,6 +220,7 @@ class Client:
             session=start["session"],
             secret=secret,
             position=start["position"],
+            window=start["window"],
             downstream=[(h, p) for h, p in start["downstream"]],
             fetch_range=lambda offset, length: self.link.fetch_range(
                 start["session"], secret, offset, length, float(start["io_timeout"])

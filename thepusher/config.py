@@ -87,6 +87,9 @@ class Settings:
     accept_timeout: float = 60.0  # a hop waits this long for its upstream to connect
     io_timeout: float = 30.0  # silence on a data connection that counts as a failure
     report_timeout: float = 15.0  # a client silent this long during a round is lost
+    # MiB of recently sent records each hop keeps to replay after skipping a dead next
+    # hop: covers what can be in flight past one hop (its 32 MiB of buffers + sockets).
+    replay_window: float = 48.0
 
 
 @dataclass
@@ -183,6 +186,14 @@ def _nonempty_string(key: str, value: Any) -> str:
     if not _string(key, value).strip():
         raise Invalid(f"'{key}' must not be empty")
     return value
+
+
+def _mebibytes(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"'{key}' must be a number of MiB, found {_kind(value)}")
+    if not 0 < value <= 4096:
+        raise Invalid(f"'{key}' must be between 0 and 4096 MiB, found {value}")
+    return float(value)
 
 
 def _seconds(key: str, value: Any) -> float:
@@ -329,6 +340,7 @@ SETTINGS: Tuple[Key, ...] = (
     Key("accept_timeout", "accept_timeout", _seconds),
     Key("io_timeout", "io_timeout", _seconds),
     Key("report_timeout", "report_timeout", _seconds),
+    Key("replay_window", "replay_window", _mebibytes),
 )
 
 BLOCKS: Dict[str, BlockSpec] = {

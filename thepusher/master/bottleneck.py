@@ -5,8 +5,9 @@ In a chain with backpressure, every hop upstream of the slow one has full queues
 culprit is the furthest-downstream hop whose queues are full:
 - its writer queue is full: its disk is slow, or its decompression, whichever the
   writer spends more time on;
-- its forwarder queue is full: its link to the next hop is slow (the next hop itself
-  is not backed up, or it would be the furthest-downstream full one).
+- its forwarder queue is full: the link to the next hop is slow, or the next hop
+  reads slowly (a starved CPU slows its reader as much as its writer, so its own
+  queues stay short); `next` names that hop.
 No full hop means the chain runs as fast as the master feeds it.
 """
 
@@ -18,7 +19,7 @@ FULL = 0.75  # a queue holding this share of the hop's in-flight buffers is full
 def find(clients: List[dict]) -> Optional[dict]:
     """`clients`: the round's clients in chain order, as in /api/status."""
     culprit = None
-    for c in clients:
+    for i, c in enumerate(clients):
         if c.get("state") != "BUSY":
             continue
         q = c.get("queues") or {}
@@ -35,4 +36,6 @@ def find(clients: List[dict]) -> Optional[dict]:
             cause = "link"
         culprit = {"host": c["host"], "cause": cause,
                    "write_queue": writer, "forward_queue": forwarder, "capacity": capacity}
+        if cause == "link":
+            culprit["next"] = clients[i + 1]["host"] if i + 1 < len(clients) else None
     return culprit

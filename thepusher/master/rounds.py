@@ -96,6 +96,7 @@ def _arm(ctl: "Controller", r: Round):
                 "sha256": facts.sha256,
                 "accept_timeout": t.accept_timeout,
                 "io_timeout": t.io_timeout,
+                "window": int(t.replay_window * (1 << 20)),
             }
             for i, host in enumerate(r.chain)
         }
