@@ -1,6 +1,5 @@
 """Real processes on loopback: a master and clients started exactly as an admin would."""
 
-import hashlib
 import http.client
 import json
 import os
@@ -16,6 +15,8 @@ from typing import List, Optional, Tuple
 
 import pytest
 
+from thepusher.demo import make_image, sha256_file  # noqa: F401 - sha256_file is for the tests
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 
@@ -30,21 +31,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def sha256_file(path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def write_image(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 << 20)
-            f.write(os.urandom(n))
-            left -= n
+    make_image(str(path), size)
 
 
 def write_config(image_dir: Path, hosts: List[str], filename: str = "disk.img",
@@ -108,7 +96,7 @@ class Lab:
         self.port = 0
 
     def start_master(self, *extra: str) -> Proc:
-        self.port = free_port()
+        self.port = self.port or free_port()
         p = Proc("master", ["-v", "master", "-S", str(self.images), "-l", f"127.0.0.1:{self.port}",
                             *extra], self.logs)
         self.procs.append(p)

@@ -77,3 +77,18 @@ def test_unreadable_history_is_kept_aside_and_the_master_starts_afresh(lab):
     assert lab.status()["history"] == []
     assert (lab.images / "thepusher-history.json.corrupt").read_text() == "{not json"
     assert "cannot read the round history" in lab.procs[0].output()
+
+
+def test_client_started_before_the_master_keeps_registering_until_it_answers(lab):
+    """Machines often boot before the master is up: the client retries with backoff,
+    says so on its console, and takes part once the master answers."""
+    from tests.conftest import free_port
+
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, ["127.0.0.11"])
+    lab.port = free_port()
+    client = lab.start_client("127.0.0.11")
+    lab.wait_for(lambda: "cannot register" in client.output(), 20, "the client's retry message")
+    lab.start_master()
+    assert client.wait(60) == 0, lab.dump()
+    assert "retrying in" in client.output()
