@@ -89,12 +89,7 @@ class Link:
             address = self.hops[self.index]
             for attempt in range(self.connect_tries):
                 try:
-                    self.sock, resume = wire.connect(
-                        address, self.header, self.secret,
-                        min(HANDSHAKE_TIMEOUT, self.timeout), self.source,
-                    )
-                    self.sock.settimeout(self.timeout)
-                    return resume
+                    return self._connect(address)
                 except wire.ProtocolError as e:
                     error = str(e)
                     if attempt + 1 < self.connect_tries:
@@ -115,17 +110,20 @@ class Link:
         if not broken.dead and self._asked_again != self.index:
             self._asked_again = self.index
             try:
-                self.sock, resume = wire.connect(
-                    self.hops[self.index], self.header, self.secret,
-                    min(HANDSHAKE_TIMEOUT, self.timeout), self.source,
-                )
-                self.sock.settimeout(self.timeout)
+                resume = self._connect(self.hops[self.index])
                 log.info("next hop %s took the stream again at byte %d", self.host, resume)
                 return resume
             except (OSError, wire.ProtocolError):
                 pass
         self.skip(str(broken))
         return self.open()
+
+    def _connect(self, address: Address) -> int:
+        self.sock, resume = wire.connect(
+            address, self.header, self.secret, min(HANDSHAKE_TIMEOUT, self.timeout), self.source
+        )
+        self.sock.settimeout(self.timeout)
+        return resume
 
     def skip(self, reason: str) -> None:
         host = self.host
@@ -158,9 +156,7 @@ class Link:
         while count:
             try:
                 n = os.sendfile(self.sock.fileno(), f.fileno(), file_offset, count)
-            except BlockingIOError:
-                n = 0
-            except socket.timeout:
+            except BlockingIOError:  # the socket is non-blocking under a timeout
                 n = 0
             except OSError as e:
                 raise LinkBroken(f"send failed at stream byte {file_offset}: {e}") from None
