@@ -15,6 +15,17 @@ def hosts(n):
     return [f"127.0.0.{11 + i}" for i in range(n)]
 
 
+def kill_mid_stream(lab, victim, frozen):
+    """kill -9 `victim` mid-stream, every time: `frozen` (the last client) is stopped as
+    soon as data reaches it, so backpressure stalls the whole chain until it resumes."""
+    lab.wait_for(lambda: "receiving img" in frozen.output(), 60, "data reaching the last client")
+    frozen.kill(signal.SIGSTOP)
+    time.sleep(0.4)
+    victim.kill(signal.SIGKILL)
+    time.sleep(0.4)
+    frozen.kill(signal.SIGCONT)
+
+
 @pytest.mark.parametrize("n", [1, 3, 8])
 def test_every_client_in_chain_gets_byte_identical_verified_copy(lab, n):
     image = lab.images / "disk.img"
@@ -59,14 +70,7 @@ def test_killed_middle_client_is_skipped_and_the_rest_finish_verified(lab):
     write_config(lab.images, hosts(3), settings="report_timeout = 5\n")
     lab.start_master()
     c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
-    # Freeze the last client as soon as data reaches it: backpressure then stalls the
-    # whole chain mid-stream, so the kill below lands mid-stream every time.
-    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching client 3")
-    c3.kill(signal.SIGSTOP)
-    time.sleep(0.5)
-    c2.kill(signal.SIGKILL)
-    time.sleep(0.5)
-    c3.kill(signal.SIGCONT)
+    kill_mid_stream(lab, c2, frozen=c3)
     assert c3.wait(90) == 0, lab.dump()
     assert c1.wait(90) == 0, lab.dump()
     states = lab.wait_for(
@@ -150,12 +154,7 @@ def test_master_skips_its_killed_first_hop_and_the_rest_finish_verified(lab):
     write_config(lab.images, hosts(3), settings="report_timeout = 5\n")
     lab.start_master()
     c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
-    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching client 3")
-    c3.kill(signal.SIGSTOP)
-    time.sleep(0.3)
-    c1.kill(signal.SIGKILL)
-    time.sleep(0.3)
-    c3.kill(signal.SIGCONT)
+    kill_mid_stream(lab, c1, frozen=c3)
     assert c2.wait(90) == 0 and c3.wait(90) == 0, lab.dump()
     states = lab.wait_for(
         lambda: (s := lab.clients()) and s[hosts(3)[0]]["state"] == "ERROR" and s, 60,
