@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark thepusher on one machine: chain scaling, relay speed, CPU and memory per hop.
+"""Benchmark thepusher on one machine: chain scaling, relay speed, CPU, memory, healing.
 
 A script, not a pytest test (`make bench`, or `python3 tests/bench.py [--quick]`).
 It starts a real master and real client processes on loopback (127.0.0.11, .12, ...)
@@ -11,7 +11,14 @@ master's /api/status:
 * stream time: from the moment this script sees the round's phase turn "streaming"
   (polled every 20 ms) to "finished", i.e. the round without the arm phase;
 * per hop: cpu_seconds (user + system of the whole client process) and max_rss_kb as
-  each client reported them with DONE.
+  each client reported them with DONE;
+* fault: pairs of rounds of 8 clients, one without a fault and one where client 4 is
+  kill -9'ed once it has written half the image; the time until the last client that
+  can finish is DONE (all 8, or the 7 survivors) and the ratio of the two. The
+  survivors' copies are re-hashed here too.
+
+The group is `start = "manual"`: the bench starts each round itself once all its
+clients are WAIT, and checks that the round's chain is the whole list of hosts.
 
 Units: MB = 10^6 bytes, GB = 10^9 bytes, MiB = 2^20 bytes.
 Stdlib only; runs under Python 3.9. Exit status 0 unless something broke (a target
@@ -31,19 +38,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
 
-POOL_BUFFERS = 32  # HopConfig.buffers
 RECORD_SIZE = 1 << 20  # wire default record size
-POOL_BYTES = POOL_BUFFERS * (RECORD_SIZE + 16)
 RSS_ALLOWANCE = 8 << 20  # threads, queues, JSON/HTTP objects on top of the pool
 
 TARGET_RELAY_GBS = 2.0
 TARGET_CPU_S_PER_GB = 0.3
+TARGET_FAULT_RATIO = 1.2
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -125,14 +132,45 @@ def write_zeros(path: str, size: int) -> None:
             left -= n
 
 
-def write_config(image_dir: str, hosts: List[str]) -> None:
-    """As tests/conftest.write_config: one image, one group with these hosts in order."""
+def overwrite_zeros(path: str, size: int) -> None:
+    """Overwrite an existing file's pages with zeros in place (no truncation, no new pages)."""
+    zeros = bytes(4 << 20)
+    with open(path, "r+b") as f:
+        left = size
+        while left:
+            n = min(left, len(zeros))
+            f.write(zeros[:n])
+            left -= n
+
+
+def sha256_file(path: str) -> str:
+    """Through one reused 1 MiB buffer: this process must stay small, see own_peak_rss_kb."""
+    sha = hashlib.sha256()
+    buf = bytearray(RECORD_SIZE)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return sha.hexdigest()
+            sha.update(view[:n])
+
+
+def write_config(image_dir: str, hosts: List[str], settings: str = "") -> None:
+    """As tests/conftest.write_config: one image, one group with these hosts in order.
+
+    `start = "manual"`: the bench starts every round itself (POST /api/groups/room/start)
+    once all its clients are WAIT. With the default policy a host that ended DONE is no
+    longer waited for, so a repeated round would start with whichever client registered
+    first instead of the whole chain.
+    """
     quoted = ", ".join(f'"{h}"' for h in hosts)
     with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
         f.write(
-            'image "img" {\n  filename = "disk.img"\n  destination = "/dev/null"\n'
+            settings + 'image "img" {\n  filename = "disk.img"\n  destination = "/dev/null"\n'
             '  compression = "NONE"\n}\n'
-            f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n}}\n'
+            f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
+            '  start = "manual"\n}\n'
         )
 
 
@@ -190,9 +228,20 @@ class Lab:
         with urllib.request.urlopen(url, timeout=10) as r:
             return json.load(r)
 
-    def start_master(self, image_dir: str, hosts: List[str]) -> None:
+    def post(self, path: str) -> dict:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=b"{}", method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as e:
+            raise BenchError(f"POST {path}: {e.code} {e.read().decode(errors='replace')}") from None
+
+    def start_master(self, image_dir: str, hosts: List[str], settings: str = "") -> None:
         self.stop_master()
-        write_config(image_dir, hosts)
+        write_config(image_dir, hosts, settings)
         self.port = free_port()
         self.master = self.spawn("master", [
             "-v", "master", "-S", image_dir, "-l", f"127.0.0.1:{self.port}",
@@ -226,11 +275,8 @@ class Lab:
         self.master = None
 
 
-def run_round(lab: Lab, hosts: List[str], dests: List[str], size: int) -> dict:
-    """One round with fresh client processes; returns the round's figures."""
-    before = lab.status()
-    last = before["history"][-1]["number"] if before["history"] else 0
-    master_cpu0: Optional[float] = None
+def start_round(lab: Lab, hosts: List[str], dests: List[str]) -> Tuple[List[Proc], int]:
+    """Fresh client processes; once every one is WAIT, start the round. (clients, round number)"""
     clients = [
         lab.spawn(f"client-{h}", [
             "-v", "client", "-p", f"127.0.0.1:{lab.port}", "--bind", h,
@@ -238,6 +284,30 @@ def run_round(lab: Lab, hosts: List[str], dests: List[str], size: int) -> dict:
         ])
         for h, d in zip(hosts, dests)
     ]
+    deadline = time.monotonic() + 60
+    while True:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{len(hosts)} clients not all WAIT after 60 s"
+                             + logs_of([lab.master] + clients))
+        for p in [lab.master] + clients:
+            if p.popen.poll() is not None:
+                raise BenchError(f"{p.name} exited before the round started" + logs_of([p]))
+        states = {c["host"]: c["state"] for c in lab.status()["groups"][0]["clients"]}
+        if all(states.get(h) == "WAIT" for h in hosts):
+            break
+        time.sleep(0.02)
+    answer = lab.post("/api/groups/room/start")
+    if answer.get("chain") != hosts:
+        raise BenchError(f"round {answer.get('round')} started with chain {answer.get('chain')}, "
+                         f"expected {hosts}")
+    return clients, answer["round"]
+
+
+def run_round(lab: Lab, hosts: List[str], dests: List[str], size: int) -> dict:
+    """One round with fresh client processes; returns the round's figures."""
+    master_cpu0: Optional[float] = None
+    clients, number = start_round(lab, hosts, dests)
+    last = number - 1
     timeout = 120 + len(hosts) * size / 20e6
     deadline = time.monotonic() + timeout
     seen_streaming: Optional[float] = None
@@ -327,6 +397,210 @@ def measure(lab: Lab, image_dir: str, hosts: List[str], dests: List[str], size: 
     }
 
 
+# -- fault: one client killed mid-image --------------------------------------------------
+
+FAULT_SETTINGS = "report_timeout = 5\n"  # top-level: a lost client is declared ERROR after 5 s
+FAULT_POLL = 0.05  # status polls during a fault-section round (both kinds, so both pay the same)
+
+
+def fault_round(lab: Lab, hosts: List[str], dests: List[str], size: int,
+                victim: Optional[int]) -> dict:
+    """One round, polling /api/status every FAULT_POLL s; with `victim` (an index into
+    hosts), kill -9 that client once it has written half the image.
+
+    "Written half": the victim's destination (zeroed before the round; the image is
+    random) holds data in the 4 KiB at the image's midpoint; a hop writes in order.
+    Checked every 5 ms. Neither the master's bytes_sent (it runs ahead of a middle hop
+    by the buffers and replay windows of the hops before it, hundreds of MiB) nor the
+    victim's own bytes_done (reported once a second) would place the kill as well.
+
+    Returns when each host was first seen DONE (and the victim ERROR), relative to the
+    round's start (the master's `started`), plus the master's own round duration.
+    """
+    if victim is not None and dests[victim] == "/dev/null":
+        raise BenchError("the fault section needs file destinations")
+    for d in dests:  # so that only this round's writes can make a copy verify
+        if d != "/dev/null":
+            overwrite_zeros(d, size)
+    probe = os.open(dests[victim], os.O_RDONLY) if victim is not None else None
+    try:
+        clients, number = start_round(lab, hosts, dests)
+        return _watch_fault_round(lab, hosts, dests, size, victim, probe, clients, number)
+    finally:
+        if probe is not None:
+            os.close(probe)
+
+
+def _watch_fault_round(lab: Lab, hosts: List[str], dests: List[str], size: int,
+                       victim: Optional[int], probe: Optional[int], clients: List[Proc],
+                       number: int) -> dict:
+    timeout = 120 + len(hosts) * size / 20e6
+    deadline = time.monotonic() + timeout
+    seen: Dict[str, float] = {}  # host -> time.time() first seen DONE or ERROR
+    killed: Optional[dict] = None
+    mid = (size // 2) & ~4095
+    next_status = 0.0
+    while True:
+        if probe is not None and killed is None and os.pread(probe, 4096, mid).strip(b"\0"):
+            os.kill(clients[victim].popen.pid, signal.SIGKILL)
+            killed = {"at": time.time()}
+            next_status = 0.0  # the master's progress at the kill, right away
+        if time.monotonic() < next_status:
+            time.sleep(0.005 if probe is not None and killed is None else FAULT_POLL / 5)
+            continue
+        next_status = time.monotonic() + FAULT_POLL
+        if time.monotonic() > deadline:
+            raise BenchError(f"fault round {number} not finished after {timeout:.0f} s"
+                             + logs_of([lab.master] + clients))
+        if lab.master.popen.poll() is not None:
+            raise BenchError("the master died during a round" + logs_of([lab.master]))
+        st = lab.status()
+        now = time.time()
+        group = st["groups"][0]
+        r = group["round"]
+        if not r or r["number"] != number:
+            raise BenchError(f"expected round {number} in the status, got {r}")
+        by_host = {c["host"]: c for c in group["clients"]}
+        for h in hosts:
+            if h not in seen and by_host[h]["state"] in ("DONE", "ERROR"):
+                seen[h] = now
+        if victim is not None:
+            if killed is None and hosts[victim] in seen:
+                raise BenchError(f"{hosts[victim]} ended {by_host[hosts[victim]]['state']} "
+                                 "before it could be killed")
+            if killed is not None and "sent" not in killed:
+                killed["sent"] = r["bytes_sent"]
+        if r["phase"] == "finished":
+            break
+    if victim is not None and killed is None:
+        raise BenchError(f"fault round {number} finished before the victim wrote half the image")
+    started = r["started"]
+    survivors = [h for i, h in enumerate(hosts) if i != victim]
+    bad = [h for h in survivors if by_host[h]["state"] != "DONE"]
+    if victim is not None and by_host[hosts[victim]]["state"] != "ERROR":
+        bad.append(hosts[victim])
+    if bad:
+        reasons = "; ".join(f"{h}: {by_host[h]['state']} {by_host[h]['error']}" for h in bad)
+        raise BenchError(f"fault round {number}: expected the survivors DONE and the killed client "
+                         f"ERROR: {reasons}" + logs_of([lab.master] + clients))
+    for i, p in enumerate(clients):
+        if i == victim:
+            p.popen.wait(10)
+        else:
+            reap(p)
+    out = {
+        "number": number,
+        "wall": r["finished"] - started,
+        "done": max(seen[h] for h in survivors) - started,  # the last survivor DONE
+        "verified": 0,
+    }
+    if victim is not None:
+        host = hosts[victim]
+        want = st["images"][0]["sha256"]
+        for h, d in zip(hosts, dests):
+            if h != host:
+                if sha256_file(d) != want:
+                    raise BenchError(f"fault round {number}: {h} is DONE but {d} does not hold "
+                                     "the image" + logs_of([lab.master] + clients))
+                out["verified"] += 1
+        out.update(
+            killed=host,
+            kill_at=killed["at"] - started,
+            kill_sent=killed["sent"],
+            error_at=seen[host] - started,
+            error=by_host[host]["error"],
+            heal=heal_summary(clients[victim - 1] if victim else None,
+                              clients[victim + 1] if victim + 1 < len(clients) else None),
+            refused_wait=refused_wait(clients[victim - 1]) if victim else 0.0,
+        )
+    return out
+
+
+def refused_wait(prev: Proc) -> float:
+    """Seconds the hop before the killed one slept because the next hop refused it."""
+    return sum(float(line.rsplit("asking again in", 1)[1].split()[0])
+               for line in prev.tail(200000).splitlines() if "asking again in" in line)
+
+
+def heal_summary(prev: Optional[Proc], nxt: Optional[Proc]) -> str:
+    """How the chain healed, from the logs: how long the hop before the killed one was
+    told to ask again (the next hop still trusted its dead upstream), and how the hop
+    after it got its missing bytes."""
+    how = []
+    if prev is not None:
+        wait = refused_wait(prev)
+        how.append(f"refused by the next live hop, slept {wait:.0f} s before asking again"
+                   if wait else "taken by the next live hop at the first try")
+    if nxt is None:
+        how.append("the killed client was the last")
+        return "; ".join(how)
+    text = nxt.tail(200000)
+    resumed = [line for line in text.splitlines() if "continuing at byte" in line]
+    gaps = [line for line in text.splitlines() if "fetching stream bytes" in line]
+    if not resumed:
+        how.append("no resume in the next client's log")
+        return "; ".join(how)
+    at = resumed[0].split("continuing at byte", 1)[1].split()[0]
+    if gaps:
+        a, b = gaps[0].split("fetching stream bytes", 1)[1].split()[0].split("-")
+        how.append(f"next resumed at byte {at}, {(int(b) - int(a)) / (1 << 20):.0f} MiB "
+                   "gap-filled from the master")
+    else:
+        how.append(f"next resumed at byte {at} (replay from the sender's window)")
+    return "; ".join(how)
+
+
+def measure_fault(lab: Lab, image_dir: str, n: int, dests: List[str], size: int,
+                  repeat: int) -> dict:
+    """`repeat` sets of three rounds on one master: all n clients without a fault; all n
+    with the middle one killed at mid-image; the n - 1 others alone without a fault (the
+    survivors' chain, to tell the cost of healing from the CPU the killed hop frees)."""
+    hosts = hosts_for(n)
+    victim = (n - 1) // 2  # client 4 of 8, 2 of 3: in the middle
+    others = [h for i, h in enumerate(hosts) if i != victim]
+    other_dests = [d for i, d in enumerate(dests[:n]) if i != victim]
+    lab.start_master(image_dir, hosts, FAULT_SETTINGS)
+    normal, faulty, fewer = [], [], []
+    tag = "  [fault, round {}/{}]".format
+    for i in range(repeat):
+        a = fault_round(lab, hosts, dests[:n], size, None)
+        normal.append(a)
+        print(f"{tag(i + 1, repeat)} no fault: all {n} DONE at +{a['done']:.2f} s "
+              f"(round wall {a['wall']:.2f} s)", flush=True)
+        b = fault_round(lab, hosts, dests[:n], size, victim)
+        faulty.append(b)
+        print(f"{tag(i + 1, repeat)} client {victim + 1} ({b['killed']}) killed at "
+              f"+{b['kill_at']:.2f} s, on writing byte {size // 2} (master had sent "
+              f"{b['kill_sent'] / (1 << 20):.0f} MiB): {n - 1} survivors DONE at "
+              f"+{b['done']:.2f} s (ratio {b['done'] / a['done']:.2f}), {b['verified']} copies "
+              f"re-hashed OK; killed one ERROR at +{b['error_at']:.2f} s; round wall "
+              f"{b['wall']:.2f} s; client {victim}: {b['heal']}", flush=True)
+        c = fault_round(lab, others, other_dests, size, None)
+        fewer.append(c)
+        print(f"{tag(i + 1, repeat)} no fault, the {n - 1} survivors alone: all DONE at "
+              f"+{c['done']:.2f} s (round wall {c['wall']:.2f} s)", flush=True)
+    lab.stop_master()
+    return {
+        "n": n,
+        "victim": victim,
+        "host": hosts[victim],
+        "normal_done": median([a["done"] for a in normal]),
+        "normal_wall": median([a["wall"] for a in normal]),
+        "faulty_done": median([b["done"] for b in faulty]),
+        "faulty_wall": median([b["wall"] for b in faulty]),
+        "fewer_done": median([c["done"] for c in fewer]),
+        "fewer_wall": median([c["wall"] for c in fewer]),
+        "error_at": median([b["error_at"] for b in faulty]),
+        "kill_at": median([b["kill_at"] for b in faulty]),
+        "kill_sent": median([b["kill_sent"] for b in faulty]),
+        "ratios": [b["done"] / a["done"] for a, b in zip(normal, faulty)],
+        "errors": [b["error"] for b in faulty],
+        "heals": [b["heal"] for b in faulty],
+        "refused": sum(1 for b in faulty if b["refused_wait"]),
+        "verified": min(b["verified"] for b in faulty),
+    }
+
+
 # -- reference figures -----------------------------------------------------------------
 
 
@@ -348,7 +622,8 @@ def sha256_seconds_per_gb(total: int = 1 << 30) -> float:
 
 
 def idle_client_baseline() -> dict:
-    """Peak RSS and CPU of a Python that merely imports the client: a hop at rest.
+    """Peak RSS and CPU of a Python that merely imports the client: a hop at rest; and the
+    hop's buffer defaults (HopConfig.buffers, .window), read there so this script stays small.
 
     VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child's
     ru_maxrss is never below its parent's peak (see own_peak_rss_kb).
@@ -357,14 +632,25 @@ def idle_client_baseline() -> dict:
         "import resource, thepusher.cli, thepusher.client, thepusher.hop;"
         "u = resource.getrusage(resource.RUSAGE_SELF);"
         "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')];"
-        "print(hwm[0] if hwm else u.ru_maxrss, u.ru_utime + u.ru_stime)"
+        "c = thepusher.hop.HopConfig('', b'');"
+        "print(hwm[0] if hwm else u.ru_maxrss, u.ru_utime + u.ru_stime,"
+        " c.buffers, getattr(c, 'window', 0))"
     )
     try:
         out = subprocess.run([sys.executable, "-c", code], env=ENV, check=True,
                              stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
     except subprocess.CalledProcessError as e:
         raise BenchError(f"cannot import thepusher from {ROOT}: {e}") from None
-    return {"rss_kb": int(out[0]), "cpu": float(out[1])}
+    buffers, window = int(out[2]), int(out[3])
+    window_records = -(-window // RECORD_SIZE)
+    return {
+        "rss_kb": int(out[0]),
+        "cpu": float(out[1]),
+        "buffers": buffers,
+        "window_records": window_records,
+        # BufferPool of a forwarding hop: buffers + replay window + 1 (hop.Hop.run)
+        "pool_bytes": (buffers + window_records + 1) * (RECORD_SIZE + 16),
+    }
 
 
 def machine_cpu() -> Optional[dict]:
@@ -415,8 +701,8 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def print_report(args, size: int, chain: List[dict], relay: List[dict], sha_s: float,
-                 base: dict, where: str, load: float) -> None:
+def print_report(args, size: int, chain: List[dict], relay: List[dict], fault: Optional[dict],
+                 sha_s: float, base: dict, where: str, load: float) -> None:
     gb = size / 1e9
     mib = 1 << 20
     line = "=" * 112
@@ -470,7 +756,10 @@ def print_report(args, size: int, chain: List[dict], relay: List[dict], sha_s: f
           "every hop hashes all it writes,")
     print("  so that is a floor on a hop's CPU per GB")
     print()
-    print("3. targets")
+    if fault:
+        print_fault(fault, size)
+        print()
+    print("4. targets")
     rows = chain + relay
     one = relay[0] if relay else None
     if one:
@@ -484,16 +773,62 @@ def print_report(args, size: int, chain: List[dict], relay: List[dict], sha_s: f
           f"{worst_cpu:.2f} (worst hop); SHA-256 alone is {sha_s:.2f}"
           f"  {verdict(worst_cpu <= TARGET_CPU_S_PER_GB)}")
     peak = max(r["rss_kb"] for r in rows) * 1024
-    budget = base["rss_kb"] * 1024 + POOL_BYTES + RSS_ALLOWANCE
-    print(f"  memory bounded by the buffer pool ({POOL_BUFFERS} x 1 MiB): peak RSS {peak / mib:.1f} "
-          f"MiB <= idle client {base['rss_kb'] / 1024:.1f} + pool {POOL_BYTES / mib:.0f} + "
+    pool = base["pool_bytes"]
+    budget = base["rss_kb"] * 1024 + pool + RSS_ALLOWANCE
+    print(f"  memory bounded by the buffer pool ({base['buffers']} in flight + "
+          f"{base['window_records']} replay window + 1, x 1 MiB): peak RSS {peak / mib:.1f} MiB")
+    print(f"    <= idle client {base['rss_kb'] / 1024:.1f} + pool {pool / mib:.0f} + "
           f"{RSS_ALLOWANCE / mib:.0f} allowance = {budget / mib:.1f} MiB"
           f"  {verdict(peak <= budget)}")
+    if fault:
+        ratio = fault["faulty_done"] / fault["normal_done"]
+        print(f"  1 of {fault['n']} clients killed at mid-image: the other {fault['n'] - 1} DONE in "
+              f"<= {TARGET_FAULT_RATIO:.1f}x the time of a round without faults: "
+              f"{fault['faulty_done']:.2f} s / {fault['normal_done']:.2f} s = {ratio:.2f}"
+              f"  {verdict(ratio <= TARGET_FAULT_RATIO)}")
     own = own_peak_rss_kb()
     note = "" if own * 1024 < peak else " -- at or above the hops' figure, so RSS is not measurable!"
     print(f"  (this script's own peak RSS is {own / 1024:.1f} MiB: Linux carries ru_maxrss across "
           f"exec, so no hop can report less{note})")
     print(line)
+
+
+def print_fault(f: dict, size: int) -> None:
+    n, mib = f["n"], 1 << 20
+    print(f"3. fault: 1 of {n} clients killed at mid-image (client {f['victim'] + 1}, {f['host']}, "
+          "kill -9 as soon as its destination")
+    print(f"   held data at the image's midpoint, checked every 5 ms; the master had sent "
+          f"{f['kill_sent'] / mib:.0f} of {size / mib:.0f} MiB then, median).")
+    print(f"   Master with report_timeout = 5; {len(f['ratios'])} set(s) of three rounds: no "
+          f"fault, the kill, and the {n - 1} survivors alone.")
+    print("   'all DONE' = from the round's start (the master's 'started') until the last client "
+          "that can finish was seen")
+    print(f"   DONE (status polled every {FAULT_POLL * 1000:.0f} ms in every kind of round). "
+          "'round wall' = the master's finished - started:")
+    print("   with the kill it also waits for the killed client's ERROR (which here comes with the "
+          "skipping hop's next report).")
+    head = (f"{'round':<24} {'all DONE s':>11} {'round wall s':>13} {'killed ERROR at s':>18} "
+            f"{'ratio':>6}")
+    print("   " + head)
+    print("   " + "-" * len(head))
+    rows = [
+        (f"{n} clients, no fault", f["normal_done"], f["normal_wall"], "-"),
+        (f"{n} clients, 1 killed", f["faulty_done"], f["faulty_wall"], f"{f['error_at']:.2f}"),
+        (f"{n - 1} clients, no fault", f["fewer_done"], f["fewer_wall"], "-"),
+    ]
+    for name, done, wall, err in rows:
+        print(f"   {name:<24} {done:>11.2f} {wall:>13.2f} {err:>18} "
+              f"{done / f['normal_done']:>6.2f}")
+    print(f"   per set: ratio {', '.join(f'{r:.2f}' for r in f['ratios'])}; healing cost over the "
+          f"{n - 1}-client round: {f['faulty_done'] - f['fewer_done']:+.2f} s (medians)")
+    print(f"   every survivor's copy re-hashed by the bench: {f['verified']}/{n - 1} match the "
+          "image (destinations zeroed before each round)")
+    print(f"   the hop before the killed one was refused by the next live hop (which had not yet "
+          f"seen its dead upstream's EOF) and slept before asking again in {f['refused']} of "
+          f"{len(f['ratios'])} killed round(s)")
+    print(f"   killed client's reason (set 1): {f['errors'][0]}")
+    for i, h in enumerate(f["heals"]):
+        print(f"   set {i + 1}: client {f['victim']}: {h}")
 
 
 # -- main --------------------------------------------------------------------------
@@ -507,8 +842,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="chain lengths to measure (default 1,2,4,8)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="rounds per chain length; medians are quoted (default 3; 1 with --quick)")
+    parser.add_argument("--fault-clients", type=int, default=8, metavar="N",
+                        help="chain length of the fault section: N clients, a middle one killed "
+                             "at mid-image (default 8; 0 skips the section)")
     parser.add_argument("--quick", action="store_true", help="fast check: --size 256M --repeat 1")
     args = parser.parse_args(argv)
+    if args.fault_clients and not 3 <= args.fault_clients <= 200:
+        parser.error("--fault-clients must be 0 or from 3 to 200")
     size = args.size or ((256 << 20) if args.quick else (1 << 30))
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.repeat < 1:
@@ -521,7 +861,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     base_dir = fast_dir()
     where = "/dev/shm (tmpfs)" if base_dir else f"{tempfile.gettempdir()} (no /dev/shm)"
-    max_n = max(args.clients)
+    max_n = max(args.clients + [args.fault_clients])
     workdir = tempfile.mkdtemp(prefix="thepusher-bench-", dir=base_dir)
     lab = Lab(workdir)
     started = time.monotonic()
@@ -559,7 +899,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"bench: relay, {n} hop(s) writing /dev/null", flush=True)
             relay.append(measure(lab, image_dir, hosts_for(n), ["/dev/null"] * n, size,
                                  args.repeat, f"relay N={n}"))
-        print_report(args, size, chain, relay, sha_s, base, where, load)
+        fault = None
+        if args.fault_clients:
+            n = args.fault_clients
+            print(f"bench: fault, chain of {n} writing files, client {(n - 1) // 2 + 1} killed at "
+                  "mid-image "
+                  f"(per set: {n} without a fault, {n} with the kill, the {n - 1} others alone)",
+                  flush=True)
+            fault = measure_fault(lab, image_dir, n, dests, size, args.repeat)
+        print_report(args, size, chain, relay, fault, sha_s, base, where, load)
         lab.close()  # reap the last master so its CPU is counted as ours
         cpu1 = machine_cpu()
         print(f"bench: total {time.monotonic() - started:.0f} s; load average {load:.2f} before")

@@ -61,3 +61,12 @@ def test_retry_takes_ready_hosts_that_failed_or_came_late_not_the_ones_done_befo
     clients[HOSTS[0]].outcome = "DONE"  # re-registered after a verified copy
     clients[HOSTS[1]].outcome = "ERROR"
     assert policy.for_retry(group, clients) == HOSTS[1:]
+
+
+def test_a_host_back_after_done_starts_a_new_deployment_of_the_whole_group():
+    group, clients = room(["WAIT", "DONE", "DONE"])
+    clients[HOSTS[0]].outcome = "DONE"  # rebooted into the netboot image for a re-image
+    assert policy.due(group, clients, now=0) == ([], None)
+    for host in HOSTS:
+        clients[host].state, clients[host].outcome = "WAIT", "DONE"
+    assert policy.due(group, clients, now=0) == (HOSTS, None)

@@ -131,3 +131,22 @@ def test_retries_1_runs_the_follow_up_round_automatically(lab):
     assert again.wait(30) == 0, lab.dump()
     two = finished_rounds(lab, 2)[-1]
     assert two["number"] == 2 and two["chain"] == [B] and two["outcome"] == {B: "DONE"}
+
+
+def test_reimaging_a_done_room_waits_for_every_host_again(lab):
+    """The room was imaged; the machines reboot into the netboot image one by one to
+    be imaged again: the first one back must not start a round of its own."""
+    hosts = ["127.0.0.11", "127.0.0.12"]
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, hosts)
+    lab.start_master()
+    for c in [lab.start_client(h) for h in hosts]:
+        assert c.wait(60) == 0, lab.dump()
+    again = lab.start_client(hosts[0])
+    lab.wait_for(lambda: lab.clients()[hosts[0]]["state"] == "WAIT", 20, "first host back, WAIT")
+    time.sleep(1.5)
+    assert lab.clients()[hosts[0]]["state"] == "WAIT"
+    assert len(lab.status()["history"]) == 1
+    last = lab.start_client(hosts[1])
+    assert again.wait(60) == 0 and last.wait(60) == 0, lab.dump()
+    assert lab.status()["history"][-1]["chain"] == hosts

@@ -6,6 +6,8 @@ Pure functions of the config and the clients' states, so the rules read in one p
 
 - **expected** hosts are the ones a group still waits for on its own: not DONE, and
   not out of automatic retries (ended in ERROR in more than `retries` rounds in a row).
+  Once a host whose last round ended DONE is ready again, a new deployment has begun
+  and every host of the group is expected again (the room's next re-imaging).
 - `start = "all"`: a round starts once every expected host is ready; with `wait`, also
   once `wait` has passed since the first of them became ready, if at least
   `min_clients` are ready by then.
@@ -34,6 +36,10 @@ def due(group: ClientGroup, clients: Dict[str, Client], now: float) -> Tuple[Lis
     if group.start == "manual":
         return [], None
     waiting = expected(group, clients)
+    if any(clients[h].outcome == "DONE" and clients[h].state == "WAIT" for h in group.hosts):
+        # A host that already has the image came back for a new one: that is a new
+        # deployment of the whole group, not a follow-up round for the stragglers.
+        waiting = list(group.hosts)
     ready = [h for h in waiting if clients[h].state == "WAIT"]
     if not ready:
         return [], None
