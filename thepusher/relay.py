@@ -22,6 +22,7 @@ log = logging.getLogger("thepusher.relay")
 Address = Tuple[str, int]
 PROBE_TIMEOUT = 3.0
 HANDSHAKE_TIMEOUT = 5.0
+REFUSED_FIRST_WAIT = 0.25
 
 
 class LinkBroken(Exception):
@@ -60,7 +61,6 @@ class Link:
         timeout: float,
         source: Optional[str] = None,
         on_skip: Optional[Callable[[str, str], None]] = None,
-        connect_tries: int = 3,
     ) -> None:
         self.hops = hops
         self.header = header
@@ -68,7 +68,6 @@ class Link:
         self.timeout = timeout
         self.source = source
         self.on_skip = on_skip or (lambda host, reason: None)
-        self.connect_tries = connect_tries
         self.index = 0
         self._asked_again = -1  # the hop reopen() already gave a second chance
         self.sock: Optional[socket.socket] = None
@@ -83,19 +82,24 @@ class Link:
 
         A hop that is not listening or does not answer the handshake in time is
         skipped at once; one that refuses (it still trusts its old upstream, whose
-        silence it has not yet timed out) is asked again a few times first.
+        end it has not yet seen) is asked again, for up to the I/O timeout.
         """
         while self.index < len(self.hops):
             address = self.hops[self.index]
-            for attempt in range(self.connect_tries):
+            wait, waited = REFUSED_FIRST_WAIT, 0.0
+            while True:
                 try:
                     return self._connect(address)
                 except wire.ProtocolError as e:
+                    # Usually it has not yet read to its dead upstream's EOF: soon it
+                    # will, so ask again quickly, then less often, for up to io_timeout.
                     error = str(e)
-                    if attempt + 1 < self.connect_tries:
-                        wait = min(self.timeout, 2.0 * (attempt + 1))
-                        log.info("next hop %s: %s; asking again in %.0f s", address[0], e, wait)
-                        time.sleep(wait)
+                    if waited >= self.timeout:
+                        break
+                    log.info("next hop %s: %s; asking again in %.2f s", address[0], e, wait)
+                    time.sleep(wait)
+                    waited += wait
+                    wait *= 2
                 except OSError as e:
                     error = str(e) or type(e).__name__
                     break
