@@ -113,6 +113,8 @@ def cpu_ticks(pid: int) -> Optional[float]:
 
 
 def write_random(path: str, size: int) -> None:
+    """Like thepusher.demo.make_image, which this process must not import: every module
+    it loads raises the RSS floor that the clients it starts inherit (own_peak_rss_kb)."""
     with open(path, "wb") as f:
         left = size
         while left:
@@ -121,21 +123,11 @@ def write_random(path: str, size: int) -> None:
             left -= n
 
 
-def write_zeros(path: str, size: int) -> None:
-    """Really write the pages (not a sparse ftruncate), so a round only overwrites them."""
+def write_zeros(path: str, size: int, in_place: bool = False) -> None:
+    """Really write the pages (not a sparse ftruncate), so a round only overwrites them;
+    `in_place` rewrites an existing file's pages without truncating (no new pages)."""
     zeros = bytes(4 << 20)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, len(zeros))
-            f.write(zeros[:n])
-            left -= n
-
-
-def overwrite_zeros(path: str, size: int) -> None:
-    """Overwrite an existing file's pages with zeros in place (no truncation, no new pages)."""
-    zeros = bytes(4 << 20)
-    with open(path, "r+b") as f:
+    with open(path, "r+b" if in_place else "wb") as f:
         left = size
         while left:
             n = min(left, len(zeros))
@@ -421,7 +413,7 @@ def fault_round(lab: Lab, hosts: List[str], dests: List[str], size: int,
         raise BenchError("the fault section needs file destinations")
     for d in dests:  # so that only this round's writes can make a copy verify
         if d != "/dev/null":
-            overwrite_zeros(d, size)
+            write_zeros(d, size, in_place=True)
     probe = os.open(dests[victim], os.O_RDONLY) if victim is not None else None
     try:
         clients, number = start_round(lab, hosts, dests)

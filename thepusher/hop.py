@@ -577,8 +577,7 @@ class Hop:
                         if item is None:
                             link.send(wire.pack_head(wire.KEEPALIVE, 0, 0), 0)
                         elif not healed:
-                            for part in item.tail_from(item.offset):
-                                link.send(part, item.offset)
+                            link.send(item.view, item.offset)
                         if end:
                             link.finish(item.offset)
                         break
