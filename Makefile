@@ -5,17 +5,26 @@ PYTHON  ?= python3
 PY39    ?= $(shell ls -d "$$(pyenv root 2>/dev/null)"/versions/3.9*/bin/python3 2>/dev/null | head -n1)
 VENV    := .venv
 VENV39  := .venv39
-SOURCES := thepusher.py $(shell find thepusher -name '*.py' -o -name '*.html' -o -name '*.css' -o -name '*.js')
+SOURCES := thepusher.py $(shell find thepusher -name '*.py' -o -name '*.html' -o -name '*.css' -o -name '*.js') \
+           $(wildcard tinycore/*)
 PYTEST_ARGS ?=
+# make nbi: TinyCore files in TINYCORE (or fetched from TC_MIRROR), boot files out in NBI_OUT.
+TINYCORE  ?= build/tinycore
+NBI_OUT   ?= build/nbi
+MASTER    ?=
+TC_MIRROR ?=
+# Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
+# PXE tools, dnsmasq (checks the generated config).
+TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base
 
-.PHONY: all test lint smoke demo bench clean
+.PHONY: all test lint smoke demo bench nbi test-debs clean
 
 all: thepusher.pyz
 
 # Stored uncompressed (zipapp's default) so it loads on a Python without zlib.
 thepusher.pyz: $(SOURCES)
 	rm -rf build/pyz && mkdir -p build/pyz
-	cp -r thepusher build/pyz/
+	cp -rL thepusher build/pyz/
 	cp thepusher/__main__.py build/pyz/__main__.py
 	find build/pyz -name '__pycache__' -prune -exec rm -rf {} +
 	$(PYTHON) -m zipapp build/pyz -p '/usr/bin/env python3' -o $@
@@ -36,7 +45,7 @@ lint: $(VENV)/.done
 	$(VENV)/bin/ruff check thepusher tests thepusher.py
 	$(VENV)/bin/vermin --no-tips --violations --target=3.9- --eval-annotations thepusher thepusher.py
 
-test: thepusher.pyz $(VENV)/.done $(VENV39)/.done lint smoke
+test: thepusher.pyz $(VENV)/.done $(VENV39)/.done test-debs lint smoke
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
 	$(VENV39)/bin/python -m pytest -q $(PYTEST_ARGS) tests
 
@@ -47,6 +56,18 @@ smoke: thepusher.pyz
 	  $$py thepusher.pyz demo --clients 2 --size 16M --port 0 >build/smoke.log 2>&1 \
 	    || { cat build/smoke.log; exit 1; }; \
 	done
+
+test-debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for the tests:" $$missing; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+nbi: thepusher.pyz
+	$(PYTHON) thepusher.pyz create-nbi --tinycore $(TINYCORE) --out $(NBI_OUT) \
+	  $(if $(MASTER),-p $(MASTER)) $(if $(TC_MIRROR),--download $(TC_MIRROR))
 
 demo: thepusher.pyz
 	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M

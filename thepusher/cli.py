@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the image files are (default: the config's directory)")
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser("create-nbi", help="build the netboot image (PXE, iPXE, ISO) from TinyCore files")
+    p.add_argument("-p", "--master", metavar="MASTER[:PORT]",
+                   help="bake in this master (thePusher= on the kernel command line still wins)")
+    p.add_argument("--tinycore", required=True, metavar="DIR",
+                   help="cache with vmlinuz64, corepure64.gz, python3.9.tcz and its dependencies")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the boot files go")
+    p.add_argument("--download", metavar="URL",
+                   help="first fetch what is missing from a mirror, e.g. "
+                        "http://tinycorelinux.net/15.x/x86_64 (md5-checked)")
+    p.add_argument("--pyz", metavar="FILE",
+                   help="thepusher.pyz to put in the image (default: the one running)")
+    p.set_defaults(func=cmd_create_nbi)
+
     p = sub.add_parser("demo", help="a whole round on this machine: master + N local clients")
     p.add_argument("--clients", type=int, default=3, metavar="N", help="number of clients (default 3)")
     p.add_argument("--size", default="256M", help="image size, e.g. 64M, 1G (default 256M)")
@@ -165,6 +178,34 @@ def cmd_check_config(args) -> int:
     for problem in missing:
         print(problem, file=sys.stderr)
     return 1 if missing else 0
+
+
+def running_zipapp() -> Optional[str]:
+    """The .pyz this process runs from, if any: what create-nbi puts in the image."""
+    import thepusher
+
+    return getattr(thepusher.__loader__, "archive", None)
+
+
+def cmd_create_nbi(args) -> int:
+    from thepusher.netboot import nbi
+
+    pyz = args.pyz or running_zipapp()
+    if pyz is None:
+        print("thepusher create-nbi: run it from thepusher.pyz (make nbi does), or pass --pyz FILE",
+              file=sys.stderr)
+        return 1
+    try:
+        made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download)
+    except (nbi.NbiError, OSError) as e:
+        print(f"thepusher create-nbi: {e}", file=sys.stderr)
+        return 1
+    print(f"netboot image in {args.out}:")
+    for name, what in made:
+        print(f"  {name:<22} {what}")
+    if not args.master:
+        print("no master baked in: boot with thePusher=MASTER_IP (see pxelinux.cfg/default)")
+    return 0
 
 
 def cmd_demo(args) -> int:

@@ -1,40 +1,97 @@
 #!/bin/sh
-# Started from /opt/bootlocal.sh on the netboot image: wait for the network, find the
-# master (kernel command line thePusher=IP overrides a master baked in at build time),
-# and run the client on the console. `make nbi` (issue 4) installs this script.
+# thepusher on the netboot image. TinyCore runs it from /opt/bootlocal.sh as root, once
+# its extensions (python3.9.tcz) are loaded; the e2e test's Debian image runs it from /init.
+#
+# Kernel command line (wins over what `create-nbi -p` baked into /opt/thepusher.env):
+#   thePusher=MASTER[:PORT]   the master to register with
+#   putImage=/dev/sdX         upload this disk to the master instead of receiving an image
+#
+# Everything goes to the console (tty1 on a PC, the serial port with console=ttyS0), so
+# whoever stands at the machine sees what it is doing and why it stopped.
 
 PYZ=/opt/thepusher.pyz
-BAKED_MASTER="${THEPUSHER_MASTER:-}"
+ENV_FILE=/opt/thepusher.env
+THEPUSHER_MASTER=
+[ -r "$ENV_FILE" ] && . "$ENV_FILE"
 
-param() {  # value of NAME=value on the kernel command line
+say() { echo "thepusher: $*"; }
+
+# Value of NAME=value on the kernel command line; status 1 when it is not there. The
+# last one wins, so words typed at the boot prompt override the configured APPEND line.
+bootparam() {
+    found=1
     for word in $(cat /proc/cmdline); do
-        case "$word" in "$1="*) echo "${word#*=}"; return 0 ;; esac
+        case "$word" in "$1="*) value="${word#*=}"; found=0 ;; esac
+    done
+    [ "$found" -eq 0 ] && echo "$value"
+    return "$found"
+}
+
+# Forever, with a line every 30 s: a machine without a network cannot do anything
+# useful, and it must say so rather than look hung.
+wait_for_network() {
+    waited=0
+    until ip route 2>/dev/null | grep -q '^default'; do
+        if [ $((waited % 30)) -eq 0 ] && [ "$waited" -gt 0 ]; then
+            say "still no network after ${waited} s (no DHCP lease; is the cable in, is DHCP answering?)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+find_python() {
+    for py in python3.9 python3 python3.14; do
+        command -v "$py" >/dev/null 2>&1 && { echo "$py"; return 0; }
     done
     return 1
 }
 
-master=$(param thePusher || echo "$BAKED_MASTER")
+# One line a reader sees from across the room.
+banner() {
+    echo
+    echo "================================================================"
+    echo "  $*"
+    echo "================================================================"
+    echo
+}
+
+master=$(bootparam thePusher || echo "$THEPUSHER_MASTER")
+put_device=$(bootparam putImage || true)
+
 if [ -z "$master" ]; then
-    echo "thepusher: no master known. Boot with thePusher=MASTER_IP on the kernel command line." >&2
+    banner "thepusher: NO MASTER KNOWN - nothing to do"
+    say "boot with thePusher=MASTER_IP on the kernel command line (pxelinux.cfg APPEND),"
+    say "or build the netboot image with: thepusher create-nbi -p MASTER_IP ..."
+    exit 1
+fi
+if [ ! -r "$PYZ" ]; then
+    banner "thepusher: $PYZ IS MISSING - the netboot image is incomplete"
+    exit 1
+fi
+if ! py=$(find_python); then
+    banner "thepusher: NO PYTHON 3 - is python3.9.tcz in /tmp/builtin/onboot.lst?"
     exit 1
 fi
 
-# DHCP on TinyCore runs in the background: wait up to 60 s for a default route.
-i=0
-while ! ip route 2>/dev/null | grep -q '^default' && [ $i -lt 60 ]; do
-    sleep 1; i=$((i + 1))
-done
+say "master $master; waiting for the network"
+wait_for_network
+say "network up: $(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2, $4}' | head -n 1)"
 
-# A client takes part in one round: it exits 0 once its copy is verified (and postImage,
-# e.g. reboot, has run), 1 on ERROR. After an ERROR it registers again, so that
-# `thepusher retry` or the group's `retries` can give this machine another round.
-for py in python3.9 python3 python3.14; do
-    command -v "$py" >/dev/null 2>&1 || continue
-    until "$py" "$PYZ" client -p "$master"; do
-        echo "thepusher: this machine did not get its image; registering again in 10 s" >&2
-        sleep 10
-    done
-    exit 0
+if [ -n "$put_device" ]; then
+    if "$py" "$PYZ" put-image -p "$master" -i "$put_device"; then
+        banner "thepusher: DONE - $put_device is stored on $master. You may switch this machine off."
+        exit 0
+    fi
+    banner "thepusher: ERROR - $put_device was not stored on $master (reason above)"
+    exit 1
+fi
+
+# A client takes part in one round: it exits 0 once its copy is verified and the
+# image's postImage (e.g. reboot) has run, 1 on ERROR. After an ERROR it registers
+# again, so that `thepusher retry` or the group's `retries` can give it another round.
+until "$py" "$PYZ" client -p "$master"; do
+    say "this machine did not get its image (reason above); registering again in 10 s"
+    sleep 10
 done
-echo "thepusher: no python3 found (is python3.9.tcz loaded?)" >&2
-exit 1
+banner "thepusher: DONE - image written and verified"

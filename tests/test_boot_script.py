@@ -1,0 +1,98 @@
+"""The netboot boot script (tinycore/thepusher-boot.sh) reading a real /proc/cmdline.
+
+Each case runs the script in its own mount and network namespace: a file bind-mounted
+over /proc/cmdline stands for the kernel command line, a tmpfs on /opt holds what the
+overlay puts there, and a namespace with only a default route via lo stands for a
+network whose DHCP lease has arrived. The thepusher.pyz in /opt is a stand-in zipapp that
+prints the arguments it was started with, so the test sees what the script ran.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipapp
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = ROOT / "tinycore" / "thepusher-boot.sh"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+
+STAND_IN = """\
+import sys
+print("RAN:", " ".join(sys.argv[1:]), flush=True)
+sys.exit(int(open("/opt/exit-code").read()) if __import__("os").path.exists("/opt/exit-code") else 0)
+"""
+
+
+def boot(tmp_path: Path, cmdline: str, baked: Optional[str] = None, pyz: bool = True,
+         exit_code: int = 0) -> subprocess.CompletedProcess:
+    opt = tmp_path / "opt"
+    opt.mkdir()
+    if pyz:
+        src = tmp_path / "app"
+        src.mkdir()
+        (src / "__main__.py").write_text(STAND_IN)
+        zipapp.create_archive(src, opt / "thepusher.pyz")
+    if baked:
+        (opt / "thepusher.env").write_text(f"THEPUSHER_MASTER={baked}\n")
+    if exit_code:
+        (opt / "exit-code").write_text(str(exit_code))
+    shutil.copy(SCRIPT, opt / "thepusher-boot.sh")
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(sys.executable)
+    inner = (f"ip link set lo up && ip route add default dev lo && "
+             f"mount --bind {tmp_path / 'cmdline'} /proc/cmdline && "
+             f"mount --bind {opt} /opt && exec sh /opt/thepusher-boot.sh")
+    env = {"PATH": f"{bindir}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["unshare", "--mount", "--net", "sh", "-c", inner], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_without_any_master_it_refuses_and_says_how_to_give_one(tmp_path):
+    done = boot(tmp_path, "loglevel=3 base norestore noswap")
+    assert done.returncode == 1
+    assert "NO MASTER KNOWN" in done.stdout
+    assert "thePusher=MASTER_IP" in done.stdout
+    assert "RAN:" not in done.stdout
+
+
+def test_baked_in_master_is_used_when_the_command_line_names_none(tmp_path):
+    done = boot(tmp_path, "base norestore noswap", baked="10.9.9.9")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RAN: client -p 10.9.9.9" in done.stdout
+    assert "DONE - image written and verified" in done.stdout
+
+
+def test_command_line_master_wins_over_the_baked_one_and_the_last_word_wins(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 base thePusher=10.0.0.2:8090", baked="10.9.9.9")
+    assert "RAN: client -p 10.0.0.2:8090" in done.stdout
+
+
+def test_put_image_uploads_the_named_device_instead_of_receiving(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda")
+    assert done.returncode == 0
+    assert "RAN: put-image -p 10.0.0.1 -i /dev/vda" in done.stdout
+    assert "DONE - /dev/vda is stored on 10.0.0.1" in done.stdout
+    assert "RAN: client" not in done.stdout
+
+
+def test_failed_upload_is_shown_as_error_and_not_retried_blindly(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda", exit_code=1)
+    assert done.returncode == 1
+    assert "ERROR - /dev/vda was not stored on 10.0.0.1" in done.stdout
+    assert done.stdout.count("RAN:") == 1
+
+
+def test_missing_zipapp_is_reported_on_the_console(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1", pyz=False)
+    assert done.returncode == 1
+    assert "/opt/thepusher.pyz IS MISSING" in done.stdout

@@ -1,0 +1,160 @@
+"""What boots the netboot image: PXELINUX and iPXE configs, a dnsmasq example, an ISO.
+
+All of them pass the same kernel command line. `base norestore noswap` keep TinyCore
+away from the disk we are about to overwrite: no extensions or saved settings loaded
+from it, no swap partition activated on it.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import List, Optional
+
+from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
+
+OVERLAY = "thepusher.gz"
+COMBINED = "thepusher-core.gz"
+ISO = "thepusher.iso"
+BOOT_CODES = "loglevel=3 base norestore noswap"
+PUT_DEVICE = "/dev/sda"
+
+PXELINUX_FILES = ("/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/modules/bios/ldlinux.c32")
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+ISOHDPFX = "/usr/lib/ISOLINUX/isohdpfx.bin"
+LDLINUX = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+
+
+def kernel_args(master: Optional[str], put: bool = False) -> str:
+    args = BOOT_CODES
+    if master:
+        args += f" thePusher={master}"
+    if put:
+        args += f" putImage={PUT_DEVICE}"
+    return args
+
+
+def _master_note(master: Optional[str]) -> str:
+    if master:
+        return f"# Master {master} is also baked into {OVERLAY}; thePusher= here wins.\n"
+    return ("# No master was given to create-nbi: add thePusher=MASTER_IP to both APPEND\n"
+            "# lines, or clients stop at boot with 'NO MASTER KNOWN'.\n")
+
+
+def pxelinux_cfg(master: Optional[str]) -> str:
+    """`pxelinux.cfg/default`: boots straight into imaging, no prompt, no delay.
+
+    PROMPT 0 still shows the boot: prompt when Shift or Alt is held, so someone at a
+    machine can type `put` to upload its disk instead (PXELINUX documents this).
+    """
+    return (
+        "# pxelinux.cfg/default, made by thepusher create-nbi. TFTP root: pxelinux.0,\n"
+        f"# ldlinux.c32, {KERNEL}, {INITRD}, {OVERLAY} and this directory.\n"
+        + _master_note(master)
+        + "DEFAULT thepusher\nPROMPT 0\nTIMEOUT 0\n\n"
+        "# Receive the image of this machine's group.\n"
+        f"LABEL thepusher\n  KERNEL {KERNEL}\n  INITRD {INITRD},{OVERLAY}\n"
+        f"  APPEND {kernel_args(master)}\n\n"
+        f"# Upload this machine's {PUT_DEVICE} to the master (hold Shift at boot, type: put).\n"
+        f"LABEL put\n  KERNEL {KERNEL}\n  INITRD {INITRD},{OVERLAY}\n"
+        f"  APPEND {kernel_args(master, put=True)}\n"
+    )
+
+
+def ipxe_script(master: Optional[str]) -> str:
+    """Relative names: iPXE fetches them from wherever it fetched this script (TFTP or HTTP)."""
+    note = "" if master else "# No master baked in: add thePusher=MASTER_IP to the kernel line.\n"
+    return (
+        "#!ipxe\n"
+        "# boot.ipxe, made by thepusher create-nbi. Keep it beside the kernel and initrds:\n"
+        "# iPXE loads them relative to this script's own URL.\n"
+        + note
+        + f"kernel {KERNEL} initrd={INITRD} initrd={OVERLAY} {kernel_args(master)}\n"
+        f"initrd {INITRD}\ninitrd {OVERLAY}\nboot\n"
+    )
+
+
+def dnsmasq_conf(master: Optional[str], tftp_root: str) -> str:
+    """Proxy-DHCP: the room's DHCP server keeps handing out addresses; dnsmasq only adds
+    the PXE boot answer and serves the files by TFTP, so nothing else needs changing."""
+    network = master.split(":")[0] if master else "192.0.2.0"
+    hint = "" if master else "# Replace 192.0.2.0 with an address of the clients' network.\n"
+    return (
+        "# dnsmasq.conf example, made by thepusher create-nbi: proxy-DHCP + TFTP beside the\n"
+        "# existing DHCP server. Run: dnsmasq --no-daemon --conf-file=THIS_FILE\n"
+        "port=0\n"
+        "log-dhcp\n"
+        + hint
+        + f"dhcp-range={network},proxy\n"
+        "enable-tftp\n"
+        f"tftp-root={tftp_root}\n"
+        "# BIOS PXE ROMs get pxelinux.0 (dnsmasq adds the .0), which reads pxelinux.cfg/default.\n"
+        'pxe-service=x86PC,"thepusher",pxelinux\n'
+        "# With a DHCP server of your own instead of proxy-DHCP, iPXE clients can get boot.ipxe:\n"
+        "#   dhcp-userclass=set:ipxe,iPXE\n"
+        "#   dhcp-boot=tag:ipxe,boot.ipxe\n"
+    )
+
+
+def isolinux_cfg(master: Optional[str]) -> str:
+    return (
+        "DEFAULT thepusher\nPROMPT 1\nTIMEOUT 50\nDISPLAY boot.msg\n\n"
+        f"LABEL thepusher\n  KERNEL /boot/{KERNEL}\n  INITRD /boot/{INITRD},/boot/{OVERLAY}\n"
+        f"  APPEND {kernel_args(master)}\n\n"
+        f"LABEL put\n  KERNEL /boot/{KERNEL}\n  INITRD /boot/{INITRD},/boot/{OVERLAY}\n"
+        f"  APPEND {kernel_args(master, put=True)}\n"
+    )
+
+
+def boot_msg(master: Optional[str]) -> str:
+    where = f"master {master}" if master else "no master built in: add thePusher=MASTER_IP"
+    return (
+        f"\nthepusher netboot image ({where})\n\n"
+        "  Enter, or wait 5 s          receive this machine's image\n"
+        "  thepusher thePusher=IP      same, from the master at IP\n"
+        f"  put                         upload {PUT_DEVICE} to the master\n"
+        "  put putImage=/dev/nvme0n1   upload another disk\n\n"
+    )
+
+
+def pxelinux_binaries() -> List[str]:
+    return [p for p in PXELINUX_FILES if os.path.isfile(p)]
+
+
+def iso_tools_missing() -> List[str]:
+    """What `make_iso` needs that this machine lacks, by Debian package name."""
+    missing = []
+    if shutil.which("xorriso") is None:
+        missing.append("xorriso")
+    if not (os.path.isfile(ISOLINUX_BIN) and os.path.isfile(ISOHDPFX)):
+        missing.append("isolinux")
+    if not os.path.isfile(LDLINUX):
+        missing.append("syslinux-common")
+    return missing
+
+
+def make_iso(out_dir: str, master: Optional[str]) -> str:
+    """A hybrid ISO (CD or USB stick, BIOS boot) carrying the same kernel and initrds."""
+    iso = os.path.join(out_dir, ISO)
+    with tempfile.TemporaryDirectory(prefix="thepusher-iso-") as tree:
+        isolinux = os.path.join(tree, "boot", "isolinux")
+        os.makedirs(isolinux)
+        shutil.copy(ISOLINUX_BIN, isolinux)
+        shutil.copy(LDLINUX, isolinux)
+        for name in (KERNEL, INITRD, OVERLAY):
+            shutil.copy(os.path.join(out_dir, name), os.path.join(tree, "boot"))
+        with open(os.path.join(isolinux, "isolinux.cfg"), "w") as f:
+            f.write(isolinux_cfg(master))
+        with open(os.path.join(isolinux, "boot.msg"), "w") as f:
+            f.write(boot_msg(master))
+        command = [
+            "xorriso", "-as", "mkisofs", "-quiet", "-l", "-J", "-R", "-V", "THEPUSHER",
+            "-o", iso + ".part", "-isohybrid-mbr", ISOHDPFX,
+            "-c", "boot/isolinux/boot.cat", "-b", "boot/isolinux/isolinux.bin",
+            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", tree,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise NbiError(f"xorriso failed ({done.returncode}): {done.stderr.strip()}")
+    os.replace(iso + ".part", iso)
+    return iso

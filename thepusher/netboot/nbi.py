@@ -1,0 +1,94 @@
+"""`create-nbi`: TinyCore cache in, every file a PXE server or a USB stick needs out.
+
+Order: (download) -> check inputs -> resolve extensions -> overlay -> boot configs.
+Each input problem is found before anything is written to the output directory.
+"""
+
+import logging
+import os
+import shutil
+from typing import List, Optional, Tuple
+
+from thepusher.netboot import bootfiles, fetch, overlay, tcz
+from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
+
+log = logging.getLogger("thepusher.nbi")
+
+
+def check_inputs(cache: str) -> Optional[str]:
+    """Kernel and initrd are there and are what they claim; returns the kernel release."""
+    hints = {KERNEL: "a bzImage", INITRD: "gzip-compressed"}
+    for name in (KERNEL, INITRD):
+        path = os.path.join(cache, name)
+        if not os.path.isfile(path):
+            raise NbiError(
+                f"{name} is missing from {cache} (TinyCore's release/distribution_files/{name}; "
+                f"or pass --download MIRROR/15.x/x86_64 to fetch it)")
+        tcz.check_md5(path)
+        with open(path, "rb") as f:
+            head = f.read(0x210)
+        ok = head[0x202:0x206] == b"HdrS" if name == KERNEL else head[:2] == b"\x1f\x8b"
+        if not ok:
+            raise NbiError(f"{path} is not {hints[name]}: is it really TinyCore's {name}?")
+    return tcz.kernel_release(os.path.join(cache, KERNEL))
+
+
+def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
+           download_url: Optional[str] = None) -> List[Tuple[str, str]]:
+    """Build the netboot image; returns (file, what it is for) for the summary."""
+    if master:
+        overlay.check_master(master)
+    if not os.path.isfile(pyz):
+        raise NbiError(f"{pyz} does not exist (build it with `make`)")
+    if download_url:
+        fetch.download(download_url, cache)
+    release = check_inputs(cache)
+    extensions = tcz.resolve(cache, [tcz.PYTHON], release)
+    for name in extensions:
+        tcz.check_md5(os.path.join(cache, name))
+    log.info("extensions (load order): %s", " ".join(extensions))
+
+    os.makedirs(os.path.join(out, "pxelinux.cfg"), exist_ok=True)
+    made: List[Tuple[str, str]] = []
+    for name in (KERNEL, INITRD):
+        shutil.copyfile(os.path.join(cache, name), os.path.join(out, name))
+    made.append((KERNEL, "kernel (TinyCore's, unchanged)"))
+    made.append((INITRD, "TinyCore's initrd, unchanged"))
+    overlay.write(os.path.join(out, bootfiles.OVERLAY), pyz, cache, extensions, master)
+    made.append((bootfiles.OVERLAY, f"overlay: thepusher, boot script, {len(extensions)} extensions"))
+    _concatenate(out, [INITRD, bootfiles.OVERLAY], bootfiles.COMBINED)
+    made.append((bootfiles.COMBINED, f"{INITRD} + {bootfiles.OVERLAY}, for loaders taking one initrd"))
+
+    _write(out, "pxelinux.cfg/default", bootfiles.pxelinux_cfg(master))
+    made.append(("pxelinux.cfg/default", "PXELINUX config"))
+    _write(out, "boot.ipxe", bootfiles.ipxe_script(master))
+    made.append(("boot.ipxe", "iPXE script"))
+    _write(out, "dnsmasq.conf", bootfiles.dnsmasq_conf(master, os.path.abspath(out)))
+    made.append(("dnsmasq.conf", "proxy-DHCP + TFTP example"))
+    binaries = bootfiles.pxelinux_binaries()
+    if len(binaries) < len(bootfiles.PXELINUX_FILES):
+        log.warning("pxelinux.0/ldlinux.c32 not copied: install pxelinux and syslinux-common, "
+                    "or copy them into %s yourself", out)
+    for path in binaries:
+        shutil.copy(path, out)
+        made.append((os.path.basename(path), f"from {path}"))
+
+    missing = bootfiles.iso_tools_missing()
+    if missing:
+        log.warning("no ISO: install %s to get %s", " ".join(missing), bootfiles.ISO)
+    else:
+        bootfiles.make_iso(out, master)
+        made.append((bootfiles.ISO, "hybrid ISO for a CD or USB stick (BIOS)"))
+    return made
+
+
+def _write(out: str, rel: str, text: str) -> None:
+    with open(os.path.join(out, rel), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _concatenate(out: str, parts: List[str], name: str) -> None:
+    with open(os.path.join(out, name), "wb") as dest:
+        for part in parts:
+            with open(os.path.join(out, part), "rb") as src:
+                shutil.copyfileobj(src, dest, 1 << 20)
