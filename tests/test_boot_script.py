@@ -17,7 +17,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 SCRIPT = ROOT / "tinycore" / "thepusher-boot.sh"
 

@@ -62,3 +62,17 @@ def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_pat
         assert good.verified and (tmp_path / "ok.img").read_bytes() == image
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
+
+
+def test_mistyped_device_is_error_and_no_file_appears_in_dev(tmp_path):
+    """On a netboot client /dev is RAM: a new file there would swallow the image and pass."""
+    missing = f"/dev/thepusher-no-such-disk-{os.getpid()}"
+    image = os.urandom(2 * MiB)
+    last = RunningHop(tmp_path / "ok.img", position=2)
+    first = RunningHop(missing, downstream=[last.address])
+    send_stream(first.address, image)
+    bad, good = first.wait(), last.wait()
+    assert not bad.verified
+    assert f"destination {missing} does not exist: no such disk" in bad.error
+    assert not os.path.exists(missing)
+    assert good.verified and (tmp_path / "ok.img").read_bytes() == image

@@ -23,7 +23,7 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import ENV, ROOT
+from tests.conftest import ENV, ROOT
 from thepusher.netboot import bootfiles, cpio, fetch, nbi, overlay, tcz
 from thepusher.netboot.tcz import NbiError
 
@@ -393,3 +393,18 @@ def test_cpio_reader_names_the_byte_offset_of_damage():
     with pytest.raises(cpio.CpioError, match="ends at byte 124 without a trailer"):
         cpio.read(data[:124])
     assert stat.S_ISREG(cpio.read(data)[0].mode)
+
+
+def test_append_adds_words_to_every_boot_config_before_the_master(cache, pyz, tmp_path):
+    out = tmp_path / "nbi"
+    nbi.create(str(cache), str(out), str(pyz), master="10.1.2.3", append="console=ttyS0,115200")
+    words = "loglevel=3 base norestore noswap console=ttyS0,115200 thePusher=10.1.2.3"
+    assert f"APPEND {words}\n" in (out / "pxelinux.cfg" / "default").read_text()
+    assert f"APPEND {words} putImage=/dev/sda\n" in (out / "pxelinux.cfg" / "default").read_text()
+    assert f"initrd=thepusher.gz {words}\n" in (out / "boot.ipxe").read_text()
+
+
+@pytest.mark.parametrize("words", ['a"b', "x\ny", "it's"])
+def test_append_with_quotes_or_newlines_is_refused(cache, pyz, tmp_path, words):
+    with pytest.raises(NbiError, match="only plain words"):
+        nbi.create(str(cache), str(tmp_path / "nbi"), str(pyz), append=words)

@@ -2,7 +2,9 @@
 
 A destination is a regular file (created if missing, cut to the image's size at the
 end so a longer old file cannot leave a stale tail) or a block device (never
-truncated, its size checked before the first byte is written).
+truncated, its size checked before the first byte is written). A missing path under
+/dev/ is an error, never a new file: on a netboot client /dev is RAM, and a mistyped
+device name would otherwise take the whole image and report a verified copy.
 """
 
 import errno
@@ -27,9 +29,16 @@ class Target:
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        device = os.path.abspath(self.path).startswith("/dev/")
+        flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | (0 if device else os.O_CREAT)
         try:
             self.fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            if not device:
+                raise TargetError(f"cannot open destination {self.path}: its directory "
+                                  f"does not exist") from None
+            raise TargetError(f"destination {self.path} does not exist: no such disk on this "
+                              f"machine (check the image's destination)") from None
         except OSError as e:
             raise TargetError(f"cannot open destination {self.path}: {e.strerror}") from None
         mode = os.fstat(self.fd).st_mode

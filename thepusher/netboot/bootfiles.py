@@ -25,8 +25,10 @@ ISOHDPFX = "/usr/lib/ISOLINUX/isohdpfx.bin"
 LDLINUX = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
 
 
-def kernel_args(master: Optional[str], put: bool = False) -> str:
+def kernel_args(master: Optional[str], put: bool = False, extra: str = "") -> str:
     args = BOOT_CODES
+    if extra:
+        args += f" {extra}"
     if master:
         args += f" thePusher={master}"
     if put:
@@ -41,7 +43,7 @@ def _master_note(master: Optional[str]) -> str:
             "# lines, or clients stop at boot with 'NO MASTER KNOWN'.\n")
 
 
-def pxelinux_cfg(master: Optional[str]) -> str:
+def pxelinux_cfg(master: Optional[str], extra: str = "") -> str:
     """`pxelinux.cfg/default`: boots straight into imaging, no prompt, no delay.
 
     PROMPT 0 still shows the boot: prompt when Shift or Alt is held, so someone at a
@@ -54,14 +56,14 @@ def pxelinux_cfg(master: Optional[str]) -> str:
         + "DEFAULT thepusher\nPROMPT 0\nTIMEOUT 0\n\n"
         "# Receive the image of this machine's group.\n"
         f"LABEL thepusher\n  KERNEL {KERNEL}\n  INITRD {INITRD},{OVERLAY}\n"
-        f"  APPEND {kernel_args(master)}\n\n"
+        f"  APPEND {kernel_args(master, extra=extra)}\n\n"
         f"# Upload this machine's {PUT_DEVICE} to the master (hold Shift at boot, type: put).\n"
         f"LABEL put\n  KERNEL {KERNEL}\n  INITRD {INITRD},{OVERLAY}\n"
-        f"  APPEND {kernel_args(master, put=True)}\n"
+        f"  APPEND {kernel_args(master, put=True, extra=extra)}\n"
     )
 
 
-def ipxe_script(master: Optional[str]) -> str:
+def ipxe_script(master: Optional[str], extra: str = "") -> str:
     """Relative names: iPXE fetches them from wherever it fetched this script (TFTP or HTTP)."""
     note = "" if master else "# No master baked in: add thePusher=MASTER_IP to the kernel line.\n"
     return (
@@ -69,7 +71,7 @@ def ipxe_script(master: Optional[str]) -> str:
         "# boot.ipxe, made by thepusher create-nbi. Keep it beside the kernel and initrds:\n"
         "# iPXE loads them relative to this script's own URL.\n"
         + note
-        + f"kernel {KERNEL} initrd={INITRD} initrd={OVERLAY} {kernel_args(master)}\n"
+        + f"kernel {KERNEL} initrd={INITRD} initrd={OVERLAY} {kernel_args(master, extra=extra)}\n"
         f"initrd {INITRD}\ninitrd {OVERLAY}\nboot\n"
     )
 
@@ -96,13 +98,13 @@ def dnsmasq_conf(master: Optional[str], tftp_root: str) -> str:
     )
 
 
-def isolinux_cfg(master: Optional[str]) -> str:
+def isolinux_cfg(master: Optional[str], extra: str = "") -> str:
     return (
         "DEFAULT thepusher\nPROMPT 1\nTIMEOUT 50\nDISPLAY boot.msg\n\n"
         f"LABEL thepusher\n  KERNEL /boot/{KERNEL}\n  INITRD /boot/{INITRD},/boot/{OVERLAY}\n"
-        f"  APPEND {kernel_args(master)}\n\n"
+        f"  APPEND {kernel_args(master, extra=extra)}\n\n"
         f"LABEL put\n  KERNEL /boot/{KERNEL}\n  INITRD /boot/{INITRD},/boot/{OVERLAY}\n"
-        f"  APPEND {kernel_args(master, put=True)}\n"
+        f"  APPEND {kernel_args(master, put=True, extra=extra)}\n"
     )
 
 
@@ -115,6 +117,13 @@ def boot_msg(master: Optional[str]) -> str:
         f"  put                         upload {PUT_DEVICE} to the master\n"
         "  put putImage=/dev/nvme0n1   upload another disk\n\n"
     )
+
+
+def check_append(words: str) -> str:
+    """Extra kernel words go into several config files: one line, printable, no quotes."""
+    if any(c in words for c in "\"'\\") or not words.isprintable():
+        raise NbiError(f"--append {words!r}: only plain words (no quotes, no control characters)")
+    return " ".join(words.split())
 
 
 def pxelinux_binaries() -> List[str]:
@@ -133,7 +142,7 @@ def iso_tools_missing() -> List[str]:
     return missing
 
 
-def make_iso(out_dir: str, master: Optional[str]) -> str:
+def make_iso(out_dir: str, master: Optional[str], extra: str = "") -> str:
     """A hybrid ISO (CD or USB stick, BIOS boot) carrying the same kernel and initrds."""
     iso = os.path.join(out_dir, ISO)
     with tempfile.TemporaryDirectory(prefix="thepusher-iso-") as tree:
@@ -144,7 +153,7 @@ def make_iso(out_dir: str, master: Optional[str]) -> str:
         for name in (KERNEL, INITRD, OVERLAY):
             shutil.copy(os.path.join(out_dir, name), os.path.join(tree, "boot"))
         with open(os.path.join(isolinux, "isolinux.cfg"), "w") as f:
-            f.write(isolinux_cfg(master))
+            f.write(isolinux_cfg(master, extra))
         with open(os.path.join(isolinux, "boot.msg"), "w") as f:
             f.write(boot_msg(master))
         command = [

@@ -34,10 +34,15 @@ def check_inputs(cache: str) -> Optional[str]:
 
 
 def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
-           download_url: Optional[str] = None) -> List[Tuple[str, str]]:
-    """Build the netboot image; returns (file, what it is for) for the summary."""
+           download_url: Optional[str] = None, append: str = "") -> List[Tuple[str, str]]:
+    """Build the netboot image; returns (file, what it is for) for the summary.
+
+    `append`: more kernel command line words for every boot config, e.g.
+    `console=ttyS0,115200` for machines watched over a serial console.
+    """
     if master:
         overlay.check_master(master)
+    append = bootfiles.check_append(append)
     if not os.path.isfile(pyz):
         raise NbiError(f"{pyz} does not exist (build it with `make`)")
     if download_url:
@@ -59,9 +64,9 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     _concatenate(out, [INITRD, bootfiles.OVERLAY], bootfiles.COMBINED)
     made.append((bootfiles.COMBINED, f"{INITRD} + {bootfiles.OVERLAY}, for loaders taking one initrd"))
 
-    _write(out, "pxelinux.cfg/default", bootfiles.pxelinux_cfg(master))
+    _write(out, "pxelinux.cfg/default", bootfiles.pxelinux_cfg(master, append))
     made.append(("pxelinux.cfg/default", "PXELINUX config"))
-    _write(out, "boot.ipxe", bootfiles.ipxe_script(master))
+    _write(out, "boot.ipxe", bootfiles.ipxe_script(master, append))
     made.append(("boot.ipxe", "iPXE script"))
     _write(out, "dnsmasq.conf", bootfiles.dnsmasq_conf(master, os.path.abspath(out)))
     made.append(("dnsmasq.conf", "proxy-DHCP + TFTP example"))
@@ -77,7 +82,7 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     if missing:
         log.warning("no ISO: install %s to get %s", " ".join(missing), bootfiles.ISO)
     else:
-        bootfiles.make_iso(out, master)
+        bootfiles.make_iso(out, master, append)
         made.append((bootfiles.ISO, "hybrid ISO for a CD or USB stick (BIOS)"))
     return made
 

@@ -1,0 +1,301 @@
+"""A netboot image built from Debian packages, for the end-to-end test.
+
+TinyCore cannot be downloaded here (docs/e2e.md), so the e2e test plays TinyCore's part
+with Debian's: its kernel stands in for `vmlinuz64`, and a base archive with busybox,
+Debian's python3.11, the virtio modules, an /init that boots like TinyCore's (ending in
+/opt/bootlocal.sh) and a udhcpc hook stands in for `corepure64.gz`. Everything of ours
+on top comes from `thepusher create-nbi`, run on this stand-in exactly as on TinyCore's
+files: the same overlay, boot script and boot configs. The base is slow to build
+(stdlib bytecode, gzip) and cached under a key of its inputs.
+
+    python3 tests/e2e/debian_nbi.py KERNEL_DEB OUT_DIR     # what the e2e fixture does
+"""
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Dict, Iterator, List, Set
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from thepusher.netboot import cpio  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+PYTHON = "/usr/bin/python3.11"  # Debian's, never a pyenv shim: the guest needs its stdlib
+STDLIB = Path("/usr/lib/python3.11")
+BUSYBOX = "/bin/busybox"  # from busybox-static: no libraries needed
+BUILDER_FILES = ("debian_nbi.py", "init.sh", "udhcpc.script")
+MODULES = ["virtio_pci", "virtio_net", "virtio_blk"]  # what init.sh modprobes
+DEBIAN_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+                   "busybox-static"]
+# Not needed to image a disk, and together more than half of the stdlib's size.
+STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
+               "pydoc_data", "distutils", "site-packages", "dist-packages", "__pycache__",
+               "venv", "unittest", "sqlite3", "curses", "dbm"}
+DYNLOAD_SKIP = re.compile(r"^(_test|_xxtest|xxlimited|_ctypes_test|_curses|readline|_dbm|"
+                          r"_sqlite3|nis|ossaudiodev|_ssl|_crypt|audioop|_tkinter)")
+# Debian is usr-merged: /bin, /lib, ... are links into /usr. The image is laid out the
+# same way, and host paths are mapped onto it so that no entry goes through a link.
+MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+
+
+PYTHON_TCZ_STAND_IN = (b"Stand-in for TinyCore's python3.9.tcz, which create-nbi requires. The Debian\n"
+                       b"image has python3.11 in its base initrd and never loads /tmp/builtin.\n")
+
+
+@dataclass
+class StandIn:
+    tinycore: Path  # a cache as create-nbi wants it: vmlinuz64, corepure64.gz, python3.9.tcz
+    vmlinux: Path  # the ELF inside vmlinuz64: QEMU boots it directly (PVH), 2 s faster
+
+
+def build(kernel_deb: Path, out: Path) -> StandIn:
+    """The TinyCore stand-in in `out`, rebuilt only when its inputs changed.
+
+    `create-nbi` then turns it into a netboot image exactly as it does TinyCore's files:
+    Debian's bzImage plays `vmlinuz64`, the base archive plays `corepure64.gz`.
+    """
+    cache = out / "tinycore"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = base_key(kernel_deb)
+    if _read(out / "base.key") != key or not (cache / "corepure64.gz").exists():
+        with tempfile.TemporaryDirectory(prefix="e2e-nbi-", dir=out) as tmp:
+            build_base(kernel_deb, Path(tmp), out)
+        (out / "base.key").write_text(key)
+    (cache / "python3.9.tcz").write_bytes(PYTHON_TCZ_STAND_IN)
+    return StandIn(cache, out / "vmlinux")
+
+
+@contextmanager
+def replacing(dest: Path) -> Iterator[BinaryIO]:
+    """A file written next to `dest` and renamed over it when complete, so that a
+    crashed or concurrent build never leaves a half-written file under the real name."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def base_key(kernel_deb: Path) -> str:
+    """Changes when anything that goes into the base archive may have changed."""
+    versions = subprocess.run(["dpkg-query", "-W", *DEBIAN_PACKAGES], capture_output=True,
+                              text=True, check=True).stdout
+    facts = {"deb": kernel_deb.name, "deb_size": kernel_deb.stat().st_size,
+             "packages": versions,
+             "builder": [_sha256((HERE / f).read_bytes()) for f in BUILDER_FILES]}
+    return _sha256(json.dumps(facts, sort_keys=True).encode())
+
+
+def build_base(kernel_deb: Path, tmp: Path, out: Path) -> None:
+    """Unpack the kernel package, stage the stdlib, and write base.gz, vmlinuz, vmlinux."""
+    subprocess.run(["dpkg-deb", "-x", str(kernel_deb), str(tmp / "deb")], check=True)
+    vmlinuz = next((tmp / "deb" / "boot").glob("vmlinuz-*"))
+    kver = vmlinuz.name[len("vmlinuz-"):]
+    with replacing(out / "tinycore" / "vmlinuz64") as f:
+        f.write(vmlinuz.read_bytes())
+    with replacing(out / "vmlinux") as f:
+        f.write(extract_vmlinux(vmlinuz.read_bytes()))
+
+    stdlib = tmp / "stdlib"
+    shutil.copytree(STDLIB, stdlib, symlinks=True, ignore=_stdlib_ignore)
+    # Hash-based .pyc that is never checked: the archive's mtimes are all 0, so
+    # timestamp-based bytecode would be stale and recompiled at every boot.
+    subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "--invalidation-mode",
+                    "unchecked-hash", str(stdlib)], check=True)
+
+    with replacing(out / "tinycore" / "corepure64.gz") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
+        w = Tree(cpio.Writer(gz))
+        for link, target in MERGED.items():
+            w.symlink(link, target)
+        w.device("dev/console", 0o600, 5, 1)
+        w.device("dev/null", 0o666, 1, 3)
+        for d in ("proc", "sys", "tmp", "run", "etc", "opt", "root", "var/run"):
+            w.directory(d)
+        w.file_from("init", str(HERE / "init.sh"), 0o755)
+        w.file_from("etc/udhcpc.script", str(HERE / "udhcpc.script"), 0o755)
+        w.file_from("usr/bin/busybox", BUSYBOX, 0o755)
+        for applet in busybox_applets():
+            w.symlink(applet, "/usr/bin/busybox")
+        w.file_from("usr/bin/python3.11", PYTHON, 0o755)
+        w.symlink("usr/bin/python3", "python3.11")
+        dynload = [p for p in (stdlib / "lib-dynload").iterdir() if p.suffix == ".so"]
+        for lib in shared_libraries([PYTHON, *map(str, dynload)]):
+            w.file_from(host_path(lib), lib, 0o755)
+        for path in sorted(stdlib.rglob("*")):
+            rel = "usr/lib/python3.11/" + str(path.relative_to(stdlib))
+            if path.is_symlink():
+                w.symlink(rel, os.readlink(path))
+            elif path.is_dir():
+                w.directory(rel)
+            else:
+                w.file_from(rel, str(path), 0o644)
+        moddir = tmp / "deb" / "lib" / "modules" / kver
+        modules = module_closure(moddir, MODULES)
+        for rel in modules.values():
+            w.file_from(f"usr/lib/modules/{kver}/{rel}", str(moddir / rel), 0o644)
+        w.file(f"usr/lib/modules/{kver}/modules.dep", modules_dep(moddir, modules).encode())
+        w.close()
+
+
+class Tree:
+    """A cpio writer that adds each parent directory once, before its first child."""
+
+    def __init__(self, writer: "cpio.Writer") -> None:
+        self.w = writer
+        self.dirs: Set[str] = set(MERGED)
+        self.names: Set[str] = set()
+
+    def _parents(self, path: str) -> bool:
+        """False if `path` is already in the archive (a busybox applet we shadow)."""
+        if path in self.names:
+            return False
+        self.names.add(path)
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self.dirs:
+                self.dirs.add(d)
+                self.w.directory(d)
+        return True
+
+    def directory(self, path: str) -> None:
+        if path not in self.dirs and self._parents(path):
+            self.dirs.add(path)
+            self.w.directory(path)
+
+    def file(self, path: str, data: bytes) -> None:
+        if self._parents(path):
+            self.w.file(path, data)
+
+    def file_from(self, path: str, source: str, mode: int) -> None:
+        if self._parents(path):
+            self.w.file_from(path, source, mode)
+
+    def symlink(self, path: str, target: str) -> None:
+        if self._parents(path):
+            self.w.symlink(path, target)
+
+    def device(self, path: str, mode: int, major: int, minor: int) -> None:
+        if self._parents(path):
+            self.w.device(path, mode, major, minor)
+
+    def close(self) -> None:
+        self.w.close()
+
+
+def host_path(path: str) -> str:
+    """Where a host file goes in the usr-merged image: /lib/x.so -> usr/lib/x.so."""
+    rel = path.lstrip("/")
+    top, _, rest = rel.partition("/")
+    return f"{MERGED[top]}/{rest}" if top in MERGED else rel
+
+
+def busybox_applets() -> Iterator[str]:
+    """Every applet as a link, at the path busybox itself names (bin/sh, sbin/ip, ...)."""
+    listing = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
+                             check=True).stdout
+    for line in listing.split():
+        if line != "bin/busybox":
+            yield host_path(line)
+
+
+def shared_libraries(binaries: List[str]) -> List[str]:
+    """The host libraries `ldd` resolves for these binaries, the loader included."""
+    found: Set[str] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        for m in re.finditer(r"(/\S+) \(0x", out):
+            found.add(m.group(1))
+    return sorted(found)
+
+
+def _stdlib_ignore(directory: str, names: List[str]) -> Set[str]:
+    top = os.path.realpath(directory) == os.path.realpath(STDLIB)
+    skip = {n for n in names if n in STDLIB_SKIP or (top and n.startswith("config-3"))}
+    if os.path.basename(directory) == "lib-dynload":
+        skip |= {n for n in names if DYNLOAD_SKIP.match(n)}
+    return skip
+
+
+def module_closure(moddir: Path, wanted: List[str]) -> Dict[str, str]:
+    """Module name -> path under `moddir`, for `wanted` and everything they depend on."""
+    paths = {_modname(p.name): str(p.relative_to(moddir))
+             for p in (moddir / "kernel").rglob("*.ko")}
+    chosen: Dict[str, str] = {}
+    todo = [_modname(m) for m in wanted]
+    while todo:
+        name = todo.pop()
+        if name not in chosen:
+            chosen[name] = paths[name]
+            todo.extend(_depends(moddir / paths[name]))
+    return chosen
+
+
+def modules_dep(moddir: Path, modules: Dict[str, str]) -> str:
+    """modules.dep as depmod writes it: each module's dependencies, load-last first."""
+    lines = []
+    for name, rel in sorted(modules.items()):
+        order: List[str] = []
+
+        def visit(m: str) -> None:
+            for dep in _depends(moddir / modules[m]):
+                if dep not in order:
+                    visit(dep)
+                    order.append(dep)
+        visit(name)
+        lines.append(f"{rel}: " + " ".join(modules[d] for d in reversed(order)))
+    return "\n".join(lines) + "\n"
+
+
+def _depends(ko: Path) -> List[str]:
+    """The `depends=` field of a module's .modinfo section."""
+    m = re.search(rb"\0depends=([^\0]*)\0", ko.read_bytes())
+    return [_modname(d) for d in m.group(1).decode().split(",") if d] if m else []
+
+
+def _modname(name: str) -> str:
+    return name[:-3].replace("-", "_") if name.endswith(".ko") else name.replace("-", "_")
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """The ELF kernel from a bzImage's xz payload: QEMU boots it via PVH, in 2 s less."""
+    start = bzimage.find(b"\xfd7zXZ\0")
+    if start < 0:
+        raise ValueError("no xz payload in the bzImage (kernel not built with KERNEL_XZ?)")
+    elf = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(bzimage[start:])
+    if not elf.startswith(b"\x7fELF"):
+        raise ValueError("the bzImage's xz payload is not an ELF file")
+    return elf
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+if __name__ == "__main__":
+    built = build(Path(sys.argv[1]), Path(sys.argv[2]))
+    for f in (*sorted(built.tinycore.iterdir()), built.vmlinux):
+        print(f"{f} {f.stat().st_size} bytes")
