@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import ENV, ROOT, free_port, write_config, write_image
 
-SUBCOMMANDS = ["master", "client", "status", "start", "retry", "check-config", "demo"]
+SUBCOMMANDS = ["master", "client", "status", "start", "retry", "put-image", "create-nbi",
+               "check-config", "demo"]
 
 
 @pytest.fixture(scope="module")

@@ -80,9 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", metavar="URL",
                    help="first fetch what is missing from a mirror, e.g. "
                         "http://tinycorelinux.net/15.x/x86_64 (md5-checked)")
+    p.add_argument("--append", default="", metavar="WORDS",
+                   help="more kernel command line words for every boot config, "
+                        "e.g. 'console=ttyS0,115200'")
     p.add_argument("--pyz", metavar="FILE",
                    help="thepusher.pyz to put in the image (default: the one running)")
     p.set_defaults(func=cmd_create_nbi)
+
+    p = sub.add_parser("put-image", help="upload a disk or image file to the master's image directory",
+                       description="Stream DEVICE_OR_FILE to the master, which stores it as a new "
+                       "image (never over an existing one) once its SHA-256 checks out.")
+    p.add_argument("-p", "--master", required=True, metavar="MASTER[:PORT]",
+                   help="the master's address (port 8080 unless given)")
+    p.add_argument("-i", "--input", required=True, metavar="DEVICE_OR_FILE",
+                   help="what to upload: a disk (/dev/sda), an image file, or a pipe")
+    p.add_argument("-n", "--name", metavar="NAME",
+                   help="file name on the master (default: the input's base name, e.g. sda, "
+                   "plus .gz/.bz2/.xz when compressing)")
+    p.add_argument("--compress", choices=("gz", "bz2", "xz"), metavar="FORMAT",
+                   help="compress on the fly: gz, bz2 or xz (one CPU core; gz is the quickest)")
+    p.set_defaults(func=cmd_put_image)
 
     p = sub.add_parser("demo", help="a whole round on this machine: master + N local clients")
     p.add_argument("--clients", type=int, default=3, metavar="N", help="number of clients (default 3)")
@@ -196,7 +213,7 @@ def cmd_create_nbi(args) -> int:
               file=sys.stderr)
         return 1
     try:
-        made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download)
+        made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download, args.append)
     except (nbi.NbiError, OSError) as e:
         print(f"thepusher create-nbi: {e}", file=sys.stderr)
         return 1
@@ -205,6 +222,19 @@ def cmd_create_nbi(args) -> int:
         print(f"  {name:<22} {what}")
     if not args.master:
         print("no master baked in: boot with thePusher=MASTER_IP (see pxelinux.cfg/default)")
+    return 0
+
+
+def cmd_put_image(args) -> int:
+    """`put-image`, also what the netboot image runs for putImage=/dev/sdX."""
+    from thepusher.upload import UploadError, put_image
+
+    try:
+        answer = put_image(args.master, args.input, args.name, args.compress)
+    except UploadError as e:
+        print(f"thepusher put-image: {e}", file=sys.stderr)
+        return 1
+    print(answer.get("message", answer))
     return 0
 
 

@@ -6,36 +6,50 @@ disk. Files made by parallel compressors hold several concatenated streams
 produced in bounded pieces so a small, highly compressed record cannot balloon memory.
 """
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Tuple
 
 OUTPUT_PIECE = 4 << 20
+
+# The file-name suffix of each compression: put-image names what it compresses this way,
+# and the master reads an uploaded image's compression from its name.
+SUFFIXES = {"BZ2": ".bz2", "GZIP": ".gz", "XZ": ".xz"}
 
 
 class DecodeError(Exception):
     """The stream is not valid data of its declared compression."""
 
 
-def _factory(compression: str) -> Callable:
-    """The decompressor class; TinyCore's Python may lack bz2 or lzma, which is named."""
+def compression_of_name(name: str) -> str:
+    """The compression a file name's suffix says (case-insensitive), "NONE" without one."""
+    lower = name.lower()
+    for compression, suffix in SUFFIXES.items():
+        if lower.endswith(suffix):
+            return compression
+    return "NONE"
+
+
+def _factory(compression: str) -> Tuple[Callable, type]:
+    """The decompressor class and its error for corrupt data (zlib and lzma have their
+    own); TinyCore's Python may lack bz2 or lzma, which is named."""
     try:
         return _import(compression)
     except ImportError as e:
         raise DecodeError(f"cannot decode {compression} here: Python lacks {e.name}") from None
 
 
-def _import(compression: str) -> Callable:
+def _import(compression: str) -> Tuple[Callable, type]:
     if compression == "BZ2":
         import bz2
 
-        return bz2.BZ2Decompressor
+        return bz2.BZ2Decompressor, OSError
     if compression == "GZIP":
         import zlib
 
-        return lambda: zlib.decompressobj(wbits=31)
+        return lambda: zlib.decompressobj(wbits=31), zlib.error
     if compression == "XZ":
         import lzma
 
-        return lzma.LZMADecompressor
+        return lzma.LZMADecompressor, lzma.LZMAError
     raise DecodeError(f"unsupported compression {compression!r}")
 
 
@@ -44,7 +58,7 @@ class Decoder:
 
     def __init__(self, compression: str) -> None:
         self.compression = compression
-        self._new = None if compression == "NONE" else _factory(compression)
+        self._new, self._error = (None, OSError) if compression == "NONE" else _factory(compression)
         self._obj = self._new() if self._new else None
         self._in_stream = False
 
@@ -53,10 +67,7 @@ class Decoder:
             yield data
             return
         while data:
-            try:
-                out = self._decompress(data)
-            except (OSError, ValueError, EOFError) as e:
-                raise DecodeError(f"{self.compression} data is corrupt: {e}") from None
+            out = self._decompress(data)
             self._in_stream = True
             if out:
                 yield out
@@ -76,10 +87,12 @@ class Decoder:
             raise DecodeError(f"{self.compression} data ends in the middle of a stream")
 
     def _decompress(self, data) -> bytes:
-        if hasattr(self._obj, "needs_input"):
-            return self._obj.decompress(data, OUTPUT_PIECE)
-        out = self._obj.decompress(self._obj.unconsumed_tail + bytes(data), OUTPUT_PIECE)
-        return out
+        try:
+            if hasattr(self._obj, "needs_input"):
+                return self._obj.decompress(data, OUTPUT_PIECE)
+            return self._obj.decompress(self._obj.unconsumed_tail + bytes(data), OUTPUT_PIECE)
+        except (self._error, OSError, ValueError, EOFError) as e:
+            raise DecodeError(f"{self.compression} data is corrupt: {e}") from None
 
     def _needs_more_output(self) -> bool:
         if hasattr(self._obj, "needs_input"):

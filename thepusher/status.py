@@ -33,6 +33,8 @@ def render(status: dict) -> str:
         digest = (image.get("sha256") or "")[:16]
         size = human_bytes(image["content_size"]) if image.get("content_size") is not None else "?"
         note = image.get("error") or ""
+        if image.get("configured") is False:
+            note = f"not configured: {image['hint']}"
         lines.append(
             f"image {image['name']}: {image['filename']} {size} {image['compression']} "
             f"[{image['state']}] {digest} {note}".rstrip()

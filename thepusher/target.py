@@ -3,8 +3,9 @@
 A destination is a regular file (created if missing, cut to the image's size at the
 end so a longer old file cannot leave a stale tail) or a block device (never
 truncated, its size checked before the first byte is written). A missing path under
-/dev/ is an error, never a new file: on a netboot client /dev is RAM, and a mistyped
-device name would otherwise take the whole image and report a verified copy.
+/dev/ (other than /dev/shm/, which is for files) is an error, never a new file: on a
+netboot client /dev is RAM, and a mistyped device name would otherwise take the whole
+image and report a verified copy.
 """
 
 import errno
@@ -29,7 +30,8 @@ class Target:
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
-        device = os.path.abspath(self.path).startswith("/dev/")
+        path = os.path.abspath(self.path)
+        device = path.startswith("/dev/") and not path.startswith("/dev/shm/")
         flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | (0 if device else os.O_CREAT)
         try:
             self.fd = os.open(self.path, flags, 0o644)

@@ -1,7 +1,7 @@
-"""HTTP routes of the master: the JSON API, the status page and /static/.
+"""HTTP routes of the master: the JSON API, the status page, /static/ and uploads.
 
 One small handler method per route, like http.server's own do_GET: everything it
-needs comes from the server object (controller, state, static dir).
+needs comes from the server object (controller, state, static dir, uploads).
 """
 
 import ipaddress
@@ -10,17 +10,19 @@ import logging
 import mimetypes
 import os
 import pkgutil
+import socket
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
 from thepusher.config import normalize_host
-from thepusher.master import bottleneck
+from thepusher.master import bottleneck, uploads
 from thepusher.master.control import ApiError
 
 log = logging.getLogger("thepusher.http")
 
 MAX_BODY = 64 * 1024
+UPLOADS = "/api/images/"  # PUT UPLOADS + NAME stores an image
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,6 +44,17 @@ class Handler(BaseHTTPRequestHandler):
             "/api/ready": self.post_ready,
             "/api/report": self.post_report,
         })
+
+    def do_PUT(self) -> None:
+        self._dispatch({})
+
+    def handle_expect_100(self) -> bool:
+        """An upload is told to send its body (100 Continue) only once its name and the
+        free space are checked (put_image), so a refused upload sends nothing; any other
+        request goes on at once."""
+        if self.command == "PUT" and urlsplit(self.path).path.startswith(UPLOADS):
+            return True
+        return super().handle_expect_100()
 
     # -- routes -------------------------------------------------------------------
 
@@ -111,6 +124,21 @@ class Handler(BaseHTTPRequestHandler):
         self._authorize_admin()
         self._json(200, calls[action](unquote(name)))
 
+    def put_image(self, name: str) -> None:
+        """`PUT /api/images/NAME`: store an uploaded image (put-image, curl -T; uploads.py).
+        The connection closes afterwards: a refused upload's body was not read."""
+        self.close_connection = True
+        try:
+            self._authorize_upload()
+            self.connection.settimeout(self.server.uploads.io_timeout)
+            answer = self.server.uploads.receive(
+                unquote(name), self.headers, self.rfile, self._host(), self._continue,
+            )
+        except ApiError as e:
+            self._refuse_upload(e)
+            return
+        self._json(201, answer)
+
     def get_static(self, rel: str) -> None:
         root = self.server.static_dir
         if root is None:
@@ -133,6 +161,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.get_static(path[len("/static/"):])
             elif self.command == "POST" and path.startswith("/api/groups/"):
                 self.post_group(path[len("/api/groups/"):])
+            elif self.command == "PUT" and path.startswith(UPLOADS):
+                self.put_image(path[len(UPLOADS):])
             elif path in routes:
                 routes[path]()
             else:
@@ -154,6 +184,29 @@ class Handler(BaseHTTPRequestHandler):
                 403, f"{self._host()} may not do this: without an admin token, only the "
                 "master's own host may start rounds"
             )
+
+    def _authorize_upload(self) -> None:
+        """Who may store images. For now any host that reaches the master, as in the
+        original tool; the `put_allowed` list and the upload token (a later issue) slot in
+        here, raising ApiError(403, ...)."""
+
+    def _continue(self) -> None:
+        """Tell an uploader that waits for it (Expect: 100-continue) to send the body."""
+        expect = self.headers.get("Expect", "").lower() == "100-continue"
+        if expect and self.request_version >= "HTTP/1.1":
+            self.send_response_only(100)
+            self.end_headers()
+
+    def _refuse_upload(self, e: ApiError) -> None:
+        """Answer a refused or failed upload, then read away what the uploader still sends
+        for a moment: a socket closed with unread data is reset, and the uploader would
+        lose the answer."""
+        try:
+            self._json(e.status, {"error": e.message})
+            self.connection.shutdown(socket.SHUT_WR)
+            uploads.drain(self.connection, uploads.DRAIN_SECONDS)
+        except OSError:
+            pass  # the uploader is gone: nobody to tell
 
     def _body(self) -> dict:
         try:

@@ -4,6 +4,10 @@ The digest is of the uncompressed content (what clients write and hash), so for 
 compressed image it costs one full decompression. It is computed once and kept in a
 JSON sidecar `<filename>.digest.json` that records the image's size and mtime, so an
 image replaced later is hashed again instead of trusted.
+
+Images uploaded with put-image (uploads.py) arrive with their sidecar. Until the config
+names them they are listed as not configured, also after a restart: any file of the
+image dir with a valid sidecar that no configured image uses is such an upload.
 """
 
 import hashlib
@@ -15,11 +19,12 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from thepusher.config import Config, Image
-from thepusher.decode import Decoder
+from thepusher.decode import Decoder, compression_of_name
 
 log = logging.getLogger("thepusher.images")
 
 READ_SIZE = 4 << 20
+SIDECAR = ".digest.json"
 
 
 @dataclass
@@ -30,7 +35,7 @@ class ImageFacts:
 
 
 def sidecar_path(path: str) -> str:
-    return path + ".digest.json"
+    return path + SIDECAR
 
 
 def read_sidecar(path: str) -> Optional[ImageFacts]:
@@ -87,18 +92,52 @@ def compute_facts(image: Image) -> ImageFacts:
     return ImageFacts(stream, content, sha.hexdigest())
 
 
+def deploy_hint(filename: str, config_path: str) -> str:
+    """What an admin does with an uploaded image the config does not name yet."""
+    compression = compression_of_name(filename)
+    extra = f' and compression = "{compression}"' if compression != "NONE" else ""
+    return (f'add an image block with filename = "{filename}"{extra} to '
+            f"{os.path.basename(config_path)} and restart the master to deploy it")
+
+
 class Catalog:
-    """Digests of every configured image, computed in the background at start-up."""
+    """Digests of every configured image, computed in the background at start-up, and the
+    facts of uploaded images that no configured image uses (yet)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._facts: Dict[str, ImageFacts] = {}
         self._errors: Dict[str, str] = {}
+        self._uploaded: Dict[str, ImageFacts] = {}  # by file name
         self._lock = threading.Lock()
         self._ready: Dict[str, threading.Event] = {name: threading.Event() for name in config.images}
 
     def start(self) -> None:
+        self._find_uploads()
         threading.Thread(target=self._hash_all, name="image-hasher", daemon=True).start()
+
+    def add_upload(self, filename: str, facts: ImageFacts) -> None:
+        """A finished upload (its sidecar written). Listed at once; a configured image that
+        was waiting for this very file is hashed again, from that sidecar, and becomes usable."""
+        waiting = [(n, i) for n, i in self.config.images.items() if i.filename == filename]
+        if not waiting:
+            with self._lock:
+                self._uploaded[filename] = facts
+        for name, image in waiting:
+            self._hash(name, image)
+
+    def _find_uploads(self) -> None:
+        """Uploads of earlier runs: files with a valid sidecar that the config does not use."""
+        used = {image.filename for image in self.config.images.values()}
+        for entry in sorted(os.listdir(self.config.image_dir)):
+            if not entry.endswith(SIDECAR):
+                continue
+            filename = entry[: -len(SIDECAR)]
+            if filename in used or filename.startswith("."):
+                continue
+            facts = read_sidecar(os.path.join(self.config.image_dir, filename))
+            if facts is not None:
+                self._uploaded[filename] = facts
 
     def _hash_all(self) -> None:
         for name, image in self.config.images.items():
@@ -154,5 +193,25 @@ class Catalog:
                     "sha256": facts.sha256 if facts else None,
                     "state": "ready" if facts else ("error" if name in self._errors else "hashing"),
                     "error": self._errors.get(name),
+                    "configured": True,
                 })
+            for filename, facts in sorted(self._uploaded.items()):
+                out.append(self._describe_upload(filename, facts))
         return out
+
+    def _describe_upload(self, filename: str, facts: ImageFacts) -> dict:
+        return {
+            "name": filename,
+            "filename": filename,
+            "comment": "",
+            "type": "IMG",
+            "compression": compression_of_name(filename),
+            "destination": None,
+            "size": facts.stream_size,
+            "content_size": facts.content_size,
+            "sha256": facts.sha256,
+            "state": "ready",
+            "error": None,
+            "configured": False,
+            "hint": deploy_hint(filename, self.config.path),
+        }

@@ -8,7 +8,7 @@ from http.server import ThreadingHTTPServer
 from typing import Optional, Tuple
 
 from thepusher import config as config_mod
-from thepusher.master import history
+from thepusher.master import history, uploads
 from thepusher.master.api import Handler
 from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
@@ -48,6 +48,10 @@ class MasterServer(ThreadingHTTPServer):
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
+        self.uploads = uploads.Uploads(
+            self.state.config, self.catalog, (CONFIG_NAME, history.FILENAME),
+            self.state.config.settings.io_timeout,
+        )
 
 
 def build(
@@ -65,6 +69,7 @@ def build(
     cfg = config_mod.load(path, image_dir)
     for problem in cfg.missing_files():
         log.warning("%s", problem)
+    uploads.remove_leftovers(cfg.image_dir)
     catalog = Catalog(cfg)
     catalog.start()
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))

@@ -1,0 +1,309 @@
+"""`thepusher put-image`: stream a disk or an image file into the master's image store.
+
+It is also the unattended netboot path: `putImage=/dev/sda` on the kernel command line
+runs `put-image -p MASTER -i /dev/sda`. The input is read in 4 MiB blocks, compressed on
+the fly if asked, and sent as one HTTP/1.1 chunked PUT whose framing is written here, so
+that the SHA-256 of the content (uncompressed), computed while reading, goes in the
+trailer: the master keeps the image only if its own digest of what arrived is the same.
+
+The request carries `Expect: 100-continue`: the body starts only once the master has
+accepted the name and found room, so a refusal costs a round trip, not a disk's worth
+of data.
+"""
+
+import hashlib
+import http.client
+import importlib
+import json
+import logging
+import os
+import re
+import select
+import socket
+import stat
+import sys
+import time
+from typing import Callable, Dict, NoReturn, Optional, Tuple
+from urllib.parse import quote
+
+from thepusher.client import split_host_port
+from thepusher.decode import SUFFIXES
+from thepusher.master.server import DEFAULT_PORT
+from thepusher.status import human_bytes
+
+log = logging.getLogger("thepusher.upload")
+
+BLOCK = 4 << 20
+HEAD_WAIT = 60.0  # the master checks name and space before it says 100 Continue
+SEND_WAIT = 120.0  # a master (or its disk) this long without taking data is gone
+ANSWER_WAIT = 900.0  # after the body the master fsyncs what may be many GiB
+LOG_EVERY = 5.0
+DRAW_EVERY = 0.5
+
+# --compress FORMAT: (module, compression as the master names it, compressor factory).
+# gzip's and bzip2's default levels; xz at preset 1, since its default (6) manages only
+# 1-5 MB/s on one core, too slow to read a disk with, while 1 still beats gz's ratio.
+COMPRESSORS: Dict[str, Tuple[str, str, Callable]] = {
+    "gz": ("zlib", "GZIP", lambda m: m.compressobj(6, m.DEFLATED, 31)),
+    "bz2": ("bz2", "BZ2", lambda m: m.BZ2Compressor(9)),
+    "xz": ("lzma", "XZ", lambda m: m.LZMACompressor(m.FORMAT_XZ, preset=1)),
+}
+
+
+class UploadError(Exception):
+    """The upload failed; the message says what, where and how far it got."""
+
+
+def make_compressor(fmt: Optional[str]):
+    """A fresh compressor for --compress FORMAT (None: no compression). TinyCore's Python
+    may lack bz2 or lzma, so the module is looked for before anything is sent."""
+    if fmt is None:
+        return None
+    module, _, factory = COMPRESSORS[fmt]
+    try:
+        return factory(importlib.import_module(module))
+    except ImportError:
+        raise UploadError(
+            f"--compress {fmt}: this Python has no {module} module; upload uncompressed "
+            f"or with another format ({', '.join(f for f in COMPRESSORS if f != fmt)})"
+        ) from None
+
+
+def default_name(path: str, fmt: Optional[str]) -> str:
+    """The input's base name ('sda' for /dev/sda) with the format's suffix, made of the
+    characters the master accepts."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))).lstrip(".")
+    return (base or "image") + (SUFFIXES[COMPRESSORS[fmt][1]] if fmt else "")
+
+
+def open_source(path: str):
+    """The input opened for reading, and its size: a block device's too (lseek to its end),
+    None for a pipe, whose end is only known when reached."""
+    try:
+        f = open(path, "rb", buffering=0)
+    except OSError as e:
+        raise UploadError(f"cannot read {path}: {e.strerror or e}") from None
+    mode = os.fstat(f.fileno()).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        return f, None
+    size = os.lseek(f.fileno(), 0, os.SEEK_END)
+    os.lseek(f.fileno(), 0, os.SEEK_SET)
+    return f, size
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """How far the upload is, for whoever watches: one line redrawn on a terminal, else a
+    log line every LOG_EVERY seconds (log files, a console captured by a script)."""
+
+    def __init__(self, label: str, total: Optional[int], compressed: bool) -> None:
+        self.label = label
+        self.total = total
+        self.compressed = compressed
+        self.tty = sys.stderr.isatty()
+        self.started = self._shown = time.monotonic()
+        self._drawn = False
+
+    def update(self, done: int, sent: int, last: bool = False) -> None:
+        now = time.monotonic()
+        if not last and now - self._shown < (DRAW_EVERY if self.tty else LOG_EVERY):
+            return
+        self._shown = now
+        if self.tty:
+            sys.stderr.write(f"\r{self.line(done, sent, now)}\x1b[K")
+            sys.stderr.flush()
+            self._drawn = True
+        else:
+            log.info("%s", self.line(done, sent, now))
+
+    def line(self, done: int, sent: int, now: float) -> str:
+        rate = done / max(now - self.started, 1e-6)
+        text = f"{self.label}: {human_bytes(done)}"
+        if self.total:
+            text += f" of {human_bytes(self.total)} ({100 * done / self.total:.1f}%)"
+        text += f", {rate / 1e6:.1f} MB/s"
+        if self.total and rate > 0:
+            text += f", ETA {_duration(max(0, self.total - done) / rate)}"
+        if self.compressed:
+            text += f", {human_bytes(sent)} sent compressed"
+        return text
+
+    def end(self, done: int, sent: int) -> None:
+        """The final figures, whether the upload got through or not."""
+        self.update(done, sent, last=True)
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class Uploader:
+    """One upload: `run` returns the master's answer or raises UploadError naming the
+    input, the master and the byte reached."""
+
+    def __init__(self, master: str, path: str, name: Optional[str], fmt: Optional[str]) -> None:
+        self.host, self.port = split_host_port(master, DEFAULT_PORT)
+        self.path = path
+        self.fmt = fmt
+        self.name = name or default_name(path, fmt)
+        self.compressor = make_compressor(fmt)
+        self.offset = 0  # bytes of the input read (and sent)
+        self.sent = 0  # body bytes sent (compressed, when compressing)
+        self.size: Optional[int] = None
+
+    def run(self) -> dict:
+        source, self.size = open_source(self.path)
+        log.info("put-image %s (%s) -> master %s:%d as %s%s", self.path,
+                 "size unknown" if self.size is None else human_bytes(self.size),
+                 self.host, self.port, self.name, f", compressing {self.fmt}" if self.fmt else "")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=HEAD_WAIT)
+        try:
+            try:
+                self._send_head(conn)
+            except OSError as e:
+                self._fail(f"cannot reach the master: {e}")
+            self._await_continue(conn)
+            self._send_body(conn, source)
+            return self._final_answer(conn)
+        finally:
+            conn.close()
+            source.close()
+
+    # -- the conversation ------------------------------------------------------------
+
+    def _send_head(self, conn: http.client.HTTPConnection) -> None:
+        conn.putrequest("PUT", f"/api/images/{quote(self.name, safe='')}", skip_accept_encoding=True)
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("Trailer", "X-Content-SHA256")
+        conn.putheader("Expect", "100-continue")
+        conn.putheader("X-Compression", COMPRESSORS[self.fmt][1] if self.fmt else "NONE")
+        if self.size is not None:
+            conn.putheader("X-Content-Size", str(self.size))
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+
+    def _await_continue(self, conn: http.client.HTTPConnection) -> None:
+        """The master's first word: 100 Continue, else its refusal (raised)."""
+        try:
+            status, body = _read_head_answer(conn.sock)
+        except (OSError, ValueError) as e:
+            self._fail(f"no answer from the master to the upload request: {e}")
+        if status != 100:
+            self._refused(status, body)
+        conn.sock.settimeout(SEND_WAIT)
+
+    def _send_body(self, conn: http.client.HTTPConnection, source) -> None:
+        sha = hashlib.sha256()
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        progress = Progress(f"put-image {self.path}", self.size, self.compressor is not None)
+        try:
+            while True:
+                n = self._read(source, buf)
+                if not n:
+                    break
+                sha.update(view[:n])
+                self._chunk(conn, self.compressor.compress(view[:n]) if self.compressor else view[:n])
+                self.offset += n
+                progress.update(self.offset, self.sent)
+            if self.compressor:
+                self._chunk(conn, self.compressor.flush())
+            conn.send(f"0\r\nX-Content-SHA256: {sha.hexdigest()}\r\n\r\n".encode())
+        except OSError as e:  # the master went away, or said why first
+            self._early_answer(conn, e)
+        finally:
+            progress.end(self.offset, self.sent)
+
+    def _read(self, source, buf: bytearray) -> int:
+        try:
+            return source.readinto(buf)
+        except OSError as e:
+            self._fail(f"reading {self.path} failed: {e.strerror or e}")
+
+    def _chunk(self, conn: http.client.HTTPConnection, data) -> None:
+        """One chunk of the body, unless the master has already answered (a refusal)."""
+        if not len(data):
+            return
+        if select.select([conn.sock], [], [], 0)[0]:
+            self._early_answer(conn, None)
+        conn.send(b"%x\r\n" % len(data))
+        conn.send(data)
+        conn.send(b"\r\n")
+        self.sent += len(data)
+
+    def _early_answer(self, conn: http.client.HTTPConnection, error: Optional[OSError]) -> NoReturn:
+        """The master answered (or hung up) before the end of the body: say why."""
+        try:
+            conn.sock.settimeout(5.0)
+            resp = conn.getresponse()
+            status, body = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            self._fail(f"the master closed the connection: {error or e}")
+        self._refused(status, body)
+
+    def _final_answer(self, conn: http.client.HTTPConnection) -> dict:
+        conn.sock.settimeout(ANSWER_WAIT)
+        try:
+            resp = conn.getresponse()
+            status, body = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            self._fail(f"no answer from the master after the last byte: {e}")
+        if status != 201:
+            self._refused(status, body)
+        try:
+            return json.loads(body.decode("utf-8"))
+        except ValueError:
+            self._fail(f"the master answered 201 with something that is not JSON: {body[:80]!r}")
+
+    # -- failures --------------------------------------------------------------------
+
+    def _refused(self, status: int, body: bytes) -> NoReturn:
+        try:
+            reason = json.loads(body.decode("utf-8"))["error"]
+        except (ValueError, KeyError, TypeError):
+            reason = body[:200].decode("utf-8", "replace") or "(no reason given)"
+        hint = ""
+        if status in (400, 409) and self.offset == 0 and self.sent == 0:
+            hint = " (put-image -n NAME sets the name)"
+        self._fail(f"the master refused {self.name} ({status}): {reason}{hint}")
+
+    def _fail(self, reason: str) -> NoReturn:
+        total = "" if self.size is None else f" of {self.size}"
+        raise UploadError(f"{self.path} -> master {self.host}:{self.port}: {reason} "
+                          f"(at byte {self.offset}{total})")
+
+
+def _read_head_answer(sock: socket.socket) -> Tuple[int, bytes]:
+    """The first response to the request head: (100, b'') or a final (status, body).
+    Read unbuffered, so nothing after a 100 Continue is taken from http.client."""
+    raw = sock.makefile("rb", buffering=0)
+    try:
+        words = raw.readline(1024).split(None, 2)
+        if len(words) < 2 or not words[0].startswith(b"HTTP/"):
+            raise ValueError(f"not an HTTP answer: {b' '.join(words)[:80]!r}")
+        status = int(words[1])
+        headers = http.client.parse_headers(raw)
+        if status == 100:
+            return status, b""
+        length = int(headers.get("Content-Length", "0"))
+        body = b""
+        while len(body) < length:
+            piece = raw.read(length - len(body))
+            if not piece:
+                break
+            body += piece
+        return status, body
+    finally:
+        raw.close()
+
+
+def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str]) -> dict:
+    """Upload `path` to the master as `name` (default: its base name plus the suffix of
+    `fmt`, 'gz', 'bz2', 'xz' or None); the master's answer, or UploadError."""
+    return Uploader(master, path, name, fmt).run()
