@@ -14,8 +14,8 @@ NBI_OUT   ?= build/nbi
 MASTER    ?=
 TC_MIRROR ?=
 # Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
-# PXE tools, dnsmasq (checks the generated config).
-TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base
+# PXE tools, dnsmasq (checks the generated config), chromium (the status page's browser test).
+TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium
 
 .PHONY: all test lint smoke demo bench nbi test-debs clean e2e
 
@@ -81,6 +81,7 @@ demo: thepusher.pyz
 
 bench: thepusher.pyz
 	$(PYTHON) tests/bench.py
+	$(PYTHON) tests/bench_master.py
 
 clean:
 	rm -rf build thepusher.pyz $(VENV) $(VENV39) .pytest_cache tests/artifacts

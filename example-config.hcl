@@ -44,6 +44,16 @@ report_timeout = 15
 # can resend what the one after lacks; older bytes are fetched from the master
 replay_window  = 48
 
+# not times, these two:
+# a shared secret that start/abort/retry/wake and group changes need, from the page,
+# the command line (--token) or curl (X-Admin-Token header). "" = none: then such
+# calls are accepted only from the master's own machine. At least 12 characters.
+admin_token    = ""
+
+# where Wake-on-LAN packets are broadcast: ADDRESS[:PORT], an IPv4 broadcast address
+# (the clients' subnet broadcast when the master has several networks)
+wake_address   = "255.255.255.255:9"
+
 ### IMAGES ####################################################################
 
 # provide a unique name per image to be deployed ("image" blocks, one label each)
@@ -139,6 +149,14 @@ clientgroup "test1" {
   # script restarts it). After that only `thepusher retry test1` takes it again.
   # Not with start = "manual".
   retries = 1
+
+  # optional. The MAC address of hosts, for Wake-on-LAN (`thepusher wake test1`, the
+  # page's Wake button). Hosts not listed are woken with the MAC they last registered
+  # with. Keys must be in `hosts`.
+  macs = {
+    "192.168.78.158" = "52:54:00:4e:9e:01"
+    "192.168.78.133" = "52:54:00:4e:9e:02"
+  }
 }
 
 # another client group example: one host per line, trailing comma allowed

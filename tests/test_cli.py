@@ -135,3 +135,19 @@ def test_status_exit_code_is_0_all_done_2_some_failed_1_all_failed(lab, broken, 
     assert r.returncode == code, r.stdout + r.stderr
     for h in broken:
         assert any(h in line and "ERROR" in line for line in r.stdout.splitlines())
+
+
+def test_status_table_shows_group_totals_eta_and_a_held_group():
+    from thepusher.status import render
+
+    client = {"host": "10.0.0.11", "position": 1, "state": "BUSY", "bytes_done": 1 << 30,
+              "bytes_total": 4 << 30, "rate": 100e6, "eta_seconds": 95.0, "error": "", "mac": ""}
+    status = {"images": [], "unassigned": [], "groups": [{
+        "name": "room", "image": "img", "held": True, "clients": [client],
+        "round": {"number": 2, "phase": "streaming", "error": "", "left_out": []},
+        "totals": {"bytes_done": 1 << 30, "bytes_total": 4 << 30, "rate": 100e6, "eta_seconds": 95.0},
+    }]}
+    text = render(status)
+    assert "  1.0 GiB of 4.0 GiB, 100.0 MB/s, ETA 1m35s" in text
+    assert "held after an abort" in text
+    assert "100.0 MB/s  1m35s" in text

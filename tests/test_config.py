@@ -128,7 +128,8 @@ def test_docs_table_gives_each_settings_default():
     for f in dataclasses.fields(Settings):
         row = re.search(rf"^\| `{f.name}` \| `([^`]+)` \|", docs, re.M)
         assert row, f.name
-        assert float(row.group(1)) == f.default, f.name
+        shown = row.group(1)
+        assert (shown.strip('"') if isinstance(f.default, str) else float(shown)) == f.default, f.name
 
 
 def test_every_schema_key_fills_a_field_of_its_dataclass(tmp_path):
@@ -198,7 +199,8 @@ def test_settings_given_at_top_level_are_loaded_as_float_seconds(tmp_path):
     assert settings == Settings(
         arm_timeout=5.0, accept_timeout=120.0, io_timeout=0.5, report_timeout=86400.0
     )
-    assert all(isinstance(getattr(settings, f.name), float) for f in dataclasses.fields(Settings))
+    assert all(isinstance(getattr(settings, k.field), float) for k in config.SETTINGS
+               if k.convert is config._seconds)
 
 
 def test_unset_settings_keep_their_defaults_next_to_given_ones(tmp_path):
@@ -215,7 +217,8 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         f"{path}:1:1: 'arm_timeout' must be a number of seconds, found a string",
         f"{path}:2:1: 'io_timeout' must be between 0 and 86400 seconds, found 0",
         f"{path}:3:1: unknown setting 'verbose' (top-level settings: arm_timeout, "
-        "accept_timeout, io_timeout, report_timeout, replay_window; image and group keys go inside "
+        "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address; "
+        "image and group keys go inside "
         "image or clientgroup blocks)",
         f"{path}:7:3: image 'u': unsupported type 'TAR'; supported: IMG",
     ]
@@ -370,7 +373,8 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             1,
             "unknown setting 'debug' (top-level settings: arm_timeout, accept_timeout, io_timeout, "
-            "report_timeout, replay_window; image and group keys go inside image or clientgroup blocks)",
+            "report_timeout, replay_window, admin_token, wake_address; image and group keys go "
+            "inside image or clientgroup blocks)",
             id="unknown-setting",
         ),
         pytest.param(
@@ -378,7 +382,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             11,
             3,
             "unknown setting 'filename' (top-level settings: arm_timeout, accept_timeout, "
-            "io_timeout, report_timeout, replay_window; "
+            "io_timeout, report_timeout, replay_window, admin_token, wake_address; "
             "image and group keys go inside image or clientgroup blocks)",
             id="image-key-at-top-level",
         ),
@@ -813,3 +817,40 @@ def test_start_policy_problems_are_reported_with_their_position(tmp_path, keys, 
 def test_manual_start_with_retries_0_is_fine(tmp_path):
     text = group_with('start = "manual"\nretries = 0\n')
     assert config.load(str(write(tmp_path, text))).groups["g"].start == "manual"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('admin_token = "short"', "'admin_token' must be at least 12 printable characters without spaces"),
+    ('admin_token = "has a space in it"', "'admin_token' must be at least 12 printable"),
+    ('wake_address = "broadcast"', "'wake_address' must be an IPv4 address with an optional :PORT"),
+    ('wake_address = "10.0.0.255:99999"', "'wake_address': port '99999' is not a UDP port"),
+])
+def test_bad_admin_token_or_wake_address_is_named_at_its_line(tmp_path, setting, message):
+    line, col, got = one_error(tmp_path, setting + "\n" + VALID)
+    assert (line, col) == (1, 1) and got.startswith(message), got
+
+
+def test_control_settings_are_loaded(tmp_path):
+    text = 'admin_token = "correct-horse-battery"\nwake_address = "10.0.0.255"\n' + VALID
+    settings = config.load(str(write(tmp_path, text))).settings
+    assert settings.admin_token == "correct-horse-battery"
+    assert settings.wake_address == "10.0.0.255"
+
+
+def test_group_macs_are_normalised_per_host(tmp_path):
+    text = VALID.replace('hosts = ["10.0.0.1", "10.0.0.2"]',
+                         'hosts = ["10.0.0.1", "10.0.0.2"]\n  macs = { "10.0.0.2" = "52-54-00-AB-CD-EF" }')
+    assert config.load(str(write(tmp_path, text))).groups["g"].macs == {"10.0.0.2": "52:54:00:ab:cd:ef"}
+
+
+@pytest.mark.parametrize("macs, message", [
+    ('{ "10.0.0.9" = "52:54:00:ab:cd:ef" }', "clientgroup 'g': macs names 10.0.0.9, which is not in its hosts"),
+    ('{ "10.0.0.1" = "52:54:00:ab:cd" }', 'clientgroup \'g\': macs: the MAC of 10.0.0.1 must look like "52:54:00:12:34:56"'),
+    ('{ "pc1" = "52:54:00:ab:cd:ef" }', "clientgroup 'g': macs: 'pc1' is not an IPv4 or IPv6 address"),
+    ('["52:54:00:ab:cd:ef"]', "clientgroup 'g': 'macs' must be an object"),
+])
+def test_bad_macs_are_named_at_their_line(tmp_path, macs, message):
+    text = VALID.replace('hosts = ["10.0.0.1", "10.0.0.2"]',
+                         f'hosts = ["10.0.0.1", "10.0.0.2"]\n  macs = {macs}')
+    line, col, got = one_error(tmp_path, text)
+    assert (line, col) == (9, 3) and got.startswith(message), (line, col, got)

@@ -109,6 +109,7 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
         results[i + 1] = (p.returncode, out, err)
     outcome["results"] = results
     outcome["digest"] = data_digest
+    outcome["skipped_by_master"] = skipped_by_master
     return outcome
 
 
@@ -121,7 +122,8 @@ def check_run(workdir: Path, faults: dict, outcome: dict) -> None:
         elif position not in faults:
             raise AssertionError(
                 f"hop {position} was not harmed but ended with {code} (faults {faults}, "
-                f"master: {outcome.get('source_error')}):\n{out}\n{err[-3000:]}"
+                f"master: {outcome.get('source_error')}, master skipped: "
+                f"{outcome['skipped_by_master']}):\n{out}\n{err[-3000:]}"
             )
 
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -59,11 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     for name, what in (("start", "start a round now with every ready host of GROUP"),
-                       ("retry", "a follow-up round for GROUP's ready hosts that failed or came late")):
+                       ("retry", "a follow-up round for GROUP's ready hosts that failed or came late"),
+                       ("abort", "stop GROUP's running round now (it then waits for start/retry)"),
+                       ("wake", "send Wake-on-LAN packets to GROUP's hosts with a known MAC")):
         p = sub.add_parser(name, help=what)
         p.add_argument("group", metavar="GROUP")
         p.add_argument("-p", "--master", default="127.0.0.1", metavar="MASTER[:PORT]")
-        p.set_defaults(func=cmd_start, action=name)
+        p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
+                       help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
+                            "without one, run this on the master's host")
+        p.set_defaults(func=cmd_group, action=name)
 
     p = sub.add_parser("check-config", help="parse a config and print it, or every error in it")
     p.add_argument("file", metavar="FILE")
@@ -163,22 +169,19 @@ def cmd_status(args) -> int:
     return exit_code(status)
 
 
-def cmd_start(args) -> int:
-    """`start` and `retry`: ask the master (from its own host) to begin a round."""
+def cmd_group(args) -> int:
+    """`start`, `retry`, `abort`, `wake`: ask the master to act on a group."""
     from urllib.parse import quote
 
     from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
 
     path = f"/api/groups/{quote(args.group, safe='')}/{args.action}"
     try:
-        answer = MasterLink(args.master, None).call("POST", path, {})
+        answer = MasterLink(args.master, None, args.token).call("POST", path, {})
     except (MasterUnreachable, MasterRefused) as e:
         print(f"thepusher {args.action}: {e}", file=sys.stderr)
         return 1
-    print(f"group {answer['group']}: round {answer['round']} started, chain "
-          f"{' -> '.join(answer['chain'])}")
-    if answer["left_out"]:
-        print(f"not in this round (not ready): {', '.join(answer['left_out'])}")
+    print(answer["message"])
     return 0
 
 

@@ -21,6 +21,8 @@ from typing import Optional, Tuple
 from thepusher import wire
 from thepusher.hop import Hop, HopConfig
 from thepusher.master.server import DEFAULT_PORT
+from thepusher.progress import ProgressLine, banner, duration
+from thepusher.status import human_bytes
 from thepusher.target import Target
 
 log = logging.getLogger("thepusher.client")
@@ -40,9 +42,10 @@ class MasterRefused(Exception):
 class MasterLink:
     """JSON over HTTP to the master, always from our chosen source address."""
 
-    def __init__(self, master: str, bind: Optional[str]) -> None:
+    def __init__(self, master: str, bind: Optional[str], token: str = "") -> None:
         self.host, self.port = split_host_port(master, DEFAULT_PORT)
         self.bind = bind
+        self.token = token  # the admin token, for people's calls (start, abort, ...)
 
     def call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
         conn = http.client.HTTPConnection(
@@ -52,6 +55,8 @@ class MasterLink:
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
+            if self.token:
+                headers["X-Admin-Token"] = self.token
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
@@ -153,6 +158,7 @@ class Client:
         self.destination = destination
         self.listener = socket.create_server((bind or "", data_port), backlog=8)
         self._streaming_until = 0.0
+        self._aborted: Optional[str] = None  # the master's reason, once an admin aborted the round
         self.data_port = self.listener.getsockname()[1]
 
     def run(self) -> int:
@@ -161,6 +167,7 @@ class Client:
             return self._run()
         except MasterRefused as e:
             log.error("ERROR: %s", e)
+            show_banner("ERROR", [str(e)])
             return 1
         finally:
             self.listener.close()
@@ -172,6 +179,7 @@ class Client:
         self._call("POST", "/api/ready", {"error": error or ""})
         if error:
             log.error("ERROR: %s", error)
+            show_banner("ERROR", [error, "This machine was not imaged."])
             return 1
         start = self._wait_for_start(task)
         return self._receive(start, destination, task)
@@ -237,12 +245,25 @@ class Client:
         hop = Hop(self.listener, config, Target(destination))
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()
-        progress = Progress(hop, start["content_size"])
+        where = f'client {start["position"]}/{start["chain_length"]} of room "{task["group"]}"'
+        sampler = Sampler(hop, start["content_size"])
+        line = ProgressLine(where, start["content_size"], log)
         # The first BUSY arms us: the master streams once every client has sent one.
-        self._report(start, "BUSY", progress.sample())
-        while not hop.done.wait(REPORT_EVERY):
-            self._report(start, "BUSY", progress.sample())
-        final = progress.sample()
+        self._report(start, "BUSY", sampler.sample())
+        while not hop.done.wait(REPORT_EVERY) and self._aborted is None:
+            fields = sampler.sample()
+            line.update(fields["bytes_done"])
+            self._report(start, "BUSY", fields)
+        final = sampler.sample()
+        line.close(final["bytes_done"])
+        took = f"{human_bytes(final['bytes_done'])} in {duration(line.elapsed())}"
+        if self._aborted is not None:
+            # Leaving ends the process, and with it the hop's connections: the hops before
+            # and after us see their streams end and hear of the abort themselves.
+            log.error("ERROR: %s", self._aborted)
+            show_banner("ERROR", [self._aborted, f"image {task['image']} was not written to "
+                                  f"{destination} ({took}); {where}, round {start['round']}"])
+            return 1
         if hop.error is None:
             final["sha256"] = hop.digest
             self._report(start, "DONE", final, final=True)
@@ -251,6 +272,11 @@ class Client:
                 log.warning("skipped next hop %s: %s", host, reason)
             if hop.forward_error:
                 log.warning("the next hop did not get the image: %s", hop.forward_error)
+            show_banner("DONE", [
+                f"image {task['image']} written to {destination} and verified",
+                f"sha256 {hop.digest}",
+                f"{took}; {where}, round {start['round']}",
+            ])
             error = run_script("postImage", task.get("postImage", ""), self.link.host)
             if error:
                 log.warning("%s", error)
@@ -258,6 +284,8 @@ class Client:
         final["error"] = hop.error
         self._report(start, "ERROR", final, final=True)
         log.error("ERROR: %s", hop.error)
+        show_banner("ERROR", [hop.error, f"image {task['image']} was not written to "
+                              f"{destination} ({took}); {where}, round {start['round']}"])
         return 1
 
     def _report(self, start: dict, state: str, fields: dict, final: bool = False) -> None:
@@ -266,6 +294,8 @@ class Client:
         for attempt in range(5 if final else 1):
             try:
                 answer = self.link.call("POST", "/api/report", body, timeout=5.0)
+                if answer.get("aborted"):
+                    self._aborted = answer["aborted"]
                 if answer.get("streaming"):
                     # Believe it for a while: a master that stops answering stops counting.
                     self._streaming_until = time.monotonic() + 2 * float(start["io_timeout"])
@@ -287,15 +317,23 @@ class Client:
                 delay = min(delay * 2, 30.0)
 
 
-class Progress:
-    """Bytes, rate and resources for the reports; also the console line on a TTY."""
+def show_banner(word: str, lines) -> None:
+    """The big DONE or ERROR at the end, on the console (stderr, where the log goes),
+    terminal or not: the netboot console may be a file or a serial port."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.write(banner(word, lines))
+    sys.stderr.flush()
+
+
+class Sampler:
+    """Bytes, rate and resources for the reports to the master."""
 
     def __init__(self, hop: Hop, total: int) -> None:
         self.hop = hop
         self.total = total
         self.last = (time.monotonic(), 0)
         self.rate = 0.0
-        self.tty = sys.stderr.isatty()
 
     def sample(self) -> dict:
         now = time.monotonic()
@@ -305,11 +343,6 @@ class Progress:
             self.rate = (done - b0) / (now - t0)
             self.last = (now, done)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        if self.tty:
-            pct = 100.0 * done / self.total if self.total else 100.0
-            sys.stderr.write(f"\r{pct:5.1f}%  {done >> 20} / {self.total >> 20} MiB  "
-                             f"{self.rate / 1e6:7.1f} MB/s ")
-            sys.stderr.flush()
         return {
             "bytes_done": done,
             "bytes_total": self.total,

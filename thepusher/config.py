@@ -16,6 +16,7 @@ an image has been uploaded with `put-image`. `Config.missing_files()` reports th
 import difflib
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -65,6 +66,7 @@ class ClientGroup:
     wait: Optional[float] = None  # seconds: also start this long after the first host is ready ...
     min_clients: int = 1  # ... if at least this many are ready
     retries: int = 0  # automatic follow-up rounds a host that ended in ERROR is taken into
+    macs: Dict[str, str] = field(default_factory=dict)  # host -> MAC, for Wake-on-LAN
 
     def start_rule(self) -> str:
         """The start policy in words, for check-config and the master's log."""
@@ -90,6 +92,10 @@ class Settings:
     # MiB of recently sent records each hop keeps to replay after skipping a dead next
     # hop: covers what can be in flight past one hop (its 32 MiB of buffers + sockets).
     replay_window: float = 48.0
+    # Required by every call that changes what the master does (start, abort, ...),
+    # from anywhere; "" means none, and then only the master's own host may make them.
+    admin_token: str = ""
+    wake_address: str = "255.255.255.255:9"  # where Wake-on-LAN packets are broadcast
 
 
 @dataclass
@@ -276,6 +282,64 @@ def _plain_filename(key: str, value: Any) -> str:
     return name
 
 
+def _token(key: str, value: Any) -> str:
+    """A shared secret typed into a browser and a shell: printable, no spaces, not short."""
+    token = _string(key, value)
+    if token and (len(token) < 12 or not token.isprintable() or any(c.isspace() for c in token)):
+        raise Invalid(f"'{key}' must be at least 12 printable characters without spaces "
+                      f"(or \"\" for none)")
+    return token
+
+
+def _wake_address(key: str, value: Any) -> str:
+    """`ADDRESS[:PORT]`: an IPv4 broadcast (or unicast) address for magic packets."""
+    text = _string(key, value).strip()
+    host, sep, port = text.rpartition(":")
+    host = host if sep else text
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise Invalid(f"'{key}' must be an IPv4 address with an optional :PORT, such as "
+                      f"\"10.0.0.255:9\", found '{value}'") from None
+    if sep and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise Invalid(f"'{key}': port '{port}' is not a UDP port (1-65535)")
+    return text
+
+
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
+
+
+def normalize_mac(text: str) -> Optional[str]:
+    """`aa:bb:cc:dd:ee:ff` from the usual spellings, or None if it is not a MAC address."""
+    if not MAC_RE.match(text.strip()):
+        return None
+    digits = re.sub(r"[:-]", "", text.strip()).lower()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def _mac_map(key: str, value: Any) -> Dict[str, str]:
+    """`{ "10.0.0.5" = "52:54:00:12:34:56", ... }`: the MAC of each host, for waking it."""
+    if not isinstance(value, dict):
+        raise Invalid(f"'{key}' must be an object of \"address\" = \"MAC\", found {_kind(value)}")
+    problems: List[str] = []
+    macs: Dict[str, str] = {}
+    for raw_host, raw_mac in value.items():
+        try:
+            host = normalize_host(str(ipaddress.ip_address(raw_host)))
+        except ValueError:
+            problems.append(f"{key}: '{raw_host}' is not an IPv4 or IPv6 address")
+            continue
+        mac = normalize_mac(raw_mac) if isinstance(raw_mac, str) else None
+        if mac is None:
+            problems.append(f"{key}: the MAC of {host} must look like \"52:54:00:12:34:56\", "
+                            f"found {raw_mac!r}")
+            continue
+        macs[host] = mac
+    if problems:
+        raise Invalid(*problems, partial=macs)
+    return macs
+
+
 def _host_list(key: str, value: Any) -> List[str]:
     """A non-empty list of distinct IPv4/IPv6 addresses, in canonical text form."""
     if not isinstance(value, list):
@@ -341,6 +405,8 @@ SETTINGS: Tuple[Key, ...] = (
     Key("io_timeout", "io_timeout", _seconds),
     Key("report_timeout", "report_timeout", _seconds),
     Key("replay_window", "replay_window", _mebibytes),
+    Key("admin_token", "admin_token", _token),
+    Key("wake_address", "wake_address", _wake_address),
 )
 
 BLOCKS: Dict[str, BlockSpec] = {
@@ -365,6 +431,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("wait", "wait", _duration),
             Key("min_clients", "min_clients", _count(1)),
             Key("retries", "retries", _count(0)),
+            Key("macs", "macs", _mac_map),
         ),
         table="groups",
         build=_build_group,
@@ -519,6 +586,18 @@ class _Loader:
                     f"and in {entry.what} (line {here.line}); a host belongs to one group only",
                 )
 
+    def check_macs(self) -> None:
+        """A MAC for a host the group does not list is a typo in one of the two."""
+        for entry in self.entries:
+            if entry.type != "clientgroup" or "macs" not in entry.attrs:
+                continue
+            hosts = entry.fields.get("hosts", [])
+            attr = entry.attrs["macs"]
+            for host in entry.fields.get("macs", {}):
+                if host not in hosts:
+                    self.error(attr.line, attr.col,
+                               f"{entry.what}: macs names {host}, which is not in its hosts")
+
     def check_start_policies(self) -> None:
         """Keys that are each valid but make no sense together, reported where they stand."""
         for entry in self.entries:
@@ -599,6 +678,7 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
     loader.check_image_refs()
     loader.check_hosts()
     loader.check_start_policies()
+    loader.check_macs()
     if loader.errors:
         raise ConfigError(
             [
@@ -630,8 +710,11 @@ def _size(path: str) -> str:
 def describe(cfg: Config) -> str:
     """A human summary for `thepusher check-config`: what would be deployed where."""
     out = [f"config     {cfg.path}", f"image dir  {cfg.image_dir}"]
-    timeouts = ", ".join(f"{k.hcl} {getattr(cfg.settings, k.field):g} s" for k in SETTINGS)
-    out += [f"timeouts   {timeouts}", ""]
+    timeouts = ", ".join(f"{k.hcl} {getattr(cfg.settings, k.field):g} s" for k in SETTINGS
+                         if k.convert is _seconds)
+    admin = "admin token set" if cfg.settings.admin_token else "no admin token (control from the master's host only)"
+    out += [f"timeouts   {timeouts}", f"replay     {cfg.settings.replay_window:g} MiB",
+            f"control    {admin}; Wake-on-LAN to {cfg.settings.wake_address}", ""]
     out.append(f"images ({len(cfg.images)}):")
     for image in cfg.images.values():
         out.append(f"  {image.name}")

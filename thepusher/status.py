@@ -1,15 +1,14 @@
 """`thepusher status`: the master's /api/status as a table for a terminal, and an exit
 code scripts can act on."""
 
-from typing import List
+from typing import List, Optional
+
+from thepusher.progress import duration
+from thepusher.progress import size as human_bytes
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+def _eta(seconds: Optional[float]) -> str:
+    return "" if seconds is None else duration(seconds)
 
 
 def exit_code(status: dict) -> int:
@@ -48,15 +47,22 @@ def render(status: dict) -> str:
             lines.append(f"  master: {r['error']}")
         if r and r.get("left_out"):
             lines.append(f"  not in round {r['number']}: {', '.join(r['left_out'])}")
-        lines.append(f"  {'#':>3} {'host':<16} {'state':<6} {'progress':>18} {'rate':>11}  error")
+        if group.get("held"):
+            lines.append("  held after an abort: starts again with thepusher start / retry")
+        totals = group.get("totals")
+        if totals and totals["bytes_total"] and r and r["phase"] != "finished":
+            lines.append(f"  {human_bytes(totals['bytes_done'])} of {human_bytes(totals['bytes_total'])}, "
+                         f"{totals['rate'] / 1e6:.1f} MB/s, ETA {_eta(totals['eta_seconds']) or '?'}")
+        lines.append(f"  {'#':>3} {'host':<16} {'state':<6} {'progress':>18} {'rate':>11} {'ETA':>6}  error")
         for c in group["clients"]:
             total = c["bytes_total"]
             pct = f"{100 * c['bytes_done'] / total:5.1f}%" if total else "    -"
             progress = f"{human_bytes(c['bytes_done'])} {pct}"
             rate = f"{c['rate'] / 1e6:.1f} MB/s" if c["rate"] else ""
+            eta = _eta(c.get("eta_seconds"))
             lines.append(
                 f"  {c['position']:>3} {c['host']:<16} {c['state']:<6} {progress:>18} {rate:>11}"
-                f"  {c['error']}".rstrip()
+                f" {eta:>6}  {c['error']}".rstrip()
             )
     if status.get("unassigned"):
         lines.append("")

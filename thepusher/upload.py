@@ -21,14 +21,13 @@ import re
 import select
 import socket
 import stat
-import sys
-import time
 from typing import Callable, Dict, NoReturn, Optional, Tuple
 from urllib.parse import quote
 
 from thepusher.client import split_host_port
 from thepusher.decode import SUFFIXES
 from thepusher.master.server import DEFAULT_PORT
+from thepusher.progress import ProgressLine
 from thepusher.status import human_bytes
 
 log = logging.getLogger("thepusher.upload")
@@ -37,8 +36,6 @@ BLOCK = 4 << 20
 HEAD_WAIT = 60.0  # the master checks name and space before it says 100 Continue
 SEND_WAIT = 120.0  # a master (or its disk) this long without taking data is gone
 ANSWER_WAIT = 900.0  # after the body the master fsyncs what may be many GiB
-LOG_EVERY = 5.0
-DRAW_EVERY = 0.5
 
 # --compress FORMAT: (module, compression as the master names it, compressor factory).
 # gzip's and bzip2's default levels; xz at preset 1, since its default (6) manages only
@@ -89,57 +86,6 @@ def open_source(path: str):
     size = os.lseek(f.fileno(), 0, os.SEEK_END)
     os.lseek(f.fileno(), 0, os.SEEK_SET)
     return f, size
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class Progress:
-    """How far the upload is, for whoever watches: one line redrawn on a terminal, else a
-    log line every LOG_EVERY seconds (log files, a console captured by a script)."""
-
-    def __init__(self, label: str, total: Optional[int], compressed: bool) -> None:
-        self.label = label
-        self.total = total
-        self.compressed = compressed
-        self.tty = sys.stderr.isatty()
-        self.started = self._shown = time.monotonic()
-        self._drawn = False
-
-    def update(self, done: int, sent: int, last: bool = False) -> None:
-        now = time.monotonic()
-        if not last and now - self._shown < (DRAW_EVERY if self.tty else LOG_EVERY):
-            return
-        self._shown = now
-        if self.tty:
-            sys.stderr.write(f"\r{self.line(done, sent, now)}\x1b[K")
-            sys.stderr.flush()
-            self._drawn = True
-        else:
-            log.info("%s", self.line(done, sent, now))
-
-    def line(self, done: int, sent: int, now: float) -> str:
-        rate = done / max(now - self.started, 1e-6)
-        text = f"{self.label}: {human_bytes(done)}"
-        if self.total:
-            text += f" of {human_bytes(self.total)} ({100 * done / self.total:.1f}%)"
-        text += f", {rate / 1e6:.1f} MB/s"
-        if self.total and rate > 0:
-            text += f", ETA {_duration(max(0, self.total - done) / rate)}"
-        if self.compressed:
-            text += f", {human_bytes(sent)} sent compressed"
-        return text
-
-    def end(self, done: int, sent: int) -> None:
-        """The final figures, whether the upload got through or not."""
-        self.update(done, sent, last=True)
-        if self._drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class Uploader:
@@ -202,7 +148,7 @@ class Uploader:
         sha = hashlib.sha256()
         buf = bytearray(BLOCK)
         view = memoryview(buf)
-        progress = Progress(f"put-image {self.path}", self.size, self.compressor is not None)
+        progress = ProgressLine(f"put-image {self.path}", self.size, log)
         try:
             while True:
                 n = self._read(source, buf)
@@ -211,14 +157,17 @@ class Uploader:
                 sha.update(view[:n])
                 self._chunk(conn, self.compressor.compress(view[:n]) if self.compressor else view[:n])
                 self.offset += n
-                progress.update(self.offset, self.sent)
+                progress.update(self.offset, self._note())
             if self.compressor:
                 self._chunk(conn, self.compressor.flush())
             conn.send(f"0\r\nX-Content-SHA256: {sha.hexdigest()}\r\n\r\n".encode())
         except OSError as e:  # the master went away, or said why first
             self._early_answer(conn, e)
         finally:
-            progress.end(self.offset, self.sent)
+            progress.close(self.offset, self._note())
+
+    def _note(self) -> str:
+        return f"sent {human_bytes(self.sent)} {self.fmt}" if self.compressor else ""
 
     def _read(self, source, buf: bytearray) -> int:
         try:

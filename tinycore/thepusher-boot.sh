@@ -87,11 +87,10 @@ if [ -n "$put_device" ]; then
     exit 1
 fi
 
-# A client takes part in one round: it exits 0 once its copy is verified and the
-# image's postImage (e.g. reboot) has run, 1 on ERROR. After an ERROR it registers
+# A client takes part in one round and shows its own large DONE or ERROR: it exits 0
+# once its copy is verified and the image's postImage (e.g. reboot) has run, 1 on ERROR. After an ERROR it registers
 # again, so that `thepusher retry` or the group's `retries` can give it another round.
 until "$py" "$PYZ" client -p "$master"; do
     say "this machine did not get its image (reason above); registering again in 10 s"
     sleep 10
 done
-banner "thepusher: DONE - image written and verified"

@@ -4,6 +4,7 @@ One small handler method per route, like http.server's own do_GET: everything it
 needs comes from the server object (controller, state, static dir, uploads).
 """
 
+import hmac
 import ipaddress
 import json
 import logging
@@ -11,17 +12,25 @@ import mimetypes
 import os
 import pkgutil
 import socket
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
 from thepusher.config import normalize_host
-from thepusher.master import bottleneck, uploads
+from thepusher.master import metrics, uploads
 from thepusher.master.control import ApiError
 
 log = logging.getLogger("thepusher.http")
 
 MAX_BODY = 64 * 1024
+WEB = {  # the status page's files, from inside the package (works from the zipapp)
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+EVENT_INTERVAL = 0.25  # an event stream sends at most 4 status updates a second ...
+KEEPALIVE = 15.0  # ... and a comment line at least this often, so proxies keep it open
 UPLOADS = "/api/images/"  # PUT UPLOADS + NAME stores an image
 
 
@@ -32,8 +41,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._dispatch({
-            "/": self.get_index,
+            **{path: self.get_web for path in WEB},
             "/api/status": self.get_status,
+            "/api/events": self.get_events,
+            "/metrics": self.get_metrics,
             "/api/next": self.get_next,
             "/api/range": self.get_range,
         })
@@ -58,20 +69,50 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routes -------------------------------------------------------------------
 
-    def get_index(self) -> None:
-        page = pkgutil.get_data("thepusher", "web/index.html") or b""
-        self._send(200, page, "text/html; charset=utf-8")
+    def get_web(self) -> None:
+        name, ctype = WEB[urlsplit(self.path).path]
+        self._send(200, pkgutil.get_data("thepusher", f"web/{name}") or b"", ctype)
 
     def get_status(self) -> None:
-        status = self.server.state.status()
-        status["images"] = self.server.catalog.describe()
-        status["master"] = {"version": __version__, "config": self.server.state.config.path}
-        for group in status["groups"]:
-            r = group.get("round") or {}
-            by_host = {c["host"]: c for c in group["clients"]}
-            chain = [by_host[h] for h in r.get("chain", []) if h in by_host]
-            group["bottleneck"] = bottleneck.find(chain) if r.get("phase") == "streaming" else None
-        self._json(200, status)
+        self._send(200, self.server.view.snapshot()[1], "application/json")
+
+    def get_events(self) -> None:
+        """Server-sent events: the status as it changes, for the page (and `curl -N`).
+
+        One `status` event at once, then one per change, coalesced to at most one per
+        EVENT_INTERVAL however many clients report; the connection ends when the reader
+        goes away (or the master stops: the browser's EventSource then reconnects)."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        state, catalog = self.server.state, self.server.catalog
+        seen = None
+        quiet_since = time.monotonic()
+        try:
+            self.wfile.write(b"retry: 2000\n\n")
+            while True:
+                # Woken by state changes; image changes (hashing done, an upload) are
+                # noticed within a second.
+                state.wait_update(seen[0] if seen else -1, 1.0)
+                key = (state.version, catalog.generation)
+                if key != seen:
+                    seen = key
+                    self.wfile.write(b"event: status\ndata: " + self.server.view.snapshot()[1] + b"\n\n")
+                    quiet_since = time.monotonic()
+                    time.sleep(EVENT_INTERVAL)
+                elif time.monotonic() - quiet_since >= KEEPALIVE:
+                    self.wfile.write(b": keepalive\n\n")
+                    quiet_since = time.monotonic()
+        except OSError:
+            return  # the page closed (or the socket timed out writing to a dead reader)
+
+    def get_metrics(self) -> None:
+        status, _ = self.server.view.snapshot()
+        text = metrics.render(status, self.server.state.history.finished())
+        self._send(200, text.encode(), metrics.CONTENT_TYPE)
 
     def get_next(self) -> None:
         query = parse_qs(urlsplit(self.path).query)
@@ -115,14 +156,33 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, self.server.controller.report(self._host(), self._body()))
 
     def post_group(self, rest: str) -> None:
-        """`POST /api/groups/NAME/start` or `.../retry`: a person starts a round now."""
+        """`POST /api/groups/NAME/start|retry|abort|wake`: a person steers a group."""
         name, _, action = rest.rpartition("/")
-        calls = {"start": self.server.controller.start_group, "retry": self.server.controller.retry_group}
+        ctl = self.server.controller
+        calls = {
+            "start": ctl.start_group,
+            "retry": ctl.retry_group,
+            "abort": lambda group: ctl.abort_group(group, f"the admin at {self._host()}"),
+            "wake": ctl.wake_group,
+        }
         if not name or action not in calls:
-            raise ApiError(404, f"no such endpoint: POST /api/groups/{rest}")
+            raise ApiError(404, f"no such endpoint: POST /api/groups/{rest} "
+                                f"(actions: {', '.join(calls)})")
         self._body()  # read, so that a keep-alive connection stays in step
         self._authorize_admin()
         self._json(200, calls[action](unquote(name)))
+
+    def post_host(self, rest: str) -> None:
+        """`POST /api/hosts/HOST/group` with `{"group": NAME}`: add an unassigned client."""
+        host, _, what = rest.rpartition("/")
+        if not host or what != "group":
+            raise ApiError(404, f"no such endpoint: POST /api/hosts/{rest}")
+        body = self._body()
+        self._authorize_admin()
+        group = body.get("group")
+        if not isinstance(group, str) or not group:
+            raise ApiError(400, 'body must be {"group": "NAME"}')
+        self._json(200, self.server.controller.assign_host(unquote(host), group))
 
     def put_image(self, name: str) -> None:
         """`PUT /api/images/NAME`: store an uploaded image (put-image, curl -T; uploads.py).
@@ -161,6 +221,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.get_static(path[len("/static/"):])
             elif self.command == "POST" and path.startswith("/api/groups/"):
                 self.post_group(path[len("/api/groups/"):])
+            elif self.command == "POST" and path.startswith("/api/hosts/"):
+                self.post_host(path[len("/api/hosts/"):])
             elif self.command == "PUT" and path.startswith(UPLOADS):
                 self.put_image(path[len(UPLOADS):])
             elif path in routes:
@@ -177,12 +239,26 @@ class Handler(BaseHTTPRequestHandler):
         return self.client_address[0]
 
     def _authorize_admin(self) -> None:
-        """Calls that change what the master does. Until admin tokens exist (issue 5) they
-        are taken from the master's own host only; a token check slots in here."""
+        """Calls that change what the master does: with the config's `admin_token`, from
+        anywhere with that token; without one, from the master's own host only."""
+        token = self.server.state.config.settings.admin_token
+        given = self.headers.get("X-Admin-Token", "")
+        if not given and self.headers.get("Authorization", "").startswith("Bearer "):
+            given = self.headers["Authorization"][len("Bearer "):]
+        if token:
+            if not given:
+                raise ApiError(401, "this master needs its admin token for this: send it in "
+                                    "the X-Admin-Token header (thepusher ... --token TOKEN)")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                log.warning("wrong admin token from %s for %s %s", self._host(), self.command,
+                            urlsplit(self.path).path)
+                raise ApiError(401, "wrong admin token")
+            return
         if not is_own_host(self.client_address[0], self.connection.getsockname()[0]):
             raise ApiError(
-                403, f"{self._host()} may not do this: without an admin token, only the "
-                "master's own host may start rounds"
+                403, f"{self._host()} may not do this: without an admin token (admin_token in "
+                "the config), only the master's own host may start, abort, retry, wake or "
+                "change groups"
             )
 
     def _authorize_upload(self) -> None:

@@ -7,13 +7,15 @@ raised as ApiError with an HTTP status and a sentence, never as a crash.
 """
 
 import hmac
+import logging
 import threading
 import time
 from typing import List, Optional
 
 from thepusher import wire
-from thepusher.config import ClientGroup
-from thepusher.master import policy
+from thepusher.config import ClientGroup, normalize_host
+from thepusher.master import policy, wol
+from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog
 from thepusher.master.rounds import run_round
 from thepusher.master.state import FINAL, Client, Round, State
@@ -42,11 +44,18 @@ def _get(body: dict, key: str, kind, default=None, required: bool = False):
     return value
 
 
+log = logging.getLogger("thepusher.master")
+
+
 class Controller:
-    def __init__(self, state: State, catalog: Catalog) -> None:
+    def __init__(self, state: State, catalog: Catalog, book: HostBook) -> None:
         self.state = state
         self.catalog = catalog
+        self.book = book
         self.settings = state.config.settings
+        for host, mac in book.macs.items():  # until they register again
+            if host in state.clients:
+                state.clients[host].mac = mac
 
     def start(self) -> None:
         threading.Thread(target=self._starter, name="starter", daemon=True).start()
@@ -72,7 +81,9 @@ class Controller:
             else:
                 self._reset(c)
                 st.set_state(c, "NONE")
-            return {"host": host, "group": c.group, "task": self._task(c)}
+            answer = {"host": host, "group": c.group, "task": self._task(c)}
+        self.book.learn_mac(host, mac)
+        return answer
 
     def ready(self, host: str, body: dict) -> dict:
         st = self.state
@@ -121,6 +132,9 @@ class Controller:
         with st.lock:
             c = st.clients.get(host)
             r = st.active_round(host)
+            last = st.rounds.get(c.group) if c is not None and c.group else None
+            if r is None and last is not None and last.session == session and last.aborted:
+                return {"ok": False, "aborted": last.error}  # it may have finished already
             if c is None or r is None or session != r.session:
                 return {"ok": False, "reason": "no running round with this session for this host"}
             c.last_seen = time.monotonic()
@@ -130,11 +144,14 @@ class Controller:
             c.queues = _get(body, "queues", dict, {})
             c.cpu_seconds = _get(body, "cpu_seconds", float)
             c.max_rss_kb = _get(body, "max_rss_kb", int)
+            st.touch()
             for entry in _get(body, "skipped", list, []):
                 if isinstance(entry, list) and len(entry) == 2 and entry[0] in r.chain:
                     skipped = st.clients[entry[0]]
                     if skipped.state not in FINAL:
                         st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
+            if r.aborted:
+                return {"ok": True, "streaming": False, "aborted": r.error}
             if c.state in FINAL:
                 return {"ok": True, "streaming": r.phase in ("arming", "streaming")}
             if state == "BUSY":
@@ -181,18 +198,96 @@ class Controller:
     def _start_by_hand(self, name: str, pick, nobody: str) -> dict:
         st = self.state
         with st.lock:
-            group = st.config.groups.get(name)
-            if group is None:
-                known = ", ".join(st.config.groups) or "none"
-                raise ApiError(404, f"no client group {name!r} (groups: {known})")
+            group = self._group(name)
             running = st.running(name)
             if running is not None:
                 raise ApiError(409, f"group {name}: round {running.number} is still running")
             chain = pick(group, st.clients)
             if not chain:
                 raise ApiError(409, f"group {name}: {nobody}")
+            st.held.discard(name)
             r = self._launch(group, chain)
-            return {"group": name, "round": r.number, "chain": r.chain, "left_out": r.left_out}
+            message = f"group {name}: round {r.number} started, chain {' -> '.join(r.chain)}"
+            if r.left_out:
+                message += f"; not ready, so not in it: {', '.join(r.left_out)}"
+            return {"group": name, "round": r.number, "chain": r.chain, "left_out": r.left_out,
+                    "message": message}
+
+    def abort_group(self, name: str, who: str) -> dict:
+        """Stop a running round now: its unfinished hosts are ERROR, the stream stops, and
+        the group waits for `start` or `retry` instead of starting again by itself."""
+        st = self.state
+        with st.lock:
+            self._group(name)
+            r = st.running(name)
+            if r is None:
+                raise ApiError(409, f"group {name}: no round is running")
+            r.aborted = True
+            r.error = f"round {r.number} aborted by {who}"
+            st.held.add(name)
+            for host in r.chain:
+                if st.clients[host].state not in FINAL:
+                    st.set_state(st.clients[host], "ERROR", r.error)
+            source = r.source
+        log.warning("group %s: %s", name, r.error)
+        if source is not None:
+            source.stop()
+        return {"group": name, "round": r.number,
+                "message": f"group {name}: round {r.number} aborted; the group starts again "
+                           f"only with start or retry"}
+
+    def wake_group(self, name: str) -> dict:
+        """Wake-on-LAN for every host of the group whose MAC is known (config or
+        registration) and that is not already taking part."""
+        st = self.state
+        with st.lock:
+            group = self._group(name)
+            macs = {h: group.macs.get(h) or st.client(h).mac for h in group.hosts
+                    if st.client(h).state in ("NONE", "DONE", "ERROR")}
+        woken = {h: m for h, m in macs.items() if m}
+        unknown = [h for h, m in macs.items() if not m]
+        target = wol.parse_target(self.settings.wake_address)
+        try:
+            wol.wake(woken.values(), target)
+        except OSError as e:
+            raise ApiError(500, f"cannot send Wake-on-LAN packets to {target[0]}:{target[1]}: "
+                                f"{e.strerror or e}") from None
+        message = f"group {name}: woke {len(woken)} host{'s' if len(woken) != 1 else ''}"
+        if unknown:
+            message += f"; MAC unknown (add it to the group's macs): {', '.join(unknown)}"
+        log.info("%s", message)
+        return {"group": name, "woken": woken, "unknown": unknown, "message": message}
+
+    def assign_host(self, host: str, name: str) -> dict:
+        """Put a registered client no group lists at the end of group `name`'s chain,
+        remembered across restarts (hosts.py). Its client picks the task up when it asks
+        again (every 10 s)."""
+        host = normalize_host(host)
+        st = self.state
+        with st.lock:
+            group = self._group(name)
+            c = st.clients.get(host)
+            if c is None or not c.registered:
+                raise ApiError(404, f"{host} has not registered with this master")
+            if c.group is not None:
+                raise ApiError(409, f"{host} is already in group {c.group}")
+            try:
+                self.book.add(host, name)
+            except OSError as e:
+                raise ApiError(500, f"cannot save {self.book.path}: {e.strerror or e}") from None
+            group.hosts.append(host)
+            c.group = name
+            st.touch()
+        message = f"{host} added to group {name} (position {len(group.hosts)})"
+        log.info("%s", message)
+        return {"host": host, "group": name, "position": len(group.hosts), "message": message}
+
+    def _group(self, name: str) -> ClientGroup:
+        group = self.state.config.groups.get(name)
+        if group is None:
+            known = ", ".join(self.state.config.groups) or "none"
+            raise ApiError(404, f"no client group {name!r} (groups: {known})")
+        return group
 
     # -- rounds ----------------------------------------------------------------------
 
@@ -205,7 +300,7 @@ class Controller:
                 now = time.monotonic()
                 wake: Optional[float] = None
                 for group in st.config.groups.values():
-                    if st.running(group.name) is not None:
+                    if st.running(group.name) is not None or group.name in st.held:
                         continue
                     chain, when = policy.due(group, st.clients, now)
                     if chain:

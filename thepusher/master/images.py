@@ -109,6 +109,7 @@ class Catalog:
         self._facts: Dict[str, ImageFacts] = {}
         self._errors: Dict[str, str] = {}
         self._uploaded: Dict[str, ImageFacts] = {}  # by file name
+        self.generation = 0  # grows whenever describe() would answer differently
         self._lock = threading.Lock()
         self._ready: Dict[str, threading.Event] = {name: threading.Event() for name in config.images}
 
@@ -123,6 +124,7 @@ class Catalog:
         if not waiting:
             with self._lock:
                 self._uploaded[filename] = facts
+                self.generation += 1
         for name, image in waiting:
             self._hash(name, image)
 
@@ -158,10 +160,12 @@ class Catalog:
             with self._lock:
                 self._facts[name] = facts
                 self._errors.pop(name, None)
+                self.generation += 1
             log.info("image %s: %d bytes, sha256 %s", name, facts.content_size, facts.sha256)
         except Exception as e:  # noqa: BLE001 - reported on the page, never fatal
             with self._lock:
                 self._errors[name] = str(e)
+                self.generation += 1
             log.error("image %s unusable: %s", name, e)
         finally:
             self._ready[name].set()

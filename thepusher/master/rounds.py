@@ -8,21 +8,27 @@ ERROR, or is declared lost after a bounded silence) -> finished.
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List
 
 from thepusher import wire
-from thepusher.master.state import FINAL, Round
+from thepusher.master.state import FINAL, STATES, Client, Round
 from thepusher.master.stream import Source, StreamFailed
+from thepusher.progress import duration, eta, rate_text, size
 
 if TYPE_CHECKING:
     from thepusher.master.control import Controller
 
 log = logging.getLogger("thepusher.round")
 
+SUMMARY_EVERY = 10.0  # while a round runs, the log gets one line about it this often
+
 
 def run_round(ctl: "Controller", r: Round) -> None:
     st = ctl.state
     log.info("round %d: group %s starts, chain %s", r.number, r.group, " -> ".join(r.chain))
+    over = threading.Event()
+    threading.Thread(target=_log_progress, args=(ctl, r, over), name=f"round-{r.number}-log",
+                     daemon=True).start()
     try:
         source = _arm(ctl, r)
         if source is not None:
@@ -38,6 +44,7 @@ def run_round(ctl: "Controller", r: Round) -> None:
                     st.set_state(c, "ERROR", f"round aborted: {r.error}")
     with st.lock:
         st.finish_round(r)
+    over.set()
     log.info("%s", summary(r))
 
 
@@ -55,6 +62,42 @@ def summary(r: Round) -> str:
     if r.left_out:
         line += f"; not in the round: {', '.join(r.left_out)}"
     return line
+
+
+def _log_progress(ctl: "Controller", r: Round, over: threading.Event) -> None:
+    """Every SUMMARY_EVERY seconds until the round is over, one line: the log tells how
+    a round goes without a line per client report."""
+    st = ctl.state
+    while not over.wait(SUMMARY_EVERY):
+        with st.lock:
+            if r.phase == "finished":
+                return
+            line = progress(r, [st.clients[h] for h in r.chain], time.time())
+        log.info("%s", line)
+
+
+def progress(r: Round, clients: List[Client], now: float) -> str:
+    """How a running round goes, in one line:
+
+    round 3 (group lab1): streaming for 1m05s; slowest disk 2.1 GiB of 8.0 GiB (26%),
+    112 MB/s, ETA 57s; master sent 2.3 GiB; 5 BUSY, 1 DONE, 0 ERROR
+
+    The slowest disk is the BUSY client that has written least: the round lasts as long
+    as it does.
+    """
+    line = f"round {r.number} (group {r.group}): {r.phase} for {duration(now - r.started)}"
+    busy = [c for c in clients if c.state == "BUSY"]
+    if busy:
+        slow = min(busy, key=lambda c: c.bytes_done)
+        line += f"; slowest disk {size(slow.bytes_done)}"
+        if slow.bytes_total:
+            line += f" of {size(slow.bytes_total)} ({100 * slow.bytes_done // slow.bytes_total}%)"
+        line += f", {rate_text(slow.rate)}, ETA {eta(slow.bytes_done, slow.bytes_total, slow.rate)}"
+    if r.source is not None:
+        line += f"; master sent {size(r.source.sent)}"
+    counts = {s: sum(1 for c in clients if c.state == s) for s in STATES}
+    shown = [s for s in STATES if s in ("BUSY", "DONE", "ERROR") or counts[s]]
+    return line + "; " + ", ".join(f"{counts[s]} {s}" for s in shown)
 
 
 def _fail_all(ctl: "Controller", r: Round, reason: str) -> None:
@@ -103,27 +146,31 @@ def _arm(ctl: "Controller", r: Round):
         r.phase = "arming"
         st.changed.notify_all()
         deadline = time.monotonic() + t.arm_timeout
-        while len(r.armed) < len(r.chain) and time.monotonic() < deadline:
+        while len(r.armed) < len(r.chain) and time.monotonic() < deadline and not r.aborted:
             st.changed.wait(deadline - time.monotonic())
+        if r.aborted:
+            return None
         for host in r.chain:
             if host not in r.armed and st.clients[host].state not in FINAL:
                 st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
         r.phase = "streaming"
-    return Source(
+    source = Source(
         image.path, header, r.secret, addresses, t.io_timeout,
         on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
     )
+    with st.lock:  # from here on an abort reaches the source (Controller.abort_group)
+        r.source = source
+        return None if r.aborted else source
 
 
 def _stream(ctl: "Controller", r: Round, source: Source) -> None:
-    r.source = source
     try:
         source.run()
         log.info("round %d: master sent all %d bytes", r.number, source.sent)
     except StreamFailed as e:
         log.error("round %d: %s", r.number, e)
         with ctl.state.lock:
-            r.error = str(e)
+            r.error = r.error or str(e)
     with ctl.state.lock:
         r.phase = "settling"  # hops stop waiting for a new upstream after their timeout
 

@@ -8,11 +8,13 @@ from http.server import ThreadingHTTPServer
 from typing import Optional, Tuple
 
 from thepusher import config as config_mod
-from thepusher.master import history, uploads
+from thepusher.master import history, hosts, uploads
+from thepusher.master.hosts import HostBook
 from thepusher.master.api import Handler
 from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
 from thepusher.master.state import State
+from thepusher.master.view import StatusView
 
 log = logging.getLogger("thepusher.master")
 
@@ -38,7 +40,7 @@ def parse_listen(text: str) -> Tuple[str, int]:
 class MasterServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # a room's clients report every second; none must be refused
 
     def __init__(self, address, controller: Controller, static_dir: Optional[str]) -> None:
         if ":" in address[0]:
@@ -48,8 +50,9 @@ class MasterServer(ThreadingHTTPServer):
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
+        self.view = StatusView(self.state, self.catalog)
         self.uploads = uploads.Uploads(
-            self.state.config, self.catalog, (CONFIG_NAME, history.FILENAME),
+            self.state.config, self.catalog, (CONFIG_NAME, history.FILENAME, hosts.FILENAME),
             self.state.config.settings.io_timeout,
         )
 
@@ -70,10 +73,12 @@ def build(
     for problem in cfg.missing_files():
         log.warning("%s", problem)
     uploads.remove_leftovers(cfg.image_dir)
+    book = HostBook.load(cfg.image_dir)
+    book.apply(cfg)
     catalog = Catalog(cfg)
     catalog.start()
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
-    controller = Controller(State(cfg, rounds), catalog)
+    controller = Controller(State(cfg, rounds), catalog, book)
     controller.start()
     return MasterServer(parse_listen(listen), controller, static_dir)
 

@@ -44,7 +44,14 @@ class Client:
     outcome: str = ""  # how its last round ended: "", "DONE" or "ERROR" (kept across restarts)
     failures: int = 0  # rounds in a row it ended in ERROR: counted against `retries`
 
+    def eta(self) -> Optional[float]:
+        """Seconds until this client has written everything, at its current rate."""
+        if self.state != "BUSY" or self.rate <= 0 or not self.bytes_total:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / self.rate)
+
     def public(self) -> dict:
+        eta = self.eta()
         return {
             "host": self.host,
             "state": self.state,
@@ -53,6 +60,7 @@ class Client:
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
             "rate": round(self.rate, 1),
+            "eta_seconds": None if eta is None else round(eta, 1),
             "error": self.error,
             "sha256": self.sha256,
             "queues": self.queues,
@@ -80,6 +88,7 @@ class Round:
     error: str = ""
     outcome: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)  # the reason, for each host not DONE
+    aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its source stops
 
     def public(self) -> dict:
         return {
@@ -96,6 +105,7 @@ class Round:
             "error": self.error,
             "outcome": self.outcome,
             "errors": self.errors,
+            "aborted": self.aborted,
         }
 
 
@@ -103,7 +113,10 @@ class State:
     def __init__(self, config: Config, history: History) -> None:
         self.config = config
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)  # clients' long-polls and round runners
+        self.updated = threading.Condition(self.lock)  # the page's event streams
+        self.version = 0  # counts changes anyone watching the status would see
+        self.held: set = set()  # groups an admin aborted: no automatic start until start/retry
         self.clients: Dict[str, Client] = {}
         self.rounds: Dict[str, Round] = {}  # each group's current (or last) round
         self.history = history
@@ -127,11 +140,24 @@ class State:
 
     # -- helpers (call with the lock held) ------------------------------------
 
+    def touch(self) -> None:
+        """Something the status shows changed: wake the event streams (not the clients)."""
+        self.version += 1
+        self.updated.notify_all()
+
+    def wait_update(self, seen: int, timeout: float) -> int:
+        """Block until the version differs from `seen` or `timeout`; returns the version."""
+        with self.lock:
+            if self.version == seen:
+                self.updated.wait(timeout)
+            return self.version
+
     def client(self, host: str) -> Client:
         c = self.clients.get(host)
         if c is None:
             group = self.config.group_of(host)
             c = self.clients[host] = Client(host=host, group=group.name if group else None)
+            self.touch()
         return c
 
     def set_state(self, c: Client, state: str, error: str = "") -> None:
@@ -143,6 +169,7 @@ class State:
         c.state = state
         c.error = error
         self.changed.notify_all()
+        self.touch()
 
     def mark_skipped(self, r: Round, host: str, by: str, reason: str) -> None:
         """A hop skipped `host` in round `r`: it cannot end with a verified copy."""
@@ -165,6 +192,7 @@ class State:
         self.rounds[group.name] = r
         self.history.record(r.public())
         self.changed.notify_all()
+        self.touch()
         return r
 
     def finish_round(self, r: Round) -> None:
@@ -180,6 +208,7 @@ class State:
         r.finished = time.time()
         self.history.record(r.public())
         self.changed.notify_all()
+        self.touch()
 
     def running(self, group: str) -> Optional[Round]:
         r = self.rounds.get(group)
@@ -201,6 +230,10 @@ class State:
             for name, group in self.config.groups.items():
                 r = self.rounds.get(name)
                 last = next((x for x in reversed(finished) if x["group"] == name), None)
+                clients = [dict(self.clients[h].public(), position=i + 1)
+                           for i, h in enumerate(group.hosts)]
+                for c in clients:  # the config's MAC wins over the one the client reported
+                    c["mac"] = group.macs.get(c["host"], c["mac"])
                 groups.append({
                     "name": name,
                     "image": group.image,
@@ -210,11 +243,25 @@ class State:
                     "min_clients": group.min_clients,
                     "retries": group.retries,
                     "round": r.public() if r else last,  # last: from before a restart
-                    "clients": [
-                        dict(self.clients[h].public(), position=i + 1)
-                        for i, h in enumerate(group.hosts)
-                    ],
+                    "held": name in self.held,
+                    "clients": clients,
+                    "totals": _totals(clients),
                 })
             unassigned = [c.public() for c in self.clients.values() if c.group is None]
             history = finished[-20:]
-        return {"groups": groups, "unassigned": unassigned, "history": history}
+        etas = [g["totals"]["eta_seconds"] for g in groups if g["totals"]["eta_seconds"] is not None]
+        return {"groups": groups, "unassigned": unassigned, "history": history,
+                "eta_seconds": max(etas) if etas else None, "version": self.version}
+
+
+def _totals(clients: List[dict]) -> dict:
+    """A group at a glance: bytes of all its clients, their summed write rate, and when
+    the last of them will be done."""
+    etas = [c["eta_seconds"] for c in clients if c["eta_seconds"] is not None]
+    return {
+        "bytes_done": sum(c["bytes_done"] for c in clients),
+        "bytes_total": sum(c["bytes_total"] for c in clients),
+        "rate": round(sum(c["rate"] for c in clients if c["state"] == "BUSY"), 1),
+        "eta_seconds": max(etas) if etas else None,
+        "states": {s: sum(1 for c in clients if c["state"] == s) for s in STATES},
+    }

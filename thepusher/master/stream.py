@@ -6,6 +6,7 @@ followed by the file range via sendfile(2).
 
 import logging
 import os
+import socket
 from typing import Callable, List, Tuple
 
 from thepusher import wire
@@ -38,6 +39,18 @@ class Source:
         self.header = header
         self.link = Link(hops, header, secret, timeout, on_skip=on_skip)
         self.sent = 0
+        self.stopped = False
+
+    def stop(self) -> None:
+        """An admin aborted the round: end the stream now, from any thread. Shutting the
+        socket down wakes a send that waits for a slow hop."""
+        self.stopped = True
+        sock = self.link.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def run(self) -> None:
         size = self.header.stream_size
@@ -56,6 +69,8 @@ class Source:
                         self.link.finish(size)
                         return
                     except LinkBroken as e:
+                        if self.stopped:
+                            raise StreamFailed("stream stopped: the round was aborted") from None
                         pos = self.link.reopen(e)
             except NoHopLeft:
                 raise StreamFailed(
@@ -69,6 +84,8 @@ class Source:
         size = self.header.stream_size
         step = self.header.record_size
         while pos < size:
+            if self.stopped:
+                raise StreamFailed("stream stopped: the round was aborted")
             n = min(step, size - pos)
             self.link.send(wire.pack_head(wire.DATA, n, pos), pos)
             self.link.sendfile(f, pos, n)

@@ -5,44 +5,29 @@ to a broadcast address (port 9, "discard", by convention), because a sleeping ma
 has no IP address to send to.
 """
 
-import re
 import socket
-from typing import Iterable, List, Tuple
+from typing import Iterable, Tuple
 
-MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
-DEFAULT_TARGET = ("255.255.255.255", 9)
-
-
-def normalise_mac(text: str) -> str:
-    """`aa:bb:cc:dd:ee:ff`, from any of the usual spellings; ValueError otherwise."""
-    if not MAC_RE.match(text.strip()):
-        raise ValueError(f"{text!r} is not a MAC address (like 52:54:00:12:34:56)")
-    digits = re.sub(r"[:-]", "", text.strip()).lower()
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+PORT = 9
 
 
 def magic_packet(mac: str) -> bytes:
-    return b"\xff" * 6 + bytes.fromhex(normalise_mac(mac).replace(":", "")) * 16
+    """For a MAC in config.normalize_mac's form, `aa:bb:cc:dd:ee:ff`."""
+    return b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16
 
 
 def parse_target(text: str) -> Tuple[str, int]:
-    """`ADDRESS[:PORT]` of the broadcast the packets go to (the `wake_address` setting)."""
+    """The `wake_address` setting, `ADDRESS[:PORT]` (checked when the config loads)."""
     host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, DEFAULT_TARGET[1]
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: port {port!r} is not a UDP port")
-    return host, int(port)
+    return (host, int(port)) if sep else (text, PORT)
 
 
-def wake(macs: Iterable[str], target: Tuple[str, int] = DEFAULT_TARGET) -> List[str]:
-    """Send one magic packet per MAC, three times each (UDP may drop one); returns the MACs."""
-    sent = []
+def wake(macs: Iterable[str], target: Tuple[str, int]) -> None:
+    """One magic packet per MAC, sent three times: UDP may drop one, and waking twice
+    does no harm."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         for mac in macs:
             packet = magic_packet(mac)
             for _ in range(3):
                 s.sendto(packet, target)
-            sent.append(normalise_mac(mac))
-    return sent

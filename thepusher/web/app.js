@@ -1,0 +1,678 @@
+/* thepusher status page.
+
+   Shows what GET /api/status says, kept live by /api/events (server-sent events; on a
+   master without them, /api/status is polled once a second), and offers the buttons
+   that start, abort, retry and wake groups and put unassigned clients into one.
+   Every string from the master reaches the page as text (textContent, setAttribute),
+   never as HTML. No framework, no build step, no files from elsewhere. */
+
+"use strict";
+
+const TOKEN_KEY = "thepusher.admin-token";
+const NEEDS_TOKEN = "This master takes changes only with its admin token.";
+const POLL_MS = 1000;
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
+const WATCHDOG_MS = 20000; // this long without an event: ask /api/status whether the master is there
+const STATES = ["NONE", "WAIT", "BUSY", "DONE", "ERROR"];
+
+const page = {
+  status: null, // the last /api/status answer
+  pick: {}, // unassigned host -> the group chosen in its <select>
+  busy: new Set(), // actions with a request under way (their buttons are disabled)
+};
+
+// -- DOM helpers ---------------------------------------------------------------------
+
+/** An element: h("td", {class: "num"}, "text", child, [more]); null children are skipped. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value == null || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "width") el.style.width = value;
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const $ = id => document.getElementById(id);
+
+const drawn = new WeakMap(); // element -> JSON of the data it was last drawn from
+
+/** Redraw `el` from `data` only when `data` changed: clicks, focus and <select>s survive
+    the several updates a second that a round brings. */
+function update(el, data, build) {
+  const key = JSON.stringify(data);
+  if (drawn.get(el) === key) return;
+  drawn.set(el, key);
+  el.replaceChildren(...[build(data)].flat(Infinity).filter(x => x != null && x !== false));
+}
+
+// -- formatting ----------------------------------------------------------------------
+
+function fmtBytes(n) {
+  if (n == null) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+function fmtRate(rate) {
+  return rate > 0 ? `${(rate / 1e6).toFixed(rate >= 1e8 ? 0 : 1)} MB/s` : "—";
+}
+
+const pad2 = n => String(n).padStart(2, "0");
+
+function fmtSeconds(s) {
+  if (s == null || !isFinite(s) || s < 0) return "—";
+  s = Math.round(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${pad2(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${pad2(Math.floor((s % 3600) / 60))} min`;
+}
+
+function fmtClock(epoch) {
+  if (!epoch) return "—";
+  const d = new Date(epoch * 1000);
+  const today = d.toDateString() === new Date().toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+function fmtPercent(fraction) {
+  return `${(100 * fraction).toFixed(fraction > 0 && fraction < 0.1 ? 1 : 0)}%`;
+}
+
+// -- what the figures mean -------------------------------------------------------------
+
+function fraction(c) {
+  if (c.state === "DONE") return 1;
+  return c.bytes_total > 0 ? Math.min(1, c.bytes_done / c.bytes_total) : 0;
+}
+
+function clientEta(c) {
+  if (c.eta_seconds !== undefined) return c.eta_seconds;
+  if (c.state !== "BUSY" || !(c.rate > 0) || !(c.bytes_total > 0)) return null;
+  return (c.bytes_total - c.bytes_done) / c.rate;
+}
+
+const running = g => !!(g.round && g.round.phase !== "finished");
+
+/** The hosts of the group's current (or last) round in chain order; before any round,
+    the group's hosts in the order the chain would take. */
+function chainOf(g) {
+  const r = g.round;
+  return r && r.chain && r.chain.length ? r.chain : (g.hosts || []);
+}
+
+/** The group's clients: the chain's in chain order, then the others in config order. */
+function orderedClients(g) {
+  const chain = chainOf(g);
+  const rank = c => { const i = chain.indexOf(c.host); return i < 0 ? chain.length + (c.position || 0) : i; };
+  return (g.clients || []).slice().sort((a, b) => rank(a) - rank(b));
+}
+
+function groupTotals(g) {
+  if (g.totals) return g.totals;
+  const inRound = new Set(chainOf(g));
+  const cs = (g.clients || []).filter(c => inRound.has(c.host));
+  const sum = f => cs.reduce((n, c) => n + (f(c) || 0), 0);
+  const etas = cs.map(clientEta).filter(x => x != null);
+  return {
+    bytes_done: sum(c => (c.state === "DONE" ? c.bytes_total || c.bytes_done : c.bytes_done)),
+    bytes_total: sum(c => c.bytes_total),
+    rate: sum(c => (c.state === "BUSY" ? c.rate : 0)),
+    eta_seconds: etas.length ? Math.max(...etas) : null,
+  };
+}
+
+function overallEta(st) {
+  if (st.eta_seconds !== undefined) return st.eta_seconds;
+  const etas = (st.groups || []).filter(running).map(g => groupTotals(g).eta_seconds).filter(x => x != null);
+  return etas.length ? Math.max(...etas) : null;
+}
+
+function countStates(clients) {
+  const n = {};
+  for (const c of clients) n[c.state] = (n[c.state] || 0) + 1;
+  return STATES.filter(s => n[s]).map(s => ({state: s, n: n[s]}));
+}
+
+function startRule(g) {
+  if (g.start === "manual") return "start by hand";
+  let rule = "start when all are ready";
+  if (g.wait) rule += `, or ${fmtSeconds(g.wait)} after the first with ≥ ${g.min_clients || 1}`;
+  if (g.retries) rule += `; ${g.retries} automatic retr${g.retries === 1 ? "y" : "ies"}`;
+  return rule;
+}
+
+function describeRound(r) {
+  if (!r) return "no round yet";
+  const what = `round ${r.number}`;
+  if (r.phase !== "finished") {
+    return r.aborted ? `${what} aborted, ending` : `${what} ${r.phase} since ${fmtClock(r.started)}`;
+  }
+  const took = r.started && r.finished ? ` in ${fmtSeconds(r.finished - r.started)}` : "";
+  return `${what} ${r.aborted ? "aborted" : "finished"} ${fmtClock(r.finished)}${took}`;
+}
+
+function describeBottleneck(b) {
+  if (b.cause === "link") {
+    const next = b.next ? ` → ${b.next}` : "";
+    return [h("b", null, `link ${b.host}${next}`), next ? ` (or ${b.next} reading slowly)` : ""];
+  }
+  const why = b.cause === "decompression" ? "decompressing the image" : b.cause === "disk" ? "its disk" : b.cause;
+  const queue = b.capacity ? `, writer queue ${b.write_queue}/${b.capacity}` : "";
+  return [h("b", null, b.host), ` — ${why || "slow"}${queue}`];
+}
+
+// -- small widgets ---------------------------------------------------------------------
+
+function stateBadge(state) {
+  return h("span", {class: `state s-${state}`}, state);
+}
+
+function bar(frac, state) {
+  return h("span", {
+    class: `bar s-${state}`, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
+    "aria-valuenow": Math.round(100 * frac), "data-progress": frac.toFixed(4),
+  }, h("span", {width: `${(100 * frac).toFixed(2)}%`}));
+}
+
+function button(label, opts) {
+  return h("button", {
+    type: "button", class: opts.cls, disabled: opts.disabled || page.busy.has(opts.key),
+    title: opts.title, onclick: opts.onclick, "data-action": opts.action,
+  }, page.busy.has(opts.key) ? `${label}…` : label);
+}
+
+/** A table that becomes stacked cards on a phone; each cell is [label, attrs, ...content]. */
+function table(cls, headings, rows) {
+  return h("table", {class: `stack ${cls}`},
+    h("thead", null, h("tr", null, headings.map(([label, attrs]) => h("th", attrs, label)))),
+    h("tbody", null, rows));
+}
+
+function cell(label, attrs, ...content) {
+  return h("td", Object.assign({"data-label": label}, attrs), ...content);
+}
+
+/** A cell that may have nothing to say: "—" on a wide screen, left out on a phone. */
+function optional(label, cls, text, placeholder = "—") {
+  return text == null ? cell(label, {class: `${cls} blank`}, placeholder) : cell(label, {class: cls}, text);
+}
+
+// -- header ----------------------------------------------------------------------------
+
+function renderHeader(st) {
+  const eta = overallEta(st);
+  const active = (st.groups || []).filter(running);
+  $("overall").textContent = active.length
+    ? `${active.length} round${active.length > 1 ? "s" : ""} running · ETA ${fmtSeconds(eta)}`
+    : "";
+  const m = st.master || {};
+  $("meta").textContent = [m.version && `v${m.version}`, m.config].filter(Boolean).join(" · ");
+  let title = "thepusher";
+  if (active.length) {
+    const totals = active.map(groupTotals);
+    const done = totals.reduce((n, t) => n + t.bytes_done, 0);
+    const total = totals.reduce((n, t) => n + t.bytes_total, 0);
+    if (total > 0) title = `${fmtPercent(done / total)} · thepusher`;
+  }
+  document.title = title;
+}
+
+// -- groups ----------------------------------------------------------------------------
+
+function renderGroups(st) {
+  const section = $("groups");
+  const groups = st.groups || [];
+  if (!groups.length) {
+    update(section, "none", () => [h("h2", null, "Groups"),
+      h("p", {class: "empty"}, "The config has no client groups.")]);
+    return;
+  }
+  const names = groups.map(g => g.name);
+  update(section, names, () => [h("h2", null, "Groups"), names.map(name =>
+    h("article", {class: "card group", "data-group": name},
+      h("div", {class: "group-head"}), h("div", {class: "group-body"})))]);
+  for (const g of groups) {
+    const card = section.querySelector(`article[data-group="${CSS.escape(g.name)}"]`);
+    update(card.querySelector(".group-head"), headData(g), groupHead);
+    update(card.querySelector(".group-body"), g, groupBody);
+  }
+}
+
+function headData(g) {
+  const busy = ["start", "retry", "abort", "wake"].filter(a => page.busy.has(`${a}:${g.name}`));
+  return {
+    name: g.name, image: g.image, rule: startRule(g), round: describeRound(g.round),
+    running: running(g), held: !!g.held, busy,
+  };
+}
+
+function groupHead(d) {
+  const path = action => `api/groups/${encodeURIComponent(d.name)}/${action}`;
+  const go = (action, confirmText) => () => {
+    if (confirmText && !window.confirm(confirmText)) return;
+    act(`${action}:${d.name}`, path(action), {});
+  };
+  return [
+    h("h3", null, "Group ", h("span", {class: "mono"}, d.name)),
+    h("span", {class: "info"}, `image ${d.image} · ${d.round} · `,
+      d.held ? h("b", null, "held after an abort: starts again only with Start or Retry") : d.rule),
+    h("div", {class: "actions"},
+      button("Start", {key: `start:${d.name}`, action: "start", cls: "primary", disabled: d.running,
+        title: "Start a round now with every ready (WAIT) host", onclick: go("start")}),
+      button("Retry", {key: `retry:${d.name}`, action: "retry", disabled: d.running,
+        title: "A follow-up round for the ready hosts that failed or came late", onclick: go("retry")}),
+      button("Abort", {key: `abort:${d.name}`, action: "abort", cls: "danger", disabled: !d.running,
+        title: "Stop the running round; its hosts end in ERROR",
+        onclick: go("abort", `Abort the running round of group ${d.name}? Its unfinished hosts end in ERROR.`)}),
+      button("Wake", {key: `wake:${d.name}`, action: "wake",
+        title: "Send Wake-on-LAN packets to the group's hosts", onclick: go("wake")})),
+  ];
+}
+
+function groupBody(g) {
+  return [chainView(g), totalsView(g), bottleneckNote(g), roundNotes(g), clientTable(g)];
+}
+
+function chainView(g) {
+  const byHost = new Map((g.clients || []).map(c => [c.host, c]));
+  const b = g.bottleneck;
+  const items = [h("span", {class: "hop master"}, h("b", null, "master"), h("small", {class: "muted"}, "source"))];
+  for (const host of chainOf(g)) {
+    const c = byHost.get(host) || {host, state: "NONE"};
+    const linkSlow = b && b.cause === "link" && b.next === host;
+    items.push(h("span", {class: `arrow${linkSlow ? " bottleneck" : ""}`, "aria-hidden": "true"}, "→"));
+    const slow = b && b.host === host && b.cause !== "link";
+    items.push(h("span", {class: `hop s-${c.state}${slow ? " bottleneck" : ""}`, "data-hop": host},
+      h("b", null, host), h("small", null, c.state)));
+  }
+  return h("div", {class: "chain", "aria-label": "chain, in order"}, items);
+}
+
+function totalsView(g) {
+  if (!g.round) return null;
+  const t = groupTotals(g);
+  const frac = t.bytes_total > 0 ? Math.min(1, t.bytes_done / t.bytes_total) : 0;
+  const counts = countStates(orderedClients(g).filter(c => chainOf(g).includes(c.host)));
+  const state = running(g) ? "BUSY" : counts.some(x => x.state === "ERROR") ? "ERROR" : "DONE";
+  return h("div", {class: "totals", "data-progress": frac.toFixed(4)},
+    bar(frac, state),
+    h("span", {class: "figures"},
+      h("b", null, fmtPercent(frac)), ` · ${fmtBytes(t.bytes_done)} of ${fmtBytes(t.bytes_total)}`,
+      running(g) ? ` · ${fmtRate(t.rate)} · ETA ${fmtSeconds(t.eta_seconds)}` : ""),
+    h("span", {class: "outcomes"}, counts.map(x => h("span", {class: `state s-${x.state}`}, `${x.n} ${x.state}`))));
+}
+
+function bottleneckNote(g) {
+  if (!g.bottleneck || !running(g)) return null;
+  return h("p", {class: "bottleneck-note", "data-bottleneck": g.bottleneck.host},
+    "Holding the chain back: ", describeBottleneck(g.bottleneck));
+}
+
+function roundNotes(g) {
+  const r = g.round;
+  if (!r) return null;
+  return [
+    r.error ? h("p", {class: "round-error"}, `Master: ${r.error}`) : null,
+    r.left_out && r.left_out.length
+      ? h("p", {class: "muted"}, `Not in round ${r.number} (not ready when it started): ${r.left_out.join(", ")}`)
+      : null,
+  ];
+}
+
+function clientTable(g) {
+  const chain = chainOf(g);
+  const b = g.bottleneck && running(g) ? g.bottleneck : null;
+  const rows = orderedClients(g).map(c => {
+    const frac = fraction(c);
+    const at = chain.indexOf(c.host);
+    const slow = b && b.host === c.host;
+    return h("tr", {
+      "data-host": c.host, "data-state": c.state, "data-progress": frac.toFixed(4),
+      class: slow ? "is-bottleneck" : null,
+    },
+    cell("#", {class: "num muted c-pos"}, at < 0 ? "–" : at + 1),
+    cell("Host", {class: "lead c-host"}, h("span", {class: "mono"}, c.host),
+      slow ? h("span", {class: "tag"}, "bottleneck") : null,
+      c.mac ? h("div", {class: "muted mono small"}, c.mac) : null),
+    cell("State", {class: "c-state"}, stateBadge(c.state)),
+    cell("Progress", {class: "progress"}, bar(frac, c.state), " ", h("span", {class: "pct"}, fmtPercent(frac))),
+    cell("Written", {class: "num c-written"},
+      c.bytes_total ? `${fmtBytes(c.bytes_done)} / ${fmtBytes(c.bytes_total)}` : fmtBytes(c.bytes_done)),
+    optional("Rate", "num c-rate", c.state === "BUSY" && c.rate > 0 ? fmtRate(c.rate) : null),
+    optional("ETA", "num c-eta", c.state === "BUSY" && clientEta(c) != null ? fmtSeconds(clientEta(c)) : null),
+    optional("Error", "error c-error", c.error || null, ""));
+  });
+  return table("clients", [["#", {class: "num"}], ["Host"], ["State"], ["Progress"], ["Written", {class: "num"}],
+    ["Rate", {class: "num"}], ["ETA", {class: "num"}], ["Error"]], rows);
+}
+
+// -- clients in no group ---------------------------------------------------------------
+
+function renderUnassigned(st) {
+  const groups = (st.groups || []).map(g => g.name);
+  const hosts = (st.unassigned || []).map(c => ({host: c.host, mac: c.mac || "", state: c.state}));
+  const busy = hosts.filter(c => page.busy.has(`assign:${c.host}`)).map(c => c.host);
+  update($("unassigned"), {groups, hosts, busy}, unassignedView);
+}
+
+function unassignedView(d) {
+  if (!d.hosts.length) return [];
+  const rows = d.hosts.map(c => {
+    const chosen = d.groups.includes(page.pick[c.host]) ? page.pick[c.host] : d.groups[0];
+    const pick = e => { page.pick[c.host] = e.target.value; };
+    const select = h("select", {"aria-label": `group for ${c.host}`, onchange: pick},
+      d.groups.map(name => h("option", {value: name, selected: name === chosen}, name)));
+    const path = `api/hosts/${encodeURIComponent(c.host)}/group`;
+    const add = () => act(`assign:${c.host}`, path, {group: select.value});
+    return h("tr", {"data-unassigned": c.host},
+      cell("Host", {class: "lead mono"}, c.host),
+      cell("MAC", {class: "mono"}, c.mac || "—"),
+      cell("State", null, stateBadge(c.state)),
+      cell("Add to", null, d.groups.length
+        ? [select, " ", button("Add", {key: `assign:${c.host}`, action: "assign", onclick: add})]
+        : h("span", {class: "muted"}, "no group to add it to")));
+  });
+  return [h("h2", null, "Clients in no group"),
+    h("div", {class: "card"}, table("unassigned", [["Host"], ["MAC"], ["State"], ["Add to group"]], rows))];
+}
+
+// -- images ------------------------------------------------------------------------------
+
+function renderImages(st) {
+  update($("images"), st.images || [], imagesView);
+}
+
+function imagesView(images) {
+  if (!images.length) return [];
+  const rows = images.map(i => {
+    const compressed = i.compression && i.compression !== "NONE";
+    const note = i.error ? h("span", {class: "state s-ERROR"}, "error")
+      : i.configured === false ? h("span", {class: "state s-WAIT"}, "not configured")
+        : h("span", {class: `state ${i.state === "ready" ? "s-DONE" : "s-BUSY"}`}, i.state || "?");
+    return h("tr", {"data-image": i.name},
+      cell("Image", {class: "lead mono"}, i.name),
+      cell("File", {class: "mono"}, i.filename),
+      cell("Size", {class: "num"}, fmtBytes(i.content_size),
+        compressed && i.size != null ? h("div", {class: "muted"}, `${fmtBytes(i.size)} compressed`) : null),
+      cell("Compression", null, i.compression || "—"),
+      cell("SHA-256", null, i.sha256 ? h("code", {class: "digest", title: i.sha256}, i.sha256) : "—"),
+      cell("State", null, note,
+        i.error ? h("div", {class: "error-line"}, i.error) : null,
+        i.configured === false && i.hint ? h("div", {class: "muted"}, i.hint) : null));
+  });
+  return [h("h2", null, "Images"), h("div", {class: "card"}, table("images",
+    [["Image"], ["File"], ["Size", {class: "num"}], ["Compression"], ["SHA-256"], ["State"]], rows))];
+}
+
+// -- recent rounds -------------------------------------------------------------------------
+
+function renderHistory(st) {
+  update($("history"), st.history || [], historyView);
+}
+
+/** Hosts by the reason they failed, leaving out the round's own error (an abort's). */
+function reasons(errors, roundError) {
+  const by = new Map();
+  for (const [host, why] of Object.entries(errors)) {
+    if (why && why !== roundError) by.set(why, (by.get(why) || []).concat(host));
+  }
+  return [...by].map(([why, hosts]) => [hosts, why]);
+}
+
+function historyView(rounds) {
+  if (!rounds.length) return [];
+  const rows = rounds.slice().reverse().map(r => {
+    const outcome = r.outcome || {};
+    const errors = r.errors || {};
+    const hosts = (r.chain && r.chain.length ? r.chain : Object.keys(outcome));
+    return h("tr", {"data-round": r.number},
+      cell("Round", {class: "num lead"}, r.number),
+      cell("Group", {class: "mono"}, r.group),
+      cell("Image", {class: "mono"}, r.image),
+      cell("Started", null, fmtClock(r.started)),
+      cell("Took", {class: "num"}, r.started && r.finished ? fmtSeconds(r.finished - r.started) : "—"),
+      cell("Outcome", null,
+        h("div", {class: "outcomes"}, r.aborted ? h("span", {class: "state s-ERROR"}, "ABORTED") : null,
+          hosts.map(host => h("span", {class: "outcome", title: errors[host] || null},
+            h("span", {class: "mono"}, host), " ", stateBadge(outcome[host] || "NONE")))),
+        r.error ? h("div", {class: "error-line"}, r.error) : null,
+        reasons(errors, r.error).map(([hosts, why]) =>
+          h("div", {class: "error-line"}, `${hosts.join(", ")}: ${why}`))));
+  });
+  return [h("h2", null, "Recent rounds"), h("div", {class: "card"}, table("history",
+    [["Round", {class: "num"}], ["Group"], ["Image"], ["Started"], ["Took", {class: "num"}], ["Outcome"]], rows))];
+}
+
+// -- everything ----------------------------------------------------------------------------
+
+function render(st) {
+  page.status = st;
+  renderHeader(st);
+  renderGroups(st);
+  renderUnassigned(st);
+  renderImages(st);
+  renderHistory(st);
+}
+
+function redraw() {
+  if (page.status) render(page.status);
+}
+
+// -- notices: what the master answered to a button ---------------------------------------------
+
+function notify(text, isError) {
+  const box = $("notices");
+  const item = h("div", {class: `notice${isError ? " error" : ""}`, role: isError ? "alert" : "status"},
+    h("span", null, text),
+    h("button", {type: "button", "aria-label": "dismiss", onclick: () => item.remove()}, "×"));
+  box.prepend(item);
+  while (box.children.length > 4) box.lastChild.remove();
+  if (!isError) setTimeout(() => item.remove(), 10000);
+}
+
+// -- admin token ---------------------------------------------------------------------------------
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+}
+
+function tokenRequired() {
+  const a = page.status && page.status.admin;
+  return !!(a && a.token_required);
+}
+
+/** Ask for the admin token in a small dialog; resolves to it (kept for the session) or null. */
+function askToken(why) {
+  const dialog = $("token-dialog");
+  const input = $("token-input");
+  $("token-why").textContent = why;
+  input.value = "";
+  return new Promise(resolve => {
+    const finish = value => {
+      dialog.onclose = null;
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    $("token-form").onsubmit = e => {
+      e.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      try { sessionStorage.setItem(TOKEN_KEY, token); } catch (err) { /* private mode: this call only */ }
+      finish(token);
+    };
+    $("token-cancel").onclick = () => finish(null);
+    dialog.onclose = () => finish(null); // Esc
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+// -- mutating calls --------------------------------------------------------------------------------
+
+async function post(path, body, token) {
+  const headers = {"Content-Type": "application/json"};
+  if (token) headers["X-Admin-Token"] = token;
+  let resp;
+  try {
+    resp = await fetch(path, {method: "POST", headers, body: JSON.stringify(body || {}), cache: "no-store"});
+  } catch (e) {
+    return {status: 0, data: {error: "the master cannot be reached"}};
+  }
+  let data;
+  try { data = await resp.json(); } catch (e) { data = {}; }
+  return {status: resp.status, ok: resp.ok, data};
+}
+
+/** POST with the session's token; a 401 asks for the token and tries once more. */
+async function act(key, path, body) {
+  if (page.busy.has(key)) return;
+  page.busy.add(key);
+  redraw();
+  try {
+    let token = storedToken();
+    if (!token && tokenRequired()) token = await askToken(NEEDS_TOKEN);
+    if (token === null) return notify("Not sent: no admin token given.", true);
+    let res = await post(path, body, token);
+    if (res.status === 401) {
+      const why = token ? "The master did not accept the token." : NEEDS_TOKEN;
+      token = await askToken(res.data.error ? `${why} (${res.data.error})` : why);
+      if (token === null) return notify("Not sent: no admin token given.", true);
+      res = await post(path, body, token);
+      if (res.status === 401) try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
+    }
+    if (res.ok) notify(res.data.message || "Done.", false);
+    else notify(res.data.error || `The master answered HTTP ${res.status}.`, true);
+    refreshOnce();
+  } finally {
+    page.busy.delete(key);
+    redraw();
+  }
+}
+
+// -- keeping the page live ---------------------------------------------------------------------------
+
+const link = {
+  mode: "events", // "events" while /api/events works, "polling" on a master without it
+  source: null,
+  retries: 0,
+  lastEvent: 0,
+  lastUp: 0,
+};
+
+const LINK_WORDS = {live: "live", polling: "polling", connecting: "connecting…", down: "disconnected"};
+
+/** Connected or not: the pill, the banner and a dimmed page say so. "live" means the
+    events stream is open; "polling" a master without one. */
+function setUp(up) {
+  if (up) link.lastUp = Date.now();
+  const open = link.source && link.source.readyState === EventSource.OPEN;
+  const state = !up ? "down" : link.mode === "polling" ? "polling" : open ? "live" : "connecting";
+  if (document.body.dataset.link === state) return;
+  document.body.dataset.link = state;
+  const pill = $("conn");
+  pill.className = `pill ${state}`;
+  pill.textContent = LINK_WORDS[state];
+  const since = link.lastUp ? ` Last update ${new Date(link.lastUp).toLocaleTimeString()}.` : "";
+  $("banner").textContent = `Disconnected from the master — reconnecting…${since}`;
+  $("banner").hidden = up;
+  $("main").classList.toggle("stale", !up);
+}
+
+function got(st) {
+  link.lastEvent = Date.now();
+  link.retries = 0;
+  setUp(true);
+  render(st);
+}
+
+async function fetchStatus(timeoutMs) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs || 5000);
+  try {
+    const resp = await fetch("api/status", {cache: "no-store", signal: ctl.signal});
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    return await resp.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function refreshOnce() {
+  let st;
+  try { st = await fetchStatus(); } catch (e) { setUp(false); return; }
+  got(st);
+}
+
+function connect() {
+  const es = new EventSource("api/events");
+  link.source = es;
+  es.addEventListener("status", ev => {
+    try { got(JSON.parse(ev.data)); } catch (e) { /* a broken event: the next one will do */ }
+  });
+  es.onopen = () => refreshOnce(); // a reconnect shows the master at once, changed or not
+  es.onerror = () => {
+    if (link.source !== es) return;
+    setUp(false);
+    if (es.readyState === EventSource.CLOSED) { // closed for good: the browser will not retry
+      es.close();
+      link.source = null;
+      whyClosed();
+    } // else the browser reconnects by itself (the master's retry: 2000)
+  };
+}
+
+/** The events stream failed for good: a master without /api/events (404) is polled;
+    otherwise try again, backing off. */
+async function whyClosed() {
+  const ctl = new AbortController();
+  let status = 0;
+  try {
+    const resp = await fetch("api/events", {cache: "no-store", signal: ctl.signal});
+    status = resp.status;
+  } catch (e) { /* unreachable */ }
+  ctl.abort();
+  if (status === 404) return startPolling();
+  const wait = BACKOFF_MS[Math.min(link.retries++, BACKOFF_MS.length - 1)];
+  setTimeout(connect, wait);
+}
+
+function startPolling() {
+  link.mode = "polling";
+  const tick = async () => {
+    await refreshOnce();
+    setTimeout(tick, POLL_MS);
+  };
+  tick();
+}
+
+/** No event for a while is normal on an idle master; make sure it is still there
+    (a master that froze keeps the stream open but silent). */
+function watchdog() {
+  if (link.mode === "events" && link.source && Date.now() - link.lastEvent > WATCHDOG_MS) {
+    link.lastEvent = Date.now();
+    fetchStatus().then(got, () => {
+      setUp(false);
+      if (link.source) { link.source.close(); link.source = null; }
+      whyClosed();
+    });
+  }
+}
+
+function start() {
+  link.lastEvent = Date.now();
+  if (typeof EventSource === "function") connect();
+  else startPolling();
+  setInterval(watchdog, 5000);
+  refreshOnce();
+}
+
+start();
