@@ -1,5 +1,6 @@
 """Whole rounds with real master and client processes on 127.0.0.x."""
 
+import os
 import signal
 import socket
 import time
@@ -190,3 +191,20 @@ def test_stopped_client_is_skipped_after_silence_and_probe(lab):
             assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
     finally:
         c2.kill(signal.SIGCONT)
+
+
+def test_compressed_file_declared_raw_fails_the_round_with_the_reason_not_a_raw_copy(lab):
+    import bz2
+
+    (lab.images / "disk.img").write_bytes(bz2.compress(os.urandom(1 << 20)))
+    write_config(lab.images, hosts(1))  # compression = "NONE": a forgotten declaration
+    lab.start_master()
+    assert lab.start_client(hosts(1)[0]).wait(60) == 1, lab.dump()
+    image = lab.status()["images"][0]
+    assert image["state"] == "error"
+    assert 'starts like BZ2 data (42 5a 68' in image["error"]
+    assert 'set compression = "BZ2"' in image["error"]
+    client = lab.clients()[hosts(1)[0]]
+    assert client["state"] == "ERROR" and "image img unusable: image file" in client["error"]
+    assert not (lab.disks / f"{hosts(1)[0]}.img").exists() or \
+        (lab.disks / f"{hosts(1)[0]}.img").stat().st_size == 0

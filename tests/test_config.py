@@ -1,6 +1,9 @@
 """The config model: what loads, what it yields, and every problem it reports (all at once)."""
 
+import bz2
 import dataclasses
+import gzip
+import lzma
 import os
 import re
 import textwrap
@@ -266,19 +269,19 @@ def test_heredoc_and_escapes_reach_the_scripts(tmp_path):
 # ---------------------------------------------------------------- missing files and describe
 
 
-def test_missing_image_file_is_not_a_load_error_but_is_reported_by_missing_files(tmp_path):
+def test_missing_image_file_is_not_a_load_error_but_is_reported_by_file_problems(tmp_path):
     cfg = config.load(str(write(tmp_path, VALID)))
-    assert cfg.missing_files() == [
+    assert cfg.file_problems() == [
         f"{tmp_path / 'thePusher-config.hcl'}:1: image 'u': file {tmp_path / 'u.img'} does not exist"
     ]
     (tmp_path / "u.img").write_bytes(b"\0" * 10)
-    assert cfg.missing_files() == []
+    assert cfg.file_problems() == []
 
 
 def test_a_directory_in_place_of_an_image_file_is_reported(tmp_path):
     cfg = config.load(str(write(tmp_path, VALID)))
     (tmp_path / "u.img").mkdir()
-    [problem] = cfg.missing_files()
+    [problem] = cfg.file_problems()
     assert problem.endswith(f"file {tmp_path / 'u.img'} is not a regular file")
 
 
@@ -854,3 +857,32 @@ def test_bad_macs_are_named_at_their_line(tmp_path, macs, message):
                          f'hosts = ["10.0.0.1", "10.0.0.2"]\n  macs = {macs}')
     line, col, got = one_error(tmp_path, text)
     assert (line, col) == (9, 3) and got.startswith(message), (line, col, got)
+
+
+@pytest.mark.parametrize("declared, content, problem", [
+    ("NONE", bz2.compress(b"x" * 100), 'starts like BZ2 data (42 5a 68 39 31 41) but compression is "NONE"; set compression = "BZ2"'),
+    ("BZ2", gzip.compress(b"x"), 'is GZIP data (1f 8b 08'),
+    ("GZIP", lzma.compress(b"x"), 'is XZ data (fd 37 7a 58 5a 00) but compression is "GZIP"; set compression = "XZ"'),
+    ("XZ", b"\0" * 512, 'is not XZ data (it starts with 00 00 00 00 00 00); set compression = "NONE" if it is a raw image'),
+    ("BZ2", b"", "is not BZ2 data (it starts with nothing: the file is empty)"),
+])
+def test_image_file_contradicting_its_declared_compression_is_named(tmp_path, declared, content, problem):
+    cfg = config.load(str(write(tmp_path, VALID.replace(
+        'destination = "/dev/sda"', f'destination = "/dev/sda"\n  compression = "{declared}"'))))
+    (tmp_path / "u.img").write_bytes(content)
+    [line] = cfg.file_problems()
+    assert line.startswith(f"{tmp_path / 'thePusher-config.hcl'}:1: image 'u': file {tmp_path / 'u.img'} {problem}"), line
+
+
+@pytest.mark.parametrize("declared, content", [
+    ("NONE", b"\xeb\x63\x90" + b"\0" * 509),  # an MBR
+    ("BZ2", bz2.compress(b"x")),
+    ("GZIP", gzip.compress(b"x")),
+    ("XZ", lzma.compress(b"x")),
+    ("NONE", b"BZh0 is not a bzip2 block size"),
+])
+def test_image_file_matching_its_declaration_has_no_problem(tmp_path, declared, content):
+    cfg = config.load(str(write(tmp_path, VALID.replace(
+        'destination = "/dev/sda"', f'destination = "/dev/sda"\n  compression = "{declared}"'))))
+    (tmp_path / "u.img").write_bytes(content)
+    assert cfg.file_problems() == []

@@ -194,7 +194,7 @@ def cmd_check_config(args) -> int:
         print(e, file=sys.stderr)
         return 1
     print(config.describe(cfg))
-    missing = cfg.missing_files()
+    missing = cfg.file_problems()
     for problem in missing:
         print(problem, file=sys.stderr)
     return 1 if missing else 0

@@ -182,6 +182,10 @@ class Client:
             show_banner("ERROR", [error, "This machine was not imaged."])
             return 1
         start = self._wait_for_start(task)
+        if start.get("action") == "error":  # the round failed before it reached us
+            log.error("ERROR: %s", start["error"])
+            show_banner("ERROR", [start["error"], "This machine was not imaged."])
+            return 1
         return self._receive(start, destination, task)
 
     # -- steps ---------------------------------------------------------------------
@@ -219,7 +223,7 @@ class Client:
         log.info("ready; waiting for group %s to start", task["group"])
         while True:
             answer = self._call("GET", "/api/next?wait=20", timeout=40.0)
-            if answer.get("action") == "receive":
+            if answer.get("action") in ("receive", "error"):
                 return answer
 
     def _receive(self, start: dict, destination: str, task: dict) -> int:

@@ -10,7 +10,8 @@ problem in the file is collected and reported at once, each as `file:line:col: m
 so an administrator fixes the whole file in one pass instead of one error per restart.
 
 A missing image *file* is deliberately not a load error: the master may start before
-an image has been uploaded with `put-image`. `Config.missing_files()` reports those.
+an image has been uploaded with `put-image`. `Config.file_problems()` reports those,
+and files whose first bytes contradict their declared compression.
 """
 
 import difflib
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from thepusher import hcl
+from thepusher.decode import HEAD, declaration_problem
 
 __all__ = [
     "BLOCKS",
@@ -114,20 +116,34 @@ class Config:
                 return group
         return None
 
-    def missing_files(self) -> List[str]:
-        """One line per image whose file is not (yet) in the image directory."""
+    def file_problems(self) -> List[str]:
+        """One line per image whose file is not (yet) in the image directory, is not a
+        regular file, or is not compressed the way its block says."""
         problems = []
         for image in self.images.values():
-            if not os.path.exists(image.path):
-                problem = "does not exist"
-            elif not os.path.isfile(image.path):
-                problem = "is not a regular file"
-            else:
+            problem = image_file_problem(image)
+            if problem is None:
                 continue
-            problems.append(
-                f"{self.path}:{image.line}: image '{image.name}': file {image.path} {problem}"
-            )
+            problems.append(f"{self.path}:{image.line}: image '{image.name}': {problem}")
         return problems
+
+
+def image_file_problem(image: Image) -> Optional[str]:
+    """What is wrong with an image's file, as "file PATH <problem>", or None."""
+    if not os.path.exists(image.path):
+        problem = "does not exist"
+    elif not os.path.isfile(image.path):
+        problem = "is not a regular file"
+    else:
+        try:
+            with open(image.path, "rb") as f:
+                head = f.read(HEAD)
+        except OSError as e:
+            return f"file {image.path} cannot be read: {e.strerror or e}"
+        problem = declaration_problem(head, image.compression)
+        if problem is None:
+            return None
+    return f"file {image.path} {problem}"
 
 
 class ConfigError(Exception):

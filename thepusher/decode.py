@@ -6,13 +6,44 @@ disk. Files made by parallel compressors hold several concatenated streams
 produced in bounded pieces so a small, highly compressed record cannot balloon memory.
 """
 
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 OUTPUT_PIECE = 4 << 20
 
 # The file-name suffix of each compression: put-image names what it compresses this way,
 # and the master reads an uploaded image's compression from its name.
 SUFFIXES = {"BZ2": ".bz2", "GZIP": ".gz", "XZ": ".xz"}
+
+
+MAGIC = {"BZ2": b"BZh", "GZIP": b"\x1f\x8b", "XZ": b"\xfd7zXZ\x00"}
+HEAD = 6  # bytes `sniff` needs
+
+
+def sniff(head: bytes) -> str:
+    """The compression a file's first bytes show; "NONE" when they show none."""
+    for compression, magic in MAGIC.items():
+        if head.startswith(magic) and (compression != "BZ2" or head[3:4] in b"123456789"):
+            return compression
+    return "NONE"
+
+
+def declaration_problem(head: bytes, declared: str) -> Optional[str]:
+    """Why a file's first bytes contradict its declared compression, or None.
+
+    Caught before a round: a compressed file declared NONE would be written to every disk
+    as it is, and verified as such.
+    """
+    found = sniff(head)
+    if found == declared:
+        return None
+    shown = head[:HEAD].hex(" ") or "nothing: the file is empty"
+    if declared == "NONE":
+        return (f'starts like {found} data ({shown}) but compression is "NONE"; '
+                f'set compression = "{found}"')
+    if found == "NONE":
+        return (f'is not {declared} data (it starts with {shown}); set compression = "NONE" '
+                f"if it is a raw image")
+    return f'is {found} data ({shown}) but compression is "{declared}"; set compression = "{found}"'
 
 
 class DecodeError(Exception):

@@ -118,6 +118,8 @@ class Controller:
                 if r is not None and r.start_info is not None and c.session != r.session:
                     c.session = r.session
                     return dict(r.start_info[host], action="receive")
+                if c.state == "ERROR":  # failed in a round before its start reached it
+                    return {"action": "error", "error": c.error}
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return {"action": "wait" if c.group else "none", "state": c.state}

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from thepusher.config import Config, Image
+from thepusher.config import Config, Image, image_file_problem
 from thepusher.decode import Decoder, compression_of_name
 
 log = logging.getLogger("thepusher.images")
@@ -147,8 +147,9 @@ class Catalog:
 
     def _hash(self, name: str, image: Image) -> None:
         try:
-            if not os.path.isfile(image.path):
-                raise FileNotFoundError(f"image file {image.path} does not exist")
+            problem = image_file_problem(image)
+            if problem is not None:
+                raise ValueError(f"image {problem}")
             facts = read_sidecar(image.path)
             if facts is None:
                 log.info("hashing image %s (%s)", name, image.path)

@@ -70,7 +70,7 @@ def build(
         raise ValueError(f"static directory {static_dir} does not exist")
     path = config_path or os.path.join(image_dir, CONFIG_NAME)
     cfg = config_mod.load(path, image_dir)
-    for problem in cfg.missing_files():
+    for problem in cfg.file_problems():
         log.warning("%s", problem)
     uploads.remove_leftovers(cfg.image_dir)
     book = HostBook.load(cfg.image_dir)
