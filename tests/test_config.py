@@ -880,6 +880,7 @@ def test_image_file_contradicting_its_declared_compression_is_named(tmp_path, de
     ("GZIP", gzip.compress(b"x")),
     ("XZ", lzma.compress(b"x")),
     ("NONE", b"BZh0 is not a bzip2 block size"),
+    ("NONE", b"BZh"),
 ])
 def test_image_file_matching_its_declaration_has_no_problem(tmp_path, declared, content):
     cfg = config.load(str(write(tmp_path, VALID.replace(

@@ -22,7 +22,8 @@ HEAD = 6  # bytes `sniff` needs
 def sniff(head: bytes) -> str:
     """The compression a file's first bytes show; "NONE" when they show none."""
     for compression, magic in MAGIC.items():
-        if head.startswith(magic) and (compression != "BZ2" or head[3:4] in b"123456789"):
+        block_size_digit = len(head) > 3 and b"1"[0] <= head[3] <= b"9"[0]  # bzip2: BZh1..BZh9
+        if head.startswith(magic) and (compression != "BZ2" or block_size_digit):
             return compression
     return "NONE"
 
