@@ -74,6 +74,7 @@ class Controller:
             c.registered = True
             c.mac, c.data_port, c.disk_size = mac, port, disk_size
             c.last_seen = time.monotonic()
+            st.touch()
             r = st.active_round(host)
             if r is not None:
                 if c.state not in FINAL:  # else keep the reason it failed with

@@ -166,10 +166,10 @@ class State:
                 log.warning("%s: %s -> ERROR: %s", c.host, c.state, error)
             else:
                 log.info("%s: %s -> %s", c.host, c.state, state)
+            self.touch()  # a BUSY report's repeated BUSY changes nothing the status shows
         c.state = state
         c.error = error
         self.changed.notify_all()
-        self.touch()
 
     def mark_skipped(self, r: Round, host: str, by: str, reason: str) -> None:
         """A hop skipped `host` in round `r`: it cannot end with a verified copy."""
