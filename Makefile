@@ -8,6 +8,7 @@ VENV39  := .venv39
 SOURCES := thepusher.py $(shell find thepusher -name '*.py' -o -name '*.html' -o -name '*.css' -o -name '*.js') \
            $(wildcard tinycore/*)
 PYTEST_ARGS ?=
+BENCH_LINK_ARGS ?=
 # make nbi: TinyCore files in TINYCORE (or fetched from TC_MIRROR), boot files out in NBI_OUT.
 TINYCORE  ?= build/tinycore
 NBI_OUT   ?= build/nbi
@@ -15,9 +16,9 @@ MASTER    ?=
 TC_MIRROR ?=
 # Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
 # PXE tools, dnsmasq (checks the generated config), chromium (the status page's browser test).
-TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium
+TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium bzip2 xz-utils gzip tar iproute2
 
-.PHONY: all test lint smoke demo bench nbi test-debs clean e2e
+.PHONY: all test lint smoke demo bench bench-link nbi test-debs clean e2e
 
 all: thepusher.pyz
 
@@ -82,6 +83,11 @@ demo: thepusher.pyz
 bench: thepusher.pyz
 	$(PYTHON) tests/bench.py
 	$(PYTHON) tests/bench_master.py
+	$(PYTHON) tests/bench_link.py
+
+# The chain over emulated 1 Gbit/s links: a network namespace per machine (root, Linux).
+bench-link: thepusher.pyz
+	$(PYTHON) tests/bench_link.py $(BENCH_LINK_ARGS)
 
 clean:
 	rm -rf build thepusher.pyz $(VENV) $(VENV39) .pytest_cache tests/artifacts

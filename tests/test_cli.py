@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import ENV, ROOT, free_port, write_config, write_image
 
 SUBCOMMANDS = ["master", "client", "status", "start", "retry", "put-image", "create-nbi",
-               "check-config", "demo"]
+               "check-config", "demo", "compress"]
 
 
 @pytest.fixture(scope="module")

@@ -206,6 +206,12 @@ def test_settings_given_at_top_level_are_loaded_as_float_seconds(tmp_path):
                if k.convert is config._seconds)
 
 
+@pytest.mark.parametrize("written", ["TAR", "tar", "Tar"])
+def test_tar_images_are_accepted_in_any_case_and_stored_upper_case(tmp_path, written):
+    text = VALID.replace('destination = "/dev/sda"', f'destination = "/mnt"\n  type = "{written}"')
+    assert config.load(str(write(tmp_path, text))).images["u"].type == "TAR"
+
+
 def test_unset_settings_keep_their_defaults_next_to_given_ones(tmp_path):
     settings = config.load(str(write(tmp_path, "io_timeout = 90\n" + VALID))).settings
     assert settings == Settings(io_timeout=90.0)
@@ -213,7 +219,7 @@ def test_unset_settings_keep_their_defaults_next_to_given_ones(tmp_path):
 
 def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
     text = 'arm_timeout = "30"\nio_timeout = 0\nverbose = true\n' + VALID.replace(
-        'destination = "/dev/sda"', 'destination = "/dev/sda"\n  type = "TAR"'
+        'destination = "/dev/sda"', 'destination = "/dev/sda"\n  type = "ZIP"'
     )
     path = str(tmp_path / "thePusher-config.hcl")
     assert errors_of(tmp_path, text) == [
@@ -223,7 +229,7 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address; "
         "image and group keys go inside "
         "image or clientgroup blocks)",
-        f"{path}:7:3: image 'u': unsupported type 'TAR'; supported: IMG",
+        f"{path}:7:3: image 'u': unsupported type 'ZIP'; supported: IMG, TAR",
     ]
 
 
@@ -527,22 +533,8 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n  type = "iso"\n}\n',
             4,
             3,
-            "image 'u': unsupported type 'iso'; supported: IMG",
+            "image 'u': unsupported type 'iso'; supported: IMG, TAR",
             id="unsupported-type",
-        ),
-        pytest.param(
-            'image "u" {\n  filename = "u.tar"\n  destination = "/mnt"\n  type = "TAR"\n}\n',
-            4,
-            3,
-            "image 'u': unsupported type 'TAR'; supported: IMG",
-            id="tar-is-not-supported-yet",
-        ),
-        pytest.param(
-            'image "u" {\n  filename = "u.tar"\n  destination = "/mnt"\n  type = "tar"\n}\n',
-            4,
-            3,
-            "image 'u': unsupported type 'tar'; supported: IMG",
-            id="tar-lower-case",
         ),
         pytest.param(
             'image "u" {\n  filename = "sub/u.img"\n  destination = "/dev/sda"\n}\n',

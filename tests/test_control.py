@@ -225,6 +225,12 @@ class EventReader:
                 raise EOFError
 
     def close(self) -> None:
+        """Shut the socket down first: that wakes a reader thread blocked in readline,
+        which holds the file's lock (closing the file alone would wait for it)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.file.close()
         self.sock.close()
 

@@ -19,6 +19,8 @@ from typing import List, Tuple
 import pytest
 
 from tests.conftest import ENV, Proc, free_port, thepusher, write_config, write_image
+from thepusher.compress import ParallelCompressor
+from thepusher.upload import LEVELS
 
 MiB = 1 << 20
 HINT = "add an image block"
@@ -148,15 +150,18 @@ def test_upload_stores_identical_bytes_with_digest_listed_unconfigured_also_afte
 @pytest.mark.parametrize("fmt, compression, decompress", [
     ("gz", "GZIP", gzip.decompress), ("bz2", "BZ2", bz2.decompress), ("xz", "XZ", lzma.decompress),
 ])
-def test_compressed_upload_decompresses_to_the_input_and_digest_is_of_the_content(
+def test_compressed_upload_is_the_parallel_compressors_output_and_digest_is_of_the_content(
         lab, fmt, compression, decompress):
     start(lab)
-    data = content(6 * MiB)
+    data = content(17 * MiB)  # more than one chunk of every format: several streams
     result = put(lab, "-i", str(source(lab, "disk2.img", data)), "--compress", fmt)
     assert result.returncode == 0, result.stderr
     name = f"disk2.img.{fmt}"
     stored = (lab.images / name).read_bytes()
     assert len(stored) < len(data) and decompress(stored) == data
+    with ParallelCompressor(fmt, LEVELS.get(fmt)) as offline:
+        assert stored == b"".join(list(offline.feed(data)) + list(offline.finish()))
+        assert offline.streams > 1
     facts = sidecar(lab, name)
     assert facts["sha256"] == sha(data) and facts["content_size"] == len(data)
     assert facts["stream_size"] == len(stored)

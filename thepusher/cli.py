@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -104,8 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file name on the master (default: the input's base name, e.g. sda, "
                    "plus .gz/.bz2/.xz when compressing)")
     p.add_argument("--compress", choices=("gz", "bz2", "xz"), metavar="FORMAT",
-                   help="compress on the fly: gz, bz2 or xz (one CPU core; gz is the quickest)")
+                   help="compress on the fly on every CPU core: gz (quickest), bz2 or xz (preset 1)")
     p.set_defaults(func=cmd_put_image)
+
+    p = sub.add_parser("compress", help="compress an image file or a disk with every core",
+                       description="Write IMG compressed, as streams made in parallel and "
+                       "concatenated (bzip2 -d, gzip -d, xz -d read the file as usual), with "
+                       "the digest sidecar the master uses instead of hashing it again. An "
+                       "existing file is never overwritten; an interrupted run leaves no output.")
+    p.add_argument("image", metavar="IMG", help="image file, or a disk (/dev/sdX) with -o")
+    p.add_argument("--format", choices=("bz2", "gz", "xz"), default="bz2",
+                   help="bz2 (default), gz (quickest, largest) or xz (smallest, slowest)")
+    p.add_argument("--level", type=int, metavar="N",
+                   help="compression level, as the format's tool has it (default: bz2 9, gz 6, xz 6)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="worker threads (default 0: one per CPU core)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="the compressed file (default: IMG plus .bz2, .gz or .xz)")
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("demo", help="a whole round on this machine: master + N local clients")
     p.add_argument("--clients", type=int, default=3, metavar="N", help="number of clients (default 3)")
@@ -239,6 +256,27 @@ def cmd_put_image(args) -> int:
         return 1
     print(answer.get("message", answer))
     return 0
+
+
+def cmd_compress(args) -> int:
+    """`compress`: exit 2 when refused (nothing done), 1 when it failed on the way."""
+    from thepusher.compress import CompressError, Refused, compress_image
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
+    try:
+        outcome = compress_image(args.image, args.format, args.level, args.threads, args.output)
+    except CompressError as e:
+        print(f"thepusher compress: {e}", file=sys.stderr)
+        return 2 if isinstance(e, Refused) else 1
+    except KeyboardInterrupt:
+        print("thepusher compress: interrupted, nothing written", file=sys.stderr)
+        return 130
+    print(outcome.summary())
+    return 0
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_demo(args) -> int:

@@ -23,7 +23,7 @@ from thepusher.hop import Hop, HopConfig
 from thepusher.master.server import DEFAULT_PORT
 from thepusher.progress import ProgressLine, banner, duration
 from thepusher.status import human_bytes
-from thepusher.target import Target
+from thepusher.target import Target, TarTarget
 
 log = logging.getLogger("thepusher.client")
 
@@ -246,7 +246,8 @@ class Client:
             "round %s: position %s of %s, writing %s",
             start["round"], start["position"], start["chain_length"], destination,
         )
-        hop = Hop(self.listener, config, Target(destination))
+        target = TarTarget(destination) if task.get("type") == "TAR" else Target(destination)
+        hop = Hop(self.listener, config, target)
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()
         where = f'client {start["position"]}/{start["chain_length"]} of room "{task["group"]}"'

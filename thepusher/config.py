@@ -412,7 +412,7 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, loader: "_
 
 
 COMPRESSIONS = ("NONE", "BZ2", "GZIP", "XZ")
-TYPES = ("IMG",)  # TAR (the original's other type) comes with tar extraction on the clients
+TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (untar.py)
 START_POLICIES = ("all", "manual")
 
 SETTINGS: Tuple[Key, ...] = (

@@ -27,12 +27,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
 
-from thepusher import wire
+from thepusher import sparse, wire
 from thepusher.decode import DecodeError, Decoder
 from thepusher.relay import Link, LinkBroken, NoHopLeft
-from thepusher.target import ZEROS, Target, TargetError
+from thepusher.target import Piece, Target, TargetError
+from thepusher.untar import TarError
 
 log = logging.getLogger("thepusher.hop")
 
@@ -163,6 +164,8 @@ class Hop:
         self._offers: "queue.Queue" = queue.Queue()  # authenticated upstream connections
         self._upstream_ok = False  # while True, other would-be upstreams are refused
         self._healing = False  # the forwarder is looking for a live next hop
+        self._decoder: Optional[Decoder] = None
+        self._writer_ended = False  # the writer took END or a Failure off its queue
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -314,9 +317,9 @@ class Hop:
             return sock
 
     def _prepare_disk(self) -> None:
-        """Open the target and check we can decode; trouble here is local: we still relay."""
+        """Open the target and the decoder; trouble here is local: we still relay."""
         try:
-            Decoder(self.header.compression)
+            self._decoder = Decoder(self.header.compression)
             self.target.open(self.header.content_size)
         except (TargetError, DecodeError) as e:
             self.disk_error = str(e)
@@ -472,61 +475,92 @@ class Hop:
             self.forward_q.put(Failure(reason))
 
     def _writer(self) -> None:
-        """Queue -> decoder -> disk, hashing what is written; verifies at END."""
+        """Queue -> decoder -> target, hashing what is written; verifies at END.
+
+        The target pulls the decoded stream (a TAR target extracts it as it comes, see
+        untar.py), so pieces are produced by a generator over the queue. After a disk
+        error, and after a TAR archive's end, the rest of the queue is still taken:
+        the reader needs its buffers back to keep forwarding.
+        """
         sha = hashlib.sha256()
-        decoder = Decoder(self.header.compression) if self.disk_error is None else None
+        end: List[bytes] = []  # the END record's payload, once reached
+        pieces = self._pieces(sha, end)
+        try:
+            if self.disk_error is None:
+                self.target.consume(pieces)
+                for _ in pieces:  # what follows a TAR archive's end: hashed, not written
+                    pass
+                if end:
+                    self._verify(end[0], sha)
+        except (TargetError, DecodeError, TarError, wire.ProtocolError) as e:
+            self.disk_error = str(e)
+            log.error("%s", e)
+        except Exception as e:  # noqa: BLE001 - a bug here must not stop the forwarding
+            self.disk_error = f"writing {self.target.path} failed: {e!r}"
+            log.exception("writer failed")
+        finally:
+            pieces.close()
+            if self._decoder is not None:
+                self._decoder.close()
+            self._close_target()
+        if not end and not self._writer_ended:
+            self._drain()
+
+    def _pieces(self, sha, end: List[bytes]) -> Iterator[Piece]:
+        """The decoded stream: bytes, or an int for a zero run. Also accounts where the
+        writer's time goes, so the master can tell a slow disk from slow decompression
+        when it names what holds the chain back."""
+        decoder = self._decoder
         while True:
             item = self._next(self.write_q, self.config.io_timeout)
             if item is None:
                 continue
             if isinstance(item, Failure):
-                self._close_target()
+                self._writer_ended = True
                 return
             try:
-                if self.disk_error is None:
-                    if item.kind == wire.DATA:
-                        self._decode_and_write(decoder, item.payload, sha)
-                    elif item.kind == wire.ZERO:
-                        self._write_zeros(item.length, sha)
-                    elif item.kind == wire.END:
-                        self._verify(item.payload, decoder, sha)
-            except (TargetError, DecodeError, wire.ProtocolError) as e:
-                self.disk_error = str(e)
-                log.error("%s", e)
+                if item.kind == wire.DATA:
+                    yield from self._timed(decoder.feed(item.payload), sha)
+                elif item.kind == wire.ZERO:
+                    t0 = time.perf_counter()
+                    sparse.hash_zeros(sha, item.length)
+                    self.written += item.length
+                    yield item.length
+                    self.write_seconds += time.perf_counter() - t0
+                elif item.kind == wire.END:
+                    yield from self._timed(decoder.finish(), sha)
+                    end.append(bytes(item.payload))
+                    self._writer_ended = True
+                    return
             finally:
-                kind = item.kind
                 item.release()
-            if kind == wire.END:
-                self._close_target()
-                return
 
-    def _decode_and_write(self, decoder: Decoder, payload, sha) -> None:
-        """Also accounts where the writer's time goes, so the master can tell a slow
-        disk from slow decompression when it names what holds the chain back."""
+    def _timed(self, decoded: Iterator, sha) -> Iterator[Piece]:
         t0 = time.perf_counter()
-        for piece in decoder.feed(payload):
+        for piece in decoded:
             t1 = time.perf_counter()
             self.decode_seconds += t1 - t0
-            self._write(piece, sha)
+            sha.update(piece)
+            self.written += len(piece)
+            yield piece
             t0 = time.perf_counter()
             self.write_seconds += t0 - t1
         self.decode_seconds += time.perf_counter() - t0
 
-    def _write(self, piece, sha) -> None:
-        self.target.write(piece)
-        sha.update(piece)
-        self.written += len(piece)
+    def _drain(self) -> None:
+        """Give back the buffers of a stream this hop no longer writes, up to its end."""
+        while True:
+            item = self._next(self.write_q, self.config.io_timeout)
+            if item is None:
+                continue
+            if isinstance(item, Failure):
+                return
+            item.release()
+            if item.kind == wire.END:
+                return
 
-    def _write_zeros(self, length: int, sha) -> None:
-        zeros = memoryview(ZEROS)
-        while length:
-            n = min(length, len(zeros))
-            self._write(zeros[:n], sha)
-            length -= n
-
-    def _verify(self, payload, decoder: Decoder, sha) -> None:
+    def _verify(self, payload: bytes, sha) -> None:
         digest, size = wire.parse_end(payload)
-        decoder.finish()
         self.target.finish()
         self.digest = sha.hexdigest()
         if size != self.written:
@@ -566,10 +600,10 @@ class Hop:
                     return
                 if item is not None:
                     window.append(item)
-                    held += item.length if item.kind != wire.END else 0
+                    held += self._cost(item)
                     while held > self.config.window and len(window) > 1:
                         old = window.popleft()
-                        held -= old.length if old.kind != wire.END else 0
+                        held -= self._cost(old)
                         old.release()
                 end = item is not None and item.kind == wire.END
                 while live:
@@ -590,6 +624,13 @@ class Hop:
             link.close()
             for chunk in window:
                 chunk.release()
+
+    def _cost(self, chunk: Chunk) -> int:
+        """What a record in the window costs: its payload, or a whole pooled buffer for a
+        ZERO run (no payload, but the pool is sized for window / record_size records)."""
+        if chunk.kind == wire.DATA:
+            return chunk.length
+        return self.header.record_size if chunk.kind == wire.ZERO else 0
 
     def _heal(self, link: Link, window: Deque[Chunk], broken: Optional[LinkBroken] = None) -> bool:
         """(Re)connect to the next hop that takes the stream and replay what it lacks."""

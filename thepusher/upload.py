@@ -2,9 +2,10 @@
 
 It is also the unattended netboot path: `putImage=/dev/sda` on the kernel command line
 runs `put-image -p MASTER -i /dev/sda`. The input is read in 4 MiB blocks, compressed on
-the fly if asked, and sent as one HTTP/1.1 chunked PUT whose framing is written here, so
-that the SHA-256 of the content (uncompressed), computed while reading, goes in the
-trailer: the master keeps the image only if its own digest of what arrived is the same.
+the fly if asked (on every core: compress.py), and sent as one HTTP/1.1 chunked PUT whose
+framing is written here, so that the SHA-256 of the content (uncompressed), computed while
+reading, goes in the trailer: the master keeps the image only if its own digest of what
+arrived is the same.
 
 The request carries `Expect: 100-continue`: the body starts only once the master has
 accepted the name and found room, so a refusal costs a round trip, not a disk's worth
@@ -13,7 +14,6 @@ of data.
 
 import hashlib
 import http.client
-import importlib
 import json
 import logging
 import os
@@ -21,10 +21,11 @@ import re
 import select
 import socket
 import stat
-from typing import Callable, Dict, NoReturn, Optional, Tuple
+from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
 from thepusher.client import split_host_port
+from thepusher.compress import FORMATS, CompressError, ParallelCompressor
 from thepusher.decode import SUFFIXES
 from thepusher.master.server import DEFAULT_PORT
 from thepusher.progress import ProgressLine
@@ -37,40 +38,32 @@ HEAD_WAIT = 60.0  # the master checks name and space before it says 100 Continue
 SEND_WAIT = 120.0  # a master (or its disk) this long without taking data is gone
 ANSWER_WAIT = 900.0  # after the body the master fsyncs what may be many GiB
 
-# --compress FORMAT: (module, compression as the master names it, compressor factory).
-# gzip's and bzip2's default levels; xz at preset 1, since its default (6) manages only
-# 1-5 MB/s on one core, too slow to read a disk with, while 1 still beats gz's ratio.
-COMPRESSORS: Dict[str, Tuple[str, str, Callable]] = {
-    "gz": ("zlib", "GZIP", lambda m: m.compressobj(6, m.DEFLATED, 31)),
-    "bz2": ("bz2", "BZ2", lambda m: m.BZ2Compressor(9)),
-    "xz": ("lzma", "XZ", lambda m: m.LZMACompressor(m.FORMAT_XZ, preset=1)),
-}
+# put-image --compress keeps xz at preset 1: it reads a disk, and xz's default (6) manages
+# only about 2 MB/s per core, while 1 does about 19 and still beats gz's ratio. gz and bz2 keep
+# their tools' defaults (6, 9).
+LEVELS = {"xz": 1}
 
 
 class UploadError(Exception):
     """The upload failed; the message says what, where and how far it got."""
 
 
-def make_compressor(fmt: Optional[str]):
-    """A fresh compressor for --compress FORMAT (None: no compression). TinyCore's Python
-    may lack bz2 or lzma, so the module is looked for before anything is sent."""
+def make_compressor(fmt: Optional[str]) -> Optional[ParallelCompressor]:
+    """The compressor for --compress FORMAT (None: no compression), a worker per core.
+    TinyCore's Python may lack bz2 or lzma: that is found before anything is sent."""
     if fmt is None:
         return None
-    module, _, factory = COMPRESSORS[fmt]
     try:
-        return factory(importlib.import_module(module))
-    except ImportError:
-        raise UploadError(
-            f"--compress {fmt}: this Python has no {module} module; upload uncompressed "
-            f"or with another format ({', '.join(f for f in COMPRESSORS if f != fmt)})"
-        ) from None
+        return ParallelCompressor(fmt, LEVELS.get(fmt))
+    except CompressError as e:
+        raise UploadError(f"--compress {fmt}: {e}, or upload uncompressed") from None
 
 
 def default_name(path: str, fmt: Optional[str]) -> str:
     """The input's base name ('sda' for /dev/sda) with the format's suffix, made of the
     characters the master accepts."""
     base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))).lstrip(".")
-    return (base or "image") + (SUFFIXES[COMPRESSORS[fmt][1]] if fmt else "")
+    return (base or "image") + (SUFFIXES[FORMATS[fmt].compression] if fmt else "")
 
 
 def open_source(path: str):
@@ -119,6 +112,8 @@ class Uploader:
         finally:
             conn.close()
             source.close()
+            if self.compressor:
+                self.compressor.close()
 
     # -- the conversation ------------------------------------------------------------
 
@@ -128,7 +123,7 @@ class Uploader:
         conn.putheader("Transfer-Encoding", "chunked")
         conn.putheader("Trailer", "X-Content-SHA256")
         conn.putheader("Expect", "100-continue")
-        conn.putheader("X-Compression", COMPRESSORS[self.fmt][1] if self.fmt else "NONE")
+        conn.putheader("X-Compression", FORMATS[self.fmt].compression if self.fmt else "NONE")
         if self.size is not None:
             conn.putheader("X-Content-Size", str(self.size))
         conn.putheader("Connection", "close")
@@ -155,11 +150,12 @@ class Uploader:
                 if not n:
                     break
                 sha.update(view[:n])
-                self._chunk(conn, self.compressor.compress(view[:n]) if self.compressor else view[:n])
+                for piece in self.compressor.feed(view[:n]) if self.compressor else (view[:n],):
+                    self._chunk(conn, piece)
                 self.offset += n
                 progress.update(self.offset, self._note())
-            if self.compressor:
-                self._chunk(conn, self.compressor.flush())
+            for piece in self.compressor.finish() if self.compressor else ():
+                self._chunk(conn, piece)
             conn.send(f"0\r\nX-Content-SHA256: {sha.hexdigest()}\r\n\r\n".encode())
         except OSError as e:  # the master went away, or said why first
             self._early_answer(conn, e)

@@ -3,7 +3,9 @@
 The digest is of the uncompressed content (what clients write and hash), so for a
 compressed image it costs one full decompression. It is computed once and kept in a
 JSON sidecar `<filename>.digest.json` that records the image's size and mtime, so an
-image replaced later is hashed again instead of trusted.
+image replaced later is hashed again instead of trusted. For an uncompressed image the
+same pass finds its zero runs (sparse.py), kept in the sidecar too: the master streams
+them as ZERO records.
 
 Images uploaded with put-image (uploads.py) arrive with their sidecar. Until the config
 names them they are listed as not configured, also after a restart: any file of the
@@ -16,8 +18,9 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
+from thepusher import sparse
 from thepusher.config import Config, Image, image_file_problem
 from thepusher.decode import Decoder, compression_of_name
 
@@ -32,21 +35,28 @@ class ImageFacts:
     stream_size: int
     content_size: int
     sha256: str
+    zero_runs: Optional[List[sparse.Run]] = None  # None: not looked for (compressed)
 
 
 def sidecar_path(path: str) -> str:
     return path + SIDECAR
 
 
-def read_sidecar(path: str) -> Optional[ImageFacts]:
-    """Trust a sidecar only if it was written for this very version of the image."""
+def read_sidecar(path: str, zero_runs: bool = False) -> Optional[ImageFacts]:
+    """Trust a sidecar only if it was written for this very version of the image, and,
+    when `zero_runs` asks for them, by a version that looked for zero runs."""
     try:
         st = os.stat(path)
         with open(sidecar_path(path), encoding="utf-8") as f:
             data = json.load(f)
         if (data["stream_size"], data["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
             return None
-        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"])
+        if zero_runs and "zero_runs" not in data:
+            return None
+        runs = data.get("zero_runs")
+        if runs is not None:
+            runs = [(int(offset), int(length)) for offset, length in runs]
+        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"], runs)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -60,6 +70,8 @@ def write_sidecar(path: str, facts: ImageFacts) -> None:
         "mtime_ns": os.stat(path).st_mtime_ns,
         "note": "sha256 and content_size are of the uncompressed image",
     }
+    if facts.zero_runs is not None:
+        data["zero_runs"] = [list(run) for run in facts.zero_runs]
     atomic_write(sidecar_path(path), json.dumps(data, indent=2) + "\n")
 
 
@@ -73,23 +85,66 @@ def atomic_write(path: str, text: str) -> None:
 
 
 def compute_facts(image: Image) -> ImageFacts:
+    if maps_zeros(image):
+        return _scan_raw(image.path)
     sha = hashlib.sha256()
     decoder = Decoder(image.compression)
     content = 0
     stream = 0
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
-    with open(image.path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            stream += n
-            for piece in decoder.feed(view[:n]):
-                sha.update(piece)
-                content += len(piece)
-    decoder.finish()
+    try:
+        with open(image.path, "rb", buffering=0) as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                stream += n
+                for piece in decoder.feed(view[:n]):
+                    sha.update(piece)
+                    content += len(piece)
+        for piece in decoder.finish():
+            sha.update(piece)
+            content += len(piece)
+    finally:
+        decoder.close()
     return ImageFacts(stream, content, sha.hexdigest())
+
+
+def maps_zeros(image: Image) -> bool:
+    """Zero runs are sent as such only in raw disk images: a compressed stream has no
+    long zero runs, and a tar stream goes to an extractor, not to a disk."""
+    return image.compression == "NONE" and image.type == "IMG"
+
+
+def _scan_raw(path: str) -> ImageFacts:
+    """Hash a raw image and map its zero runs in one pass. Holes are not read: hashing
+    their zeros costs CPU but no disk time."""
+    sha = hashlib.sha256()
+    zeros = sparse.ZeroMap()
+    buf = bytearray(READ_SIZE)
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        for offset, length, hole in sparse.extents(f.fileno(), size):
+            if hole:
+                zeros.add(offset, length)
+                sparse.hash_zeros(sha, length)
+                continue
+            f.seek(offset)
+            end = offset + length
+            while offset < end:
+                n = f.readinto(memoryview(buf)[: min(READ_SIZE, end - offset)])
+                if not n:
+                    raise OSError(f"{path} ended at byte {offset} while hashing it")
+                zeros.scan(buf, n, offset)
+                sha.update(memoryview(buf)[:n])
+                offset += n
+    return ImageFacts(size, size, sha.hexdigest(), [tuple(run) for run in zeros.runs])
+
+
+def _zero_bytes(facts: ImageFacts) -> Optional[int]:
+    """How much of the image travels as zero runs (None: not mapped, it is compressed)."""
+    return None if facts.zero_runs is None else sum(length for _, length in facts.zero_runs)
 
 
 def deploy_hint(filename: str, config_path: str) -> str:
@@ -150,7 +205,7 @@ class Catalog:
             problem = image_file_problem(image)
             if problem is not None:
                 raise ValueError(f"image {problem}")
-            facts = read_sidecar(image.path)
+            facts = read_sidecar(image.path, zero_runs=maps_zeros(image))
             if facts is None:
                 log.info("hashing image %s (%s)", name, image.path)
                 facts = compute_facts(image)
@@ -196,6 +251,7 @@ class Catalog:
                     "size": facts.stream_size if facts else None,
                     "content_size": facts.content_size if facts else None,
                     "sha256": facts.sha256 if facts else None,
+                    "zero_bytes": _zero_bytes(facts) if facts and maps_zeros(image) else None,
                     "state": "ready" if facts else ("error" if name in self._errors else "hashing"),
                     "error": self._errors.get(name),
                     "configured": True,
@@ -215,6 +271,7 @@ class Catalog:
             "size": facts.stream_size,
             "content_size": facts.content_size,
             "sha256": facts.sha256,
+            "zero_bytes": _zero_bytes(facts),
             "state": "ready",
             "error": None,
             "configured": False,

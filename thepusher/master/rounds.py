@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, List
 
 from thepusher import wire
+from thepusher.master.images import maps_zeros
 from thepusher.master.state import FINAL, STATES, Client, Round
 from thepusher.master.stream import Source, StreamFailed
 from thepusher.progress import duration, eta, rate_text, size
@@ -157,6 +158,7 @@ def _arm(ctl: "Controller", r: Round):
     source = Source(
         image.path, header, r.secret, addresses, t.io_timeout,
         on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
+        zero_runs=facts.zero_runs if maps_zeros(image) else None,
     )
     with st.lock:  # from here on an abort reaches the source (Controller.abort_group)
         r.source = source
@@ -206,7 +208,7 @@ def _repair(r: Round, address, timeout: float) -> None:
     log.warning("round %d: %s lost its upstream after the others finished; "
                 "the master feeds it", r.number, address[0])
     source = Source(r.source.path, r.source.header, r.secret, [address], timeout,
-                    on_skip=lambda host, reason: None)
+                    on_skip=lambda host, reason: None, zero_runs=r.source.zero_runs)
     try:
         source.run()
     except StreamFailed as e:

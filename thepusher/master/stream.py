@@ -1,18 +1,21 @@
 """The head of the chain: the master sends the image file to the first hop.
 
 The master never copies image bytes through Python: each record is a 16-byte head
-followed by the file range via sendfile(2).
+followed by the file range via sendfile(2). The zero runs found when the image was
+hashed (sparse.py) go as ZERO records: a head, no payload.
 """
 
 import logging
 import os
 import socket
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from thepusher import wire
+from thepusher import sparse, wire
 from thepusher.relay import Link, LinkBroken, NoHopLeft
 
 log = logging.getLogger("thepusher.stream")
+
+MAX_ZERO_RECORD = 1 << 30  # a ZERO record's length is a u32
 
 
 class StreamFailed(Exception):
@@ -34,9 +37,11 @@ class Source:
         hops: List[Tuple[str, int]],
         timeout: float,
         on_skip: Callable[[str, str], None],
+        zero_runs: Optional[List[sparse.Run]] = None,
     ) -> None:
         self.path = path
         self.header = header
+        self.zero_runs = zero_runs or []
         self.link = Link(hops, header, secret, timeout, on_skip=on_skip)
         self.sent = 0
         self.stopped = False
@@ -82,12 +87,13 @@ class Source:
 
     def _send_from(self, f, pos: int) -> None:
         size = self.header.stream_size
-        step = self.header.record_size
-        while pos < size:
+        pieces = sparse.segments(self.zero_runs, pos, size, self.header.record_size, MAX_ZERO_RECORD)
+        for zero, pos, n in pieces:
             if self.stopped:
                 raise StreamFailed("stream stopped: the round was aborted")
-            n = min(step, size - pos)
-            self.link.send(wire.pack_head(wire.DATA, n, pos), pos)
-            self.link.sendfile(f, pos, n)
-            pos += n
-            self.sent = max(self.sent, pos)
+            if zero:
+                self.link.send(wire.pack_head(wire.ZERO, n, pos), pos)
+            else:
+                self.link.send(wire.pack_head(wire.DATA, n, pos), pos)
+                self.link.sendfile(f, pos, n)
+            self.sent = max(self.sent, pos + n)

@@ -26,6 +26,7 @@ from email.message import Message
 from typing import Callable, Dict, Iterator, Optional, Set, Tuple, Union
 
 from thepusher.config import Config
+from thepusher import sparse
 from thepusher.decode import SUFFIXES, DecodeError, Decoder, compression_of_name
 from thepusher.master.control import ApiError
 from thepusher.master.images import SIDECAR, Catalog, ImageFacts, deploy_hint, sidecar_path, write_sidecar
@@ -381,17 +382,25 @@ class Uploads:
         """Write the body as it comes, hashing the content (decoded) on the way."""
         sha = hashlib.sha256()
         content = 0
+        zeros = sparse.ZeroMap() if decoder.compression == "NONE" else None
         try:
             for data in body.pieces():
                 guard.take(len(data), body.received)
                 _write_all(fd, memoryview(data))
+                if zeros is not None:
+                    zeros.scan(data, len(data), content)
                 for piece in decoder.feed(data):
                     sha.update(piece)
                     content += len(piece)
-            decoder.finish()
+            for piece in decoder.finish():
+                sha.update(piece)
+                content += len(piece)
         except DecodeError as e:
             raise ApiError(400, f"{name} (byte {body.received}): {e}") from None
-        return ImageFacts(body.received, content, sha.hexdigest())
+        finally:
+            decoder.close()
+        runs = None if zeros is None else [tuple(run) for run in zeros.runs]
+        return ImageFacts(body.received, content, sha.hexdigest(), runs)
 
     def _disk_failed(self, name: str, e: OSError, offset: int, guard: SpaceGuard) -> ApiError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):  # others filled the disk under us

@@ -1,0 +1,1061 @@
+#!/usr/bin/env python3
+"""Benchmark thepusher over emulated links: a network namespace per machine, shaped veths.
+
+A script (`make bench-link`, or `python3 tests/bench_link.py --help`) and a small module
+other bench modes import (`from bench_link import LinkLab, run_round`). Root and Linux
+only (`ip`, `tc`); stdlib only; runs under Python 3.9.
+
+Network: one namespace per machine, `tpb<PID>-m` (the master) and `tpb<PID>-c1` ...
+`-cN` (the clients), each with an `eth0` joined by a veth pair to the bridge `br0` in
+the namespace `tpb<PID>-br`. Nothing is created in the host's own namespace. Every veth
+is shaped with HTB on both of its ends, so each machine's port is full duplex at the
+link rate in either direction (the data direction master -> c1 -> c2 ... is shaped twice
+per hop: as it leaves the sender and as the bridge hands it to the receiver). The
+master's port may have a rate of its own. An optional one-way delay (netem, when the
+kernel has it) is added as packets leave each machine, so a hop's round trip is twice it.
+
+The HTB rate is the nominal rate x 1514/1538: a real Ethernet frame of 1514 bytes takes
+1538 bytes of wire time (preamble, SFD, FCS, inter-frame gap), so a shaped veth carries
+what a real link would, 941 Mbit/s of TCP payload on a 1gbit link, whatever the size of
+the (GSO) packets the veth hands to the qdisc.
+
+A round is real: `python3 thepusher.pyz master -S IMAGE_DIR -l 10.99.0.1:8080` in the
+master's namespace with a group of the clients' addresses (start = "manual"), and
+`python3 thepusher.pyz client -p 10.99.0.1:8080 --bind IP` in each client's namespace,
+writing to /dev/shm. The round is started through the API once every client is WAIT;
+the script reaches the master's API through a socket made inside the master's namespace.
+
+Everything this makes (namespaces, the veths and the bridge in them, processes, files in
+/dev/shm named tpb<PID>-*) is removed on exit, on an exception, on SIGINT/SIGTERM/SIGHUP;
+and at the start of a run, what earlier runs that are no longer alive left behind.
+
+Units: MB = 10^6 bytes, GB = 10^9 bytes, Mbit = 10^6 bits, MiB = 2^20 bytes.
+"""
+
+import argparse
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_images  # noqa: E402 - beside this script, also when run as a file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYZ = os.path.join(ROOT, "thepusher.pyz")
+SHM = "/dev/shm"
+PREFIX = "tpb"  # namespaces tpb<PID>-br, tpb<PID>-m, tpb<PID>-c<i>; files /dev/shm/tpb<PID>-*
+SUBNET = "10.99.0"
+MASTER_IP = f"{SUBNET}.1"
+API_PORT = 8080
+MAX_CLIENTS = 200
+# A 1514-byte frame (1500 MTU + Ethernet header, what the qdisc counts) takes 1538 bytes
+# of wire time; TCP with timestamps carries 1448 payload bytes in it.
+WIRE_FACTOR = 1514 / 1538
+TCP_PAYLOAD = 1448 / 1538
+COMPRESSION_OF_SUFFIX = {".gz": "GZIP", ".bz2": "BZ2", ".xz": "XZ"}
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class BenchError(Exception):
+    """Something broke (not a slow figure): the run stops with this message."""
+
+
+# -- units -----------------------------------------------------------------------------
+
+_RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
+               "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9, "tbps": 8e12}
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def rate_bits(text: str) -> float:
+    """A tc rate ("1gbit", "100mbit", "10mbps" = megabytes/s as in tc) in bits per second."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
+    unit = (m.group(2).lower() or "bit") if m else ""
+    if not m or unit not in _RATE_UNITS:
+        raise ValueError(f"rate {text!r}: expected e.g. 1gbit, 100mbit (tc units)")
+    value = float(m.group(1)) * _RATE_UNITS[unit]
+    if value <= 0:
+        raise ValueError(f"rate {text!r} must be positive")
+    return value
+
+
+def delay_ms(text: Optional[str]) -> float:
+    """"5ms", "0.5ms", "200us", "1s", "0" -> milliseconds."""
+    if not text:
+        return 0.0
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s|)\s*", text.lower())
+    if not m:
+        raise ValueError(f"delay {text!r}: expected e.g. 0ms, 2ms, 500us")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "": 1.0}[m.group(2)]
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
+    try:
+        value = int(float(t[: len(t) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected e.g. 256M or 1G") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return value
+
+
+# -- namespaces ------------------------------------------------------------------------
+
+
+def _sh(argv: List[str], check: bool = True, timeout: float = 30) -> str:
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout
+
+
+def list_netns() -> List[str]:
+    return [line.split()[0] for line in _sh(["ip", "netns", "list"]).splitlines() if line.strip()]
+
+
+def socket_in(ns: str, family: int = socket.AF_INET,
+              kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket created inside namespace `ns` (it stays there; this thread does not).
+
+    setns(2) moves only the calling thread; signals are blocked meanwhile so that no
+    Python handler runs while this thread is in the other namespace.
+    """
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns({ns}): {os.strerror(e)}")
+            try:
+                return socket.socket(family, kind)
+            finally:
+                if _libc.setns(own, CLONE_NEWNET) != 0:  # cannot happen; never go on there
+                    os.write(2, b"bench_link: cannot return to our own network namespace\n")
+                    os._exit(70)
+        finally:
+            os.close(target)
+    finally:
+        os.close(own)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when this script dies, however it dies."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _pid_is_live_bench(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"python" in f.read()
+    except OSError:
+        return False
+
+
+def _kill_ns_processes(ns: str) -> None:
+    pids = [int(p) for p in _sh(["ip", "netns", "pids", ns], check=False).split() if p.isdigit()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def remove_leftovers() -> List[str]:
+    """Namespaces and /dev/shm files of earlier runs whose process is gone. Names removed."""
+    removed = []
+    pat = re.compile(rf"^{PREFIX}(\d+)-")
+    for ns in list_netns():
+        m = pat.match(ns)
+        if not m or int(m.group(1)) == os.getpid() or _pid_is_live_bench(int(m.group(1))):
+            continue
+        _kill_ns_processes(ns)
+        _sh(["ip", "netns", "delete", ns], check=False)
+        removed.append(ns)
+    if os.path.isdir(SHM):
+        for name in os.listdir(SHM):
+            m = pat.match(name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_is_live_bench(int(m.group(1))):
+                path = os.path.join(SHM, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                removed.append(path)
+    return removed
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM/SIGHUP, raised like Ctrl-C so that every finally runs."""
+
+
+def _raise_interrupt(signum, frame):
+    raise _Interrupted(f"signal {signum}")
+
+
+class LinkLab:
+    """The master's and N clients' namespaces on one bridge, every link shaped.
+
+    with LinkLab(4, rate="1gbit") as lab:
+        lab.master_ns, lab.master_ip, lab.client_ns[i], lab.client_ips[i]
+        lab.popen(ns, argv, log=path)     # argv run inside ns (ip netns exec)
+        lab.socket(ns)                    # a socket inside ns (to reach the master's API)
+        lab.link_check()                  # TCP payload Mbit/s master -> c1
+
+    `rate` is every client port's rate, `master_rate` the master's (default `rate`),
+    `delay` a one-way delay added as packets leave each machine (netem), e.g. "2ms".
+    """
+
+    def __init__(self, clients: int, rate: str = "1gbit", master_rate: Optional[str] = None,
+                 delay: Optional[str] = None) -> None:
+        if not 1 <= clients <= MAX_CLIENTS:
+            raise ValueError(f"clients must be from 1 to {MAX_CLIENTS}")
+        self.n = clients
+        self.rate = rate
+        self.master_rate = master_rate or rate
+        self.rate_bps = rate_bits(rate)
+        self.master_rate_bps = rate_bits(self.master_rate)
+        self.delay = delay if delay_ms(delay) > 0 else None
+        self.prefix = f"{PREFIX}{os.getpid()}-"
+        self.bridge_ns = self.prefix + "br"
+        self.master_ns = self.prefix + "m"
+        self.client_ns = [f"{self.prefix}c{i + 1}" for i in range(clients)]
+        self.master_ip = MASTER_IP
+        self.client_ips = [f"{SUBNET}.{11 + i}" for i in range(clients)]
+        self.procs: List[subprocess.Popen] = []
+        self._logs: list = []
+        self._old_handlers: Dict[int, object] = {}
+        self.leftovers: List[str] = []
+
+    # setup / teardown
+
+    def __enter__(self) -> "LinkLab":
+        self._install_handlers()
+        try:
+            self.leftovers = remove_leftovers()
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _install_handlers(self) -> None:
+        """SIGTERM/SIGHUP raise like Ctrl-C while the lab exists (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                self._old_handlers[sig] = signal.signal(sig, _raise_interrupt)
+
+    def _build(self) -> None:
+        ip = ["ip", "-n"]
+        br = self.bridge_ns
+        for ns in [br, self.master_ns] + self.client_ns:
+            _sh(["ip", "netns", "add", ns])
+            _sh(ip + [ns, "link", "set", "lo", "up"])
+        _sh(ip + [br, "link", "add", "br0", "type", "bridge"])
+        _sh(ip + [br, "link", "set", "br0", "up"])
+        # no iptables on bridged frames in this namespace (there are no rules; saves CPU)
+        for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
+                    "bridge-nf-call-arptables"):
+            _sh(["ip", "netns", "exec", br, "sh", "-c",
+                 f"echo 0 > /proc/sys/net/bridge/{key}"], check=False)
+        nodes = [("vm", self.master_ns, self.master_ip, self.master_rate_bps)] + [
+            (f"vc{i + 1}", ns, addr, self.rate_bps)
+            for i, (ns, addr) in enumerate(zip(self.client_ns, self.client_ips))]
+        for port, ns, addr, bps in nodes:
+            _sh(ip + [br, "link", "add", "name", port, "type", "veth", "peer", "name", "eth0",
+                      "netns", ns])
+            _sh(ip + [br, "link", "set", port, "master", "br0", "up"])
+            _sh(ip + [ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
+            _sh(ip + [ns, "link", "set", "eth0", "up"])
+            self._shape(br, port, bps, None)           # the bridge's port: towards the machine
+            self._shape(ns, "eth0", bps, self.delay)   # the machine's port: from it
+
+    @staticmethod
+    def _shape(ns: str, dev: str, bps: float, delay: Optional[str]) -> None:
+        rate = f"{max(1, int(bps * WIRE_FACTOR))}bit"
+        burst = max(64 << 10, int(bps / 8 / 1000))  # >= one GSO packet, ~1 ms at the rate
+        tc = ["tc", "-n", ns]
+        _sh(tc + ["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])
+        _sh(tc + ["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb",
+                  "rate", rate, "ceil", rate, "burst", str(burst), "cburst", str(burst),
+                  "quantum", "60000"])
+        if delay:
+            r = subprocess.run(tc + ["qdisc", "add", "dev", dev, "parent", "1:10", "handle", "10:",
+                                     "netem", "delay", delay, "limit", "100000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=True)
+            if r.returncode != 0:
+                hint = (" (this kernel has no sch_netem: CONFIG_NET_SCH_NETEM; run without "
+                        "--delay)" if "unknown" in r.stderr.lower() else "")
+                raise BenchError(f"cannot add a {delay} delay on {ns}/{dev}: "
+                                 f"{r.stderr.strip()}{hint}")
+
+    def close(self) -> None:
+        """Kill our processes, delete our namespaces (with their veths and bridge).
+
+        Safe to call twice; signals are ignored meanwhile so a second Ctrl-C cannot cut it
+        short.
+        """
+        main = threading.current_thread() is threading.main_thread()
+        saved = {}
+        if main:
+            for sig in SIGNALS:
+                saved[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+                for p in self.procs:
+                    if p.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(p.pid, sig)
+                deadline = time.monotonic() + grace
+                for p in self.procs:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.wait(max(0.0, deadline - time.monotonic()))
+            self.procs = []
+            for f in self._logs:
+                f.close()
+            self._logs = []
+            for ns in list_netns():
+                if ns.startswith(self.prefix):
+                    _kill_ns_processes(ns)
+                    _sh(["ip", "netns", "delete", ns], check=False)
+            left = [ns for ns in list_netns() if ns.startswith(self.prefix)]
+            if left:
+                print(f"bench_link: WARNING: could not delete {left}", file=sys.stderr)
+        finally:
+            if main:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+                for sig, handler in self._old_handlers.items():
+                    signal.signal(sig, handler)
+                self._old_handlers = {}
+
+    # use
+
+    def popen(self, ns: str, argv: List[str], log: Optional[str] = None,
+              env: Optional[dict] = None, **kw) -> subprocess.Popen:
+        """Start `argv` inside namespace `ns`, in its own process group; it dies with us.
+
+        Output goes to the file `log` (default: discarded). `ip netns exec` execs the
+        command in place, so the Popen's pid is the command's.
+        """
+        out = subprocess.DEVNULL
+        if log is not None:
+            out = open(log, "ab")
+            self._logs.append(out)
+        kw.setdefault("stdout", out)
+        kw.setdefault("stderr", subprocess.STDOUT)
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(argv), stdin=subprocess.DEVNULL,
+                             env=env, start_new_session=True, preexec_fn=_die_with_parent, **kw)
+        self.procs.append(p)
+        return p
+
+    def run(self, ns: str, argv: List[str], timeout: float = 30) -> str:
+        """A short command inside `ns`; its stdout."""
+        return _sh(["ip", "netns", "exec", ns] + list(argv), timeout=timeout)
+
+    def socket(self, ns: str) -> socket.socket:
+        return socket_in(ns)
+
+    def http(self, ns: str, method: str, host: str, port: int, path: str,
+             body: Optional[dict] = None, timeout: float = 10) -> Tuple[int, dict]:
+        """One JSON API call made from inside `ns`."""
+        conn = _NsHTTPConnection(ns, host, port, timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                return resp.status, json.loads(raw or b"null")
+            except ValueError:
+                return resp.status, {"error": raw.decode(errors="replace")}
+        finally:
+            conn.close()
+
+    def link_check(self, seconds: float = 3.0, port: int = 5201) -> float:
+        """TCP payload throughput master -> c1 (Mbit/s, 10^6 bit), measured by the receiver
+        from its first byte to the sender's close: one plain TCP stream, 1 MiB writes."""
+        srv = socket_in(self.client_ns[0])
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((self.client_ips[0], port))
+        srv.listen(1)
+        srv.settimeout(10)
+        result: Dict[str, float] = {}
+
+        def receive() -> None:
+            try:
+                conn, _ = srv.accept()
+            except OSError as e:
+                result["error"] = e  # type: ignore[assignment]
+                return
+            with conn:
+                buf = bytearray(1 << 20)
+                total, first = 0, None
+                while True:
+                    n = conn.recv_into(buf)
+                    if not n:
+                        break
+                    if first is None:
+                        first = time.monotonic()
+                    total += n
+                result["bytes"] = total
+                result["seconds"] = time.monotonic() - (first or time.monotonic())
+
+        t = threading.Thread(target=receive, daemon=True)
+        t.start()
+        cli = socket_in(self.master_ns)
+        try:
+            cli.settimeout(10)
+            cli.connect((self.client_ips[0], port))
+            chunk = os.urandom(1 << 20)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                cli.sendall(chunk)
+        finally:
+            cli.close()
+        t.join(30)
+        srv.close()
+        if "bytes" not in result or not result.get("seconds"):
+            raise BenchError(f"link check failed: {result.get('error', 'no data received')}")
+        return result["bytes"] * 8 / result["seconds"] / 1e6
+
+    def tc_drops(self) -> int:
+        """Packets the shaping queues dropped so far, over every port."""
+        total = 0
+        for ns, dev in [(self.master_ns, "eth0")] + [(ns, "eth0") for ns in self.client_ns] + \
+                [(self.bridge_ns, p) for p in ["vm"] + [f"vc{i + 1}" for i in range(self.n)]]:
+            out = _sh(["tc", "-n", ns, "-s", "qdisc", "show", "dev", dev], check=False)
+            for m in re.finditer(r"dropped (\d+)", out):
+                total += int(m.group(1))
+        return total
+
+
+class _NsHTTPConnection(http.client.HTTPConnection):
+    """HTTP from inside a namespace: the socket is made there, the rest as usual."""
+
+    def __init__(self, ns: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._ns = ns
+
+    def connect(self) -> None:
+        self.sock = socket_in(self._ns)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect((self.host, self.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# -- one round -------------------------------------------------------------------------
+
+
+def thepusher_argv(python: Optional[str] = None, pyz: Optional[str] = PYZ) -> List[str]:
+    """How to run thepusher: `python3 thepusher.pyz`, or with pyz=None the source tree
+    (`python3 -m thepusher`, PYTHONPATH set by child_env)."""
+    python = python or sys.executable
+    return [python, pyz] if pyz else [python, "-m", "thepusher"]
+
+
+def child_env(pyz: Optional[str] = PYZ) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not pyz:
+        env["PYTHONPATH"] = ROOT
+    return env
+
+
+def compression_of(path: str) -> str:
+    return COMPRESSION_OF_SUFFIX.get(os.path.splitext(path)[1].lower(), "NONE")
+
+
+def _write_config(image_dir: str, filename: str, compression: str, hosts: List[str]) -> None:
+    """As tests/bench.py: one image, one group of these hosts in this order, started by
+    the bench (start = "manual") once every host is WAIT."""
+    quoted = ", ".join(f'"{h}"' for h in hosts)
+    with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
+        f.write(f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
+                f'  compression = "{compression}"\n}}\n'
+                f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
+                '  start = "manual"\n}\n')
+
+
+def _tail(path: str, chars: int = 2500) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return ""
+
+
+def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
+              clients: Optional[int] = None, dest: str = "shm", python: Optional[str] = None,
+              pyz: Optional[str] = PYZ, timeout: Optional[float] = None,
+              keep_logs: Optional[str] = None) -> dict:
+    """One real round over the lab's links: master + `clients` (default all) client
+    processes, started fresh and stopped at the end. Raises BenchError unless every
+    client ends DONE (each verified the SHA-256 of what it wrote) and exits 0.
+
+    `dest`: "shm" (a file per client in /dev/shm, deleted afterwards) or "null".
+    Returns: n, stream_s (phase 'streaming' seen -> master's finished), wall_s (master's
+    round: finished - started), content_bytes (what each client wrote), image_bytes (the
+    file the master streams), goodput_mb_s (content MB / stream s, per client: every
+    client receives all of it), goodput_per_link (goodput over the slowest port's rate in
+    MB/s), cpu_s (each hop's cpu_seconds as reported with DONE), cpu_s_per_gb (per hop,
+    over content GB), states, chain, round.
+    """
+    n = lab.n if clients is None else clients
+    if not 1 <= n <= lab.n:
+        raise ValueError(f"clients must be from 1 to {lab.n}")
+    hosts = lab.client_ips[:n]
+    image_path = os.path.abspath(image_path)
+    image_bytes = os.path.getsize(image_path)
+    work = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-round-", dir=SHM)
+    image_dir = os.path.join(work, "images")
+    logs = keep_logs or os.path.join(work, "logs")
+    os.makedirs(image_dir)
+    os.makedirs(logs, exist_ok=True)
+    filename = os.path.basename(image_path)
+    try:
+        os.link(image_path, os.path.join(image_dir, filename))
+    except OSError:
+        os.symlink(image_path, os.path.join(image_dir, filename))
+    # The master's digest sidecar (valid while the image is unchanged) is kept beside the
+    # image between rounds, so a 1 GiB image is hashed once, not once per round.
+    sidecar = image_path + ".digest.json"
+    if os.path.exists(sidecar):
+        shutil.copy(sidecar, image_dir)
+    _write_config(image_dir, filename, compression, hosts)
+    if dest == "shm":
+        dests = [os.path.join(work, f"disk-c{i + 1}.img") for i in range(n)]
+    elif dest == "null":
+        dests = ["/dev/null"] * n
+    else:
+        raise ValueError("dest must be 'shm' or 'null'")
+    cmd, env = thepusher_argv(python, pyz), child_env(pyz)
+    master_log = os.path.join(logs, "master.log")
+    procs: List[Tuple[str, subprocess.Popen, str]] = []
+
+    def status() -> dict:
+        code, body = lab.http(lab.master_ns, "GET", lab.master_ip, API_PORT, "/api/status")
+        if code != 200:
+            raise BenchError(f"GET /api/status: {code} {body}")
+        return body
+
+    def logs_of(which: List[Tuple[str, subprocess.Popen, str]]) -> str:
+        return "".join(f"\n--- {name} ({path}) ---\n{_tail(path)}" for name, _, path in which)
+
+    try:
+        master = lab.popen(lab.master_ns, cmd + ["-v", "master", "-S", image_dir, "-l",
+                                                 f"{lab.master_ip}:{API_PORT}"],
+                           log=master_log, env=env)
+        procs.append(("master", master, master_log))
+        deadline = time.monotonic() + 120 + image_bytes / 100e6  # it hashes the image first
+        images: list = []
+        while True:
+            if master.poll() is not None:
+                raise BenchError("the master exited" + logs_of(procs))
+            if time.monotonic() > deadline:
+                raise BenchError(f"the master was not ready in time: {images}" + logs_of(procs))
+            try:
+                images = status().get("images", [])
+            except OSError:
+                time.sleep(0.1)
+                continue
+            states = [i.get("state") for i in images]
+            if states and all(s == "ready" for s in states):
+                break
+            if "error" in states:
+                raise BenchError(f"the master cannot use the image: {images}")
+            time.sleep(0.1)
+        content_bytes = images[0].get("content_size") or None
+        made = os.path.join(image_dir, filename + ".digest.json")
+        if not os.path.exists(sidecar) and os.path.exists(made):
+            shutil.copy(made, sidecar)
+
+        for i, (ns, host, d) in enumerate(zip(lab.client_ns, hosts, dests)):
+            path = os.path.join(logs, f"client-c{i + 1}.log")
+            p = lab.popen(ns, cmd + ["-v", "client", "-p", f"{lab.master_ip}:{API_PORT}",
+                                     "--bind", host, "--destination", d], log=path, env=env)
+            procs.append((f"client c{i + 1} {host}", p, path))
+        deadline = time.monotonic() + 60
+        while True:
+            for name, p, _ in procs:
+                if p.poll() is not None:
+                    raise BenchError(f"{name} exited before the round" + logs_of(procs))
+            if time.monotonic() > deadline:
+                raise BenchError(f"{n} clients not all WAIT after 60 s" + logs_of(procs))
+            by_host = {c["host"]: c["state"] for c in status()["groups"][0]["clients"]}
+            if all(by_host.get(h) == "WAIT" for h in hosts):
+                break
+            time.sleep(0.02)
+        code, answer = lab.http(lab.master_ns, "POST", lab.master_ip, API_PORT,
+                                "/api/groups/room/start", {})
+        if code != 200:
+            raise BenchError(f"POST /api/groups/room/start: {code} {answer}")
+        if answer.get("chain") != hosts:
+            raise BenchError(f"round started with chain {answer.get('chain')}, expected {hosts}")
+        number = answer["round"]
+
+        link_mb_s = min(lab.rate_bps, lab.master_rate_bps) / 8 / 1e6
+        if timeout is None:  # 10x the time of a link-limited round, at least 2 minutes
+            timeout = 120 + 10 * (content_bytes or image_bytes) / (link_mb_s * 1e6)
+        deadline = time.monotonic() + timeout
+        seen_streaming: Optional[float] = None
+        while True:
+            if time.monotonic() > deadline:
+                raise BenchError(f"round {number} ({n} clients) not finished after "
+                                 f"{timeout:.0f} s" + logs_of(procs))
+            if master.poll() is not None:
+                raise BenchError("the master died during the round" + logs_of(procs))
+            st = status()
+            if st["history"] and st["history"][-1]["number"] >= number:
+                break
+            r = st["groups"][0]["round"]
+            if seen_streaming is None and r and r["number"] == number \
+                    and r["phase"] == "streaming":
+                seen_streaming = time.time()
+            time.sleep(0.005 if seen_streaming is None else 0.1)
+        rnd = st["history"][-1]
+        by_host = {c["host"]: c for c in st["groups"][0]["clients"]}
+        bad = [h for h in hosts if by_host[h]["state"] != "DONE"]
+        if bad:
+            reasons = "; ".join(f"{h}: {by_host[h]['state']} {by_host[h].get('error')}"
+                                for h in bad)
+            raise BenchError(f"round {number} with {n} clients: not every client DONE: "
+                             f"{reasons}" + logs_of(procs))
+        for name, p, _ in procs[1:]:
+            try:
+                code = p.wait(30)
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"{name} still running 30 s after DONE" + logs_of(procs)) \
+                    from None
+            if code != 0:
+                raise BenchError(f"{name} exited with {code} after DONE" + logs_of(procs))
+        if content_bytes is None:
+            sizes = [os.path.getsize(d) for d in dests if d != "/dev/null"]
+            content_bytes = max(sizes) if sizes else image_bytes
+        cpu = [by_host[h].get("cpu_seconds") for h in hosts]
+        if None in cpu:
+            raise BenchError(f"a client reported no cpu_seconds: {by_host}")
+        stream = rnd["finished"] - seen_streaming if seen_streaming else float("nan")
+        goodput = content_bytes / stream / 1e6
+        gb = content_bytes / 1e9
+        return {
+            "n": n,
+            "round": number,
+            "chain": answer["chain"],
+            "stream_s": stream,
+            "wall_s": rnd["finished"] - rnd["started"],
+            "content_bytes": content_bytes,
+            "image_bytes": image_bytes,
+            "goodput_mb_s": goodput,
+            "goodput_per_link": goodput / link_mb_s,
+            "link_mb_s": link_mb_s,
+            "cpu_s": cpu,
+            "cpu_s_per_gb": [c / gb for c in cpu],
+            "cpu_s_per_gb_med": statistics.median(cpu) / gb,
+            "cpu_s_per_gb_max": max(cpu) / gb,
+            # the clients' CPU over the machine's during the stream: near 1, the CPUs (not
+            # the links) set the pace, as for long chains on a 2-CPU machine
+            "cpu_share": sum(cpu) / stream / (os.cpu_count() or 1),
+            "states": {h: by_host[h]["state"] for h in hosts},
+            "all_done": True,
+        }
+    finally:
+        for _, p, _ in reversed(procs):
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        for _, p, _ in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+            with contextlib.suppress(ValueError):
+                lab.procs.remove(p)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the CLI ---------------------------------------------------------------------------
+
+
+def write_random(path: str, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def _mem_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_room(need: int) -> None:
+    free = shutil.disk_usage(SHM).free
+    avail = _mem_available()
+    room = min(free, avail) if avail is not None else free
+    if room < need + (1 << 30):
+        raise BenchError(f"{SHM} has {free >> 20} MiB free and {(avail or 0) >> 20} MiB of memory "
+                         f"are available; the run needs {need >> 20} MiB + 1 GiB to spare "
+                         "(image + a destination per client): use --dest null or a smaller --size")
+
+
+def machine_cpu() -> Optional[Tuple[float, float]]:
+    """(busy, stolen) CPU seconds of the whole machine so far (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def own_cpu() -> float:
+    """CPU seconds of this script and every child it reaped (masters, clients, ip, tc)."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def median(values: List[float]) -> float:
+    return statistics.median(values)
+
+
+def _source_note(pyz: Optional[str]) -> str:
+    try:
+        head = _sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).strip()
+        dirty = _sh(["git", "-C", ROOT, "status", "--porcelain", "--", "thepusher"],
+                    check=False).strip()
+    except (OSError, subprocess.SubprocessError):
+        head, dirty = "", ""
+    code = f"commit {head or '?'}{' + uncommitted changes in thepusher/' if dirty else ''}"
+    if not pyz:
+        return f"thepusher from the source tree {ROOT} ({code})"
+    if os.path.abspath(pyz) != PYZ:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(pyz)))
+        return f"{pyz} (built {stamp}; this tree is at {code})"
+    note = f"{pyz} ({code})"
+    newest = 0.0
+    for d, _, files in os.walk(os.path.join(ROOT, "thepusher")):
+        for name in files:
+            if name.endswith(".py"):
+                newest = max(newest, os.path.getmtime(os.path.join(d, name)))
+    if newest > os.path.getmtime(pyz):
+        note += " -- OLDER than thepusher/*.py: run `make` (or pass --source)"
+    return note
+
+
+def print_header(args, lab: LinkLab, check_mbit: float) -> None:
+    print("=" * 100)
+    print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)}")
+    print(f"machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python "
+          f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"thepusher: {_source_note(args.pyz)}")
+    delay = f", one-way delay {lab.delay} leaving each machine (hop RTT 2x)" if lab.delay else \
+        ", no added delay"
+    print(f"links: clients {lab.rate}, master {lab.master_rate}{delay}; HTB on both ends of each "
+          "veth, at rate x 1514/1538 (Ethernet wire overhead)")
+    ideal = min(lab.rate_bps, lab.master_rate_bps) * TCP_PAYLOAD / 1e6
+    path = (f"a {lab.rate} shaped veth pair" if lab.rate == lab.master_rate else
+            f"shaped veths, master {lab.master_rate}, c1 {lab.rate}")
+    print(f"link check: {check_mbit:.0f} Mbit/s of TCP payload master -> c1 through {path} "
+          f"(a real link carries {ideal:.0f})")
+    print(f"destinations: {'files in ' + SHM + ' (tmpfs)' if args.dest == 'shm' else '/dev/null'}; "
+          f"every figure is the median of {args.repeat} round(s); MB = 1e6 B, GB = 1e9 B")
+    print("stream s = phase 'streaming' seen (polled every 5 ms) -> the master's round finished;"
+          " wall s = the master's round")
+    print("goodput = image content MB / stream s (each client gets all of it); /link = over the "
+          "link rate in MB/s")
+    print("CPU s/GB per hop = cpu_seconds each client reported with DONE (whole process, incl. "
+          "~0.1 s start-up) / content GB")
+    print(f"CPU share = all hops' cpu_seconds / (stream s x {os.cpu_count()} CPUs): near 1 the "
+          "CPUs, not the links, set the pace (the kernel's softirq work for veth/bridge/HTB is "
+          "not in it)")
+    print("=" * 100, flush=True)
+
+
+def mode_scaling(args, lab: LinkLab) -> None:
+    size = args.size
+    work = os.path.join(SHM, f"{PREFIX}{os.getpid()}-work")
+    os.makedirs(work, exist_ok=True)
+    try:
+        image = os.path.join(work, "disk.img")
+        print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
+        write_random(image, size)
+        rows = []
+        for n in args.clients:
+            rounds = []
+            for i in range(args.repeat):
+                r = run_round(lab, image, "NONE", clients=n, dest=args.dest, pyz=args.pyz)
+                rounds.append(r)
+                print(f"  [N={n}, round {i + 1}/{args.repeat}] stream {r['stream_s']:.2f} s, wall "
+                      f"{r['wall_s']:.2f} s, {r['goodput_mb_s']:.1f} MB/s per client "
+                      f"({r['goodput_per_link']:.3f} of the link), hop CPU "
+                      f"{r['cpu_s_per_gb_med']:.2f}/{r['cpu_s_per_gb_max']:.2f} s/GB med/max, "
+                      f"all {n} DONE", flush=True)
+            rows.append({
+                "n": n,
+                "stream": median([r["stream_s"] for r in rounds]),
+                "wall": median([r["wall_s"] for r in rounds]),
+                "goodput": median([r["goodput_mb_s"] for r in rounds]),
+                "per_link": median([r["goodput_per_link"] for r in rounds]),
+                "cpu_med": median([r["cpu_s_per_gb_med"] for r in rounds]),
+                "cpu_max": median([r["cpu_s_per_gb_max"] for r in rounds]),
+                "cpu_share": median([r["cpu_share"] for r in rounds]),
+            })
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"chain scaling: {size >> 20} MiB random raw image, master -> c1 -> ... -> cN, "
+          f"links {lab.rate} (master {lab.master_rate}), medians of {args.repeat}")
+    head = (f"{'N':>3} {'stream s':>9} {'wall s':>7} {'MB/s/client':>12} {'goodput/link':>13} "
+            f"{'T(N)/T(1)':>10} {'hop CPU s/GB med':>17} {'max':>5} {'CPU share':>10}")
+    print(head)
+    print("-" * len(head))
+    first = rows[0]
+    for row in rows:
+        print(f"{row['n']:>3} {row['stream']:>9.2f} {row['wall']:>7.2f} {row['goodput']:>12.1f} "
+              f"{row['per_link']:>13.3f} {row['stream'] / first['stream']:>10.2f} "
+              f"{row['cpu_med']:>17.2f} {row['cpu_max']:>5.2f} {row['cpu_share']:>10.2f}")
+    if first["n"] != 1:
+        print(f"(T(N)/T(1) is relative to N={first['n']}, the smallest N measured)")
+    print(f"(the most a {lab.rate} link carries as TCP payload: "
+          f"{lab.rate_bps * TCP_PAYLOAD / 8e6:.1f} MB/s = {TCP_PAYLOAD:.3f} of the link)")
+
+
+def mode_images(args, lab: LinkLab) -> None:
+    """One client restores each image; without --image, the standard set of
+    bench_images.py (raw, gz, bz2, xz of content that compresses about 2:1, and a
+    random and a 75%-zero image of the same size), plus thepusher's decode speeds."""
+    if not args.image:
+        images = bench_images.standard_set(args.size)
+        rows = restore_images(args, lab, images)
+        print_images(args, lab, rows)
+        print_targets(rows)
+        print_decode_speeds(images, args.repeat)
+        return
+    specs = []
+    for spec in args.image:
+        path, sep, comp = spec.rpartition(":")
+        if not sep or os.path.exists(spec):
+            path, comp = spec, ""
+        if not os.path.isfile(path):
+            raise BenchError(f"--image {spec}: no such file")
+        specs.append((path, (comp or compression_of(path)).upper()))
+    print_images(args, lab, restore_images(args, lab, specs))
+
+
+def restore_images(args, lab: LinkLab, specs: List[Tuple[str, str]]) -> List[dict]:
+    rows = []
+    for path, comp in specs:
+        rounds = []
+        for i in range(args.repeat):
+            r = run_round(lab, path, comp, clients=1, dest=args.dest, pyz=args.pyz)
+            rounds.append(r)
+            print(f"  [{os.path.basename(path)} {comp}, round {i + 1}/{args.repeat}] stream "
+                  f"{r['stream_s']:.2f} s, wall {r['wall_s']:.2f} s, "
+                  f"{r['goodput_mb_s']:.1f} MB/s of content, DONE", flush=True)
+        rows.append({
+            "name": os.path.basename(path), "comp": comp,
+            "file": rounds[0]["image_bytes"], "content": rounds[0]["content_bytes"],
+            "stream": median([r["stream_s"] for r in rounds]),
+            "wall": median([r["wall_s"] for r in rounds]),
+            "cpu": median([r["cpu_s_per_gb_med"] for r in rounds]),
+        })
+    return rows
+
+
+def print_images(args, lab: LinkLab, rows: List[dict]) -> None:
+    print()
+    print(f"images: one client, link {lab.rate} (master {lab.master_rate}), medians of "
+          f"{args.repeat}; restore = stream s; ratio = over the first image's")
+    head = (f"{'image':<28} {'comp':>5} {'file MB':>9} {'content MB':>11} {'restore s':>10} "
+            f"{'wall s':>7} {'content MB/s':>13} {'wire MB/s':>10} {'ratio':>6} {'CPU s/GB':>9}")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        print(f"{row['name'][:28]:<28} {row['comp']:>5} {row['file'] / 1e6:>9.1f} "
+              f"{row['content'] / 1e6:>11.1f} {row['stream']:>10.2f} {row['wall']:>7.2f} "
+              f"{row['content'] / row['stream'] / 1e6:>13.1f} "
+              f"{row['file'] / row['stream'] / 1e6:>10.1f} "
+              f"{row['stream'] / rows[0]['stream']:>6.2f} {row['cpu']:>9.2f}")
+
+
+def print_targets(rows: List[dict]) -> None:
+    """Issue 6's targets, from the standard set's rows (raw, gz, bz2, xz, random, zeros75)."""
+    t = {row["name"]: row["stream"] for row in rows}
+    checks = [
+        ("gzip restore / raw restore", t["raw.img.gz"] / t["raw.img"], 0.6),
+        ("bzip2 -9 restore / raw restore", t["raw.img.bz2"] / t["raw.img"], 1.0),
+        ("xz restore / raw restore", t["raw.img.xz"] / t["raw.img"], None),
+        ("75%-zero restore / random restore", t["zeros75.img"] / t["random.img"], 0.35),
+    ]
+    print()
+    for what, ratio, limit in checks:
+        verdict = "" if limit is None else (f"  (target <= {limit}: "
+                                            f"{'met' if ratio <= limit else 'MISSED'})")
+        print(f"{what:<36} {ratio:5.2f}{verdict}")
+
+
+def print_decode_speeds(images: List[Tuple[str, str]], repeat: int) -> None:
+    speeds = bench_images.decode_speeds(images, repeat)
+    print()
+    print(f"thepusher's decoder alone (content MB/s, one process on this machine, "
+          f"median of {repeat}):")
+    for path, by_threads in speeds.items():
+        shown = ", ".join(f"{mbs:.0f} MB/s with {n} thread{'s' if n > 1 else ''}"
+                          for n, mbs in sorted(by_threads.items()))
+        print(f"  {os.path.basename(path):<14} {shown}")
+
+
+def parse_clients(text: str) -> List[int]:
+    try:
+        counts = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clients {text!r}: expected e.g. 1,2,4,8") from None
+    if not counts or counts[0] < 1 or counts[-1] > MAX_CLIENTS:
+        raise argparse.ArgumentTypeError(f"--clients {text!r}: counts from 1 to {MAX_CLIENTS}")
+    return counts
+
+
+def _rate_arg(text: str) -> str:
+    try:
+        rate_bits(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _delay_arg(text: str) -> str:
+    try:
+        delay_ms(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="thepusher over emulated links: a network namespace per machine, "
+                    "shaped veths, real rounds (root, Linux).")
+    parser.add_argument("--mode", choices=("scaling", "images"), default="scaling",
+                        help="scaling: chains of --clients on a random raw image (default); "
+                             "images: one client, each --image in turn")
+    parser.add_argument("--clients", type=parse_clients, default=[1, 2, 4, 8, 16],
+                        help="chain lengths for --mode scaling (default 1,2,4,8,16)")
+    parser.add_argument("--rate", type=_rate_arg, default="1gbit",
+                        help="every client port's rate, tc units (default 1gbit)")
+    parser.add_argument("--master-rate", type=_rate_arg, default=None,
+                        help="the master port's rate (default: --rate)")
+    parser.add_argument("--delay", type=_delay_arg, default="0ms",
+                        help="one-way delay added as packets leave each machine, e.g. 1ms "
+                             "(needs sch_netem; default 0ms: none)")
+    parser.add_argument("--size", type=parse_size, default=1 << 30,
+                        help="image size for --mode scaling and for the standard images of "
+                             "--mode images (default 1G = 1 GiB)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per row; medians (default 3)")
+    parser.add_argument("--image", action="append", metavar="PATH[:COMPRESSION]",
+                        help="--mode images: an image file, compression NONE/GZIP/BZ2/XZ "
+                             "(default from .gz/.bz2/.xz); repeat for more (default: the "
+                             "standard set of tests/bench_images.py)")
+    parser.add_argument("--dest", choices=("shm", "null"), default="shm",
+                        help="clients write files in /dev/shm (default) or /dev/null")
+    parser.add_argument("--pyz", default=PYZ, help=f"the zipapp to run (default {PYZ})")
+    parser.add_argument("--source", action="store_const", dest="pyz", const=None,
+                        help="run thepusher from the source tree (python3 -m thepusher) "
+                             "instead of the zipapp")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.pyz and not os.path.isfile(args.pyz):
+        parser.error(f"{args.pyz} not found: run `make` first, or pass --source")
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces, tc)")
+    n = max(args.clients) if args.mode == "scaling" else 1
+    started = time.monotonic()
+    cpu0 = machine_cpu()
+    # Ctrl-C, kill, a closed terminal: all unwind through LinkLab's cleanup (SIGINT too when
+    # started from a script that ignores it, as `cmd &` in a non-interactive shell does).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    try:
+        removed = remove_leftovers()  # before check_room: they may hold /dev/shm space
+        if args.mode == "scaling":
+            check_room(args.size * (1 + (n if args.dest == "shm" else 0)))
+        with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
+            removed += lab.leftovers
+            if removed:
+                print(f"bench_link: removed leftovers of earlier runs: {' '.join(removed)}")
+            check = lab.link_check()
+            ideal = min(lab.rate_bps, lab.master_rate_bps) * TCP_PAYLOAD / 1e6
+            if check > ideal * 1.05:
+                raise BenchError(f"the shaping does not limit: {check:.0f} Mbit/s through a "
+                                 f"{lab.rate} link")
+            print_header(args, lab, check)
+            if args.mode == "scaling":
+                mode_scaling(args, lab)
+            else:
+                mode_images(args, lab)
+            drops = lab.tc_drops()
+        print(f"bench_link: total {time.monotonic() - started:.0f} s; load average "
+              f"{os.getloadavg()[0]:.2f} at the end; {drops} packet(s) dropped by the shaping "
+              "queues; namespaces removed")
+        cpu1 = machine_cpu()
+        if cpu0 and cpu1:
+            busy, ours = cpu1[0] - cpu0[0], own_cpu()
+            print(f"bench_link: machine CPU busy {busy:.0f} s during the run, {ours:.0f} s of it "
+                  f"in the benchmark's processes, {max(busy - ours, 0):.0f} s elsewhere (other "
+                  f"people's processes, and softirq); {cpu1[1] - cpu0[1]:.1f} s stolen by the "
+                  "hypervisor")
+        return 0
+    except BenchError as e:
+        print(f"\nbench_link: ABORTED: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbench_link: interrupted; namespaces removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

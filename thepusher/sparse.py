@@ -1,0 +1,127 @@
+"""Where an uncompressed image is zero, so those runs travel as a length, not as bytes.
+
+Disk images are mostly free space. The master finds the zero runs once, while it hashes
+the image anyway: holes of a sparse file come from SEEK_DATA/SEEK_HOLE without reading
+them, and the data it reads is checked in aligned blocks of ZERO_BLOCK bytes. The runs
+are kept in the image's digest sidecar and turned into ZERO records when streaming.
+Shorter zero stretches travel as data: correct either way, and the map stays small.
+"""
+
+import errno
+import functools
+import os
+from typing import Iterator, List, Tuple
+
+ZERO_BLOCK = 64 << 10
+MAX_RUNS = 1 << 20  # beyond this a pathologically fragmented image sends its zeros as data
+_ZERO_BLOCK_BYTES = bytes(ZERO_BLOCK)
+
+Run = Tuple[int, int]  # (offset, length)
+
+
+class ZeroMap:
+    """Zero runs in offset order, adjacent ones merged."""
+
+    def __init__(self) -> None:
+        self.runs: List[List[int]] = []
+
+    def add(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
+        last = self.runs[-1] if self.runs else None
+        if last is not None and last[0] + last[1] == offset:
+            last[1] += length
+        elif len(self.runs) < MAX_RUNS:
+            self.runs.append([offset, length])
+
+    def scan(self, buf: bytearray, n: int, offset: int) -> None:
+        """Add the zero blocks of `buf[:n]`, which holds the file from `offset` on.
+
+        Blocks are aligned to the file, not to the buffer. A bytearray compared with
+        bytes is one memcmp; a memoryview would compare byte by byte.
+        """
+        if n == len(buf) and buf == _zeros(n):
+            self.add(offset, n)
+            return
+        for i in range(-offset % ZERO_BLOCK, n - ZERO_BLOCK + 1, ZERO_BLOCK):
+            if buf[i : i + ZERO_BLOCK] == _ZERO_BLOCK_BYTES:
+                self.add(offset + i, ZERO_BLOCK)
+
+    def total(self) -> int:
+        return sum(length for _, length in self.runs)
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(n: int) -> bytes:
+    return bytes(n)
+
+
+def hash_zeros(sha, length: int) -> None:
+    """Feed `length` zero bytes to a hash: a zero run is part of the content digest."""
+    block = memoryview(_zeros(min(length, 4 << 20)))
+    while length:
+        n = min(length, len(block))
+        sha.update(block[:n])
+        length -= n
+
+
+def extents(fd: int, size: int) -> Iterator[Tuple[int, int, bool]]:
+    """(offset, length, is_hole) covering [0, size), holes found without reading them.
+
+    A filesystem without SEEK_DATA (or a file without holes) gives one data extent.
+    """
+    if not hasattr(os, "SEEK_DATA"):
+        yield 0, size, False
+        return
+    pos = 0
+    while pos < size:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole is left
+                yield pos, size - pos, True
+                return
+            if e.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                yield pos, size - pos, False
+                return
+            raise
+        data = min(data, size)
+        if data > pos:
+            yield pos, data - pos, True
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), size)
+        if hole > data:
+            yield data, hole - data, False
+        pos = max(hole, data)
+
+
+def segments(runs: List[Run], start: int, end: int, max_data: int,
+             max_zero: int) -> Iterator[Tuple[bool, int, int]]:
+    """(is_zero, offset, length) pieces covering [start, end) in order: data pieces of at
+    most `max_data` bytes between the zero runs, zero pieces of at most `max_zero`."""
+    pos = start
+    for offset, length in _runs_from(runs, start):
+        if offset >= end:
+            break
+        zero_start, zero_end = max(offset, pos), min(offset + length, end)
+        yield from _pieces(False, pos, zero_start, max_data)
+        yield from _pieces(True, zero_start, zero_end, max_zero)
+        pos = zero_end
+    yield from _pieces(False, pos, end, max_data)
+
+
+def _runs_from(runs: List[Run], start: int) -> Iterator[Run]:
+    """The runs ending after `start` (binary search: a resume may start anywhere)."""
+    lo, hi = 0, len(runs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if runs[mid][0] + runs[mid][1] <= start:
+            lo = mid + 1
+        else:
+            hi = mid
+    for run in runs[lo:]:
+        yield run[0], run[1]
+
+
+def _pieces(zero: bool, start: int, end: int, step: int) -> Iterator[Tuple[bool, int, int]]:
+    for pos in range(start, end, step):
+        yield zero, pos, min(step, end - pos)
