@@ -49,6 +49,12 @@ def write_config(image_dir: Path, hosts: List[str], filename: str = "disk.img",
     return path
 
 
+def _interruptible() -> None:
+    """Ctrl-C works in a process the tests start even when the test run itself was
+    started in the background (`cmd &` in a script: SIGINT ignored, and inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A thepusher process whose output goes to a log file we can show on failure."""
 
@@ -58,7 +64,7 @@ class Proc:
         self._logf = open(self.log, "wb")
         self.popen = subprocess.Popen(
             thepusher(*args), stdout=self._logf, stderr=subprocess.STDOUT, env=ENV,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_interruptible,
         )
 
     def output(self) -> str:
