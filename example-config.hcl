@@ -54,6 +54,18 @@ admin_token    = ""
 # (the clients' subnet broadcast when the master has several networks)
 wake_address   = "255.255.255.255:9"
 
+# who may store images with put-image: addresses and networks such as
+# ["10.0.0.0/24", "10.0.1.7"]. [] = only the master's own machine
+put_allowed    = []
+
+# when set, put-image must also give it (--upload-token). At least 12 characters.
+upload_token   = ""
+
+# shared with the netboot image (create-nbi --secret, or thePusherSecret= on the
+# kernel command line): clients then run only tasks this master signed with it, so
+# a rogue master on the LAN cannot make them write a disk or run scripts. "" = none
+secret         = ""
+
 ### IMAGES ####################################################################
 
 # provide a unique name per image to be deployed ("image" blocks, one label each)

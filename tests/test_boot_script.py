@@ -18,6 +18,7 @@ from typing import Optional
 import pytest
 
 from tests.conftest import ROOT
+from thepusher.netboot import overlay
 
 SCRIPT = ROOT / "tinycore" / "thepusher-boot.sh"
 
@@ -25,14 +26,18 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
 
 STAND_IN = """\
-import sys
+import os, sys
 print("RAN:", " ".join(sys.argv[1:]), flush=True)
+if "THEPUSHER_SECRET" in os.environ:
+    print("ENV SECRET:", repr(os.environ["THEPUSHER_SECRET"]), flush=True)
+if os.environ.get("THEPUSHER_UPLOAD_TOKEN"):
+    print("ENV UPLOAD TOKEN:", repr(os.environ["THEPUSHER_UPLOAD_TOKEN"]), flush=True)
 sys.exit(int(open("/opt/exit-code").read()) if __import__("os").path.exists("/opt/exit-code") else 0)
 """
 
 
 def boot(tmp_path: Path, cmdline: str, baked: Optional[str] = None, pyz: bool = True,
-         exit_code: int = 0) -> subprocess.CompletedProcess:
+         exit_code: int = 0, env_file: Optional[bytes] = None) -> subprocess.CompletedProcess:
     opt = tmp_path / "opt"
     opt.mkdir()
     if pyz:
@@ -42,6 +47,8 @@ def boot(tmp_path: Path, cmdline: str, baked: Optional[str] = None, pyz: bool = 
         zipapp.create_archive(src, opt / "thepusher.pyz")
     if baked:
         (opt / "thepusher.env").write_text(f"THEPUSHER_MASTER={baked}\n")
+    if env_file is not None:  # what create-nbi writes
+        (opt / "thepusher.env").write_bytes(env_file)
     if exit_code:
         (opt / "exit-code").write_text(str(exit_code))
     shutil.copy(SCRIPT, opt / "thepusher-boot.sh")
@@ -95,3 +102,46 @@ def test_missing_zipapp_is_reported_on_the_console(tmp_path):
     done = boot(tmp_path, "thePusher=10.0.0.1", pyz=False)
     assert done.returncode == 1
     assert "/opt/thepusher.pyz IS MISSING" in done.stdout
+
+
+# -- the secret (signed tasks) ---------------------------------------------------------
+
+SECRET = "s3cret-'quoted'-$HOME-*"  # quotes, a dollar and a glob: all must arrive intact
+
+
+def test_baked_secret_reaches_the_client_in_its_environment_never_in_argv_or_output(tmp_path):
+    done = boot(tmp_path, "base norestore noswap",
+                env_file=overlay.env_file("10.9.9.9", SECRET))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"ENV SECRET: {SECRET!r}" in done.stdout
+    ran = [line for line in done.stdout.splitlines() if line.startswith("RAN:")]
+    assert ran == ["RAN: client -p 10.9.9.9"]
+    script_said = done.stdout.replace(f"ENV SECRET: {SECRET!r}", "") + done.stderr
+    assert "s3cret" not in script_said
+    assert "only tasks it signed with the secret are run" in done.stdout
+
+
+def test_command_line_secret_wins_over_the_baked_one(tmp_path):
+    done = boot(tmp_path, "thePusherSecret=first-one-1234 base thePusherSecret=typed-at-prompt-99",
+                env_file=overlay.env_file("10.9.9.9", SECRET))
+    assert "ENV SECRET: 'typed-at-prompt-99'" in done.stdout
+    assert done.stdout.count("typed-at-prompt-99") == 1
+
+
+def test_without_a_secret_the_client_gets_an_empty_one_and_the_script_says_nothing_of_it(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1")
+    assert "ENV SECRET: ''" in done.stdout
+    assert "signed" not in done.stdout
+
+
+def test_upload_token_on_the_command_line_reaches_put_image_in_its_environment_only(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda thePusherUploadToken=upload-token-77")
+    assert "RAN: put-image -p 10.0.0.1 -i /dev/vda" in done.stdout
+    assert "ENV UPLOAD TOKEN: 'upload-token-77'" in done.stdout
+    assert done.stdout.count("upload-token-77") == 1  # the stand-in's line: never in argv or said
+
+
+def test_put_image_is_not_given_the_secret(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda thePusherSecret=typed-at-prompt-99")
+    assert "RAN: put-image -p 10.0.0.1 -i /dev/vda" in done.stdout
+    assert "typed-at-prompt-99" not in done.stdout

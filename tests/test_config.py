@@ -2,6 +2,7 @@
 
 import bz2
 import dataclasses
+import json
 import gzip
 import lzma
 import os
@@ -132,7 +133,10 @@ def test_docs_table_gives_each_settings_default():
         row = re.search(rf"^\| `{f.name}` \| `([^`]+)` \|", docs, re.M)
         assert row, f.name
         shown = row.group(1)
-        assert (shown.strip('"') if isinstance(f.default, str) else float(shown)) == f.default, f.name
+        if f.default is dataclasses.MISSING:  # a list
+            assert json.loads(shown) == f.default_factory(), f.name
+        else:
+            assert (shown.strip('"') if isinstance(f.default, str) else float(shown)) == f.default, f.name
 
 
 def test_every_schema_key_fills_a_field_of_its_dataclass(tmp_path):
@@ -226,7 +230,8 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         f"{path}:1:1: 'arm_timeout' must be a number of seconds, found a string",
         f"{path}:2:1: 'io_timeout' must be between 0 and 86400 seconds, found 0",
         f"{path}:3:1: unknown setting 'verbose' (top-level settings: arm_timeout, "
-        "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address; "
+        "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address, "
+        "put_allowed, upload_token, secret; "
         "image and group keys go inside "
         "image or clientgroup blocks)",
         f"{path}:7:3: image 'u': unsupported type 'ZIP'; supported: IMG, TAR",
@@ -382,7 +387,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             1,
             "unknown setting 'debug' (top-level settings: arm_timeout, accept_timeout, io_timeout, "
-            "report_timeout, replay_window, admin_token, wake_address; image and group keys go "
+            "report_timeout, replay_window, admin_token, wake_address, put_allowed, upload_token, secret; image and group keys go "
             "inside image or clientgroup blocks)",
             id="unknown-setting",
         ),
@@ -391,7 +396,8 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             11,
             3,
             "unknown setting 'filename' (top-level settings: arm_timeout, accept_timeout, "
-            "io_timeout, report_timeout, replay_window, admin_token, wake_address; "
+            "io_timeout, report_timeout, replay_window, admin_token, wake_address, put_allowed, "
+            "upload_token, secret; "
             "image and group keys go inside image or clientgroup blocks)",
             id="image-key-at-top-level",
         ),
@@ -819,6 +825,10 @@ def test_manual_start_with_retries_0_is_fine(tmp_path):
     ('admin_token = "has a space in it"', "'admin_token' must be at least 12 printable"),
     ('wake_address = "broadcast"', "'wake_address' must be an IPv4 address with an optional :PORT"),
     ('wake_address = "10.0.0.255:99999"', "'wake_address': port '99999' is not a UDP port"),
+    ('put_allowed = "10.0.0.0/24"', "'put_allowed' must be a list of addresses or networks"),
+    ('put_allowed = ["10.0.0.0/33"]', "'put_allowed': '10.0.0.0/33' is not an IP address or network"),
+    ('upload_token = "short"', "'upload_token' must be at least 12 printable characters"),
+    ('secret = "has a space in it"', "'secret' must be at least 12 printable characters"),
 ])
 def test_bad_admin_token_or_wake_address_is_named_at_its_line(tmp_path, setting, message):
     line, col, got = one_error(tmp_path, setting + "\n" + VALID)

@@ -4,6 +4,7 @@ The sender side here is test code speaking the wire format (so it can misbehave 
 purpose); the Hop under test is the real one, in real threads.
 """
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -201,6 +202,9 @@ def header_bytes(header: wire.StreamHeader, secret: bytes, nonce: bytes) -> byte
         ("replayed header", lambda n: header_bytes(make_header(b"x" * 100), SECRET, b"\0" * 16)),
         ("other session", lambda n: header_bytes(make_header(b"x" * 100, session="old"), SECRET, n)),
         ("huge header length", lambda n: wire.HEADER_MAGIC + (1 << 31).to_bytes(4, "big")),
+        # the round's secret, but from a place after ours in the chain: not an upstream
+        ("sender downstream of us", lambda n: header_bytes(
+            dataclasses.replace(make_header(b"x" * 100), sender=2), SECRET, n)),
     ],
 )
 def test_connection_without_valid_secret_writes_zero_bytes(tmp_path, name, payload):

@@ -408,3 +408,50 @@ def test_append_adds_words_to_every_boot_config_before_the_master(cache, pyz, tm
 def test_append_with_quotes_or_newlines_is_refused(cache, pyz, tmp_path, words):
     with pytest.raises(NbiError, match="only plain words"):
         nbi.create(str(cache), str(tmp_path / "nbi"), str(pyz), append=words)
+
+
+# -- the secret (signed tasks) ---------------------------------------------------------
+
+SECRET = "s3cret-'quoted'-$HOME-*"
+
+
+def test_secret_is_baked_only_into_the_env_file_readable_by_root_alone(cache, pyz, tmp_path):
+    out = tmp_path / "nbi"
+    nbi.create(str(cache), str(out), str(pyz), master="10.1.2.3", secret=SECRET)
+    env = entries(out / "thepusher.gz")["opt/thepusher.env"]
+    assert (env.kind, oct(env.perm), env.uid, env.gid) == ("file", "0o600", 0, 0)
+    assert env.data == b"THEPUSHER_MASTER=10.1.2.3\nTHEPUSHER_SECRET='s3cret-'\"'\"'quoted'\"'\"'-$HOME-*'\n"
+    # the boot script sources it with sh: the secret comes back exactly
+    (tmp_path / "env").write_bytes(env.data)
+    sourced = subprocess.run(["sh", "-c", f'. {tmp_path / "env"}; printf %s "$THEPUSHER_SECRET"'],
+                             capture_output=True, text=True, check=True).stdout
+    assert sourced == SECRET
+    for name in ("pxelinux.cfg/default", "boot.ipxe", "dnsmasq.conf"):
+        assert "s3cret" not in (out / name).read_text(), name
+
+
+def test_secret_without_a_master_still_gets_an_env_file_of_its_own(cache, pyz, tmp_path):
+    nbi.create(str(cache), str(tmp_path / "nbi"), str(pyz), secret="abcdefghijkl")
+    env = entries(tmp_path / "nbi" / "thepusher.gz")["opt/thepusher.env"]
+    assert env.data == b"THEPUSHER_SECRET=abcdefghijkl\n" and env.perm == 0o600
+
+
+@pytest.mark.parametrize("secret", ["short", "has a space in it", "tab\there-1234567"])
+def test_secret_the_master_would_refuse_is_refused_before_anything_is_written(cache, pyz, tmp_path,
+                                                                             secret):
+    with pytest.raises(NbiError, match="at least 12 printable characters without spaces"):
+        nbi.create(str(cache), str(tmp_path / "nbi"), str(pyz), secret=secret)
+    assert not (tmp_path / "nbi").exists()
+
+
+def test_create_nbi_command_takes_the_secret_from_the_environment_and_never_prints_it(
+        cache, pyz, tmp_path):
+    out = tmp_path / "nbi"
+    done = subprocess.run([sys.executable, str(pyz), "create-nbi", "--tinycore", str(cache),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120,
+                          env=dict(ENV, THEPUSHER_SECRET="from-the-env-1234"))
+    assert done.returncode == 0, done.stderr
+    assert "the secret (clients run only signed tasks)" in done.stdout
+    assert "from-the-env-1234" not in done.stdout + done.stderr
+    env = entries(out / "thepusher.gz")["opt/thepusher.env"]
+    assert env.data == b"THEPUSHER_SECRET=from-the-env-1234\n" and env.perm == 0o600

@@ -1,6 +1,9 @@
 """put-image and the master's image store: real master, real uploader processes, real
 files (a pipe, a loop device, a tiny tmpfs), and hand-made requests for what a buggy or
-hostile uploader sends. Whatever fails, nothing is left in the image directory."""
+hostile uploader sends. Whatever fails, nothing is left in the image directory.
+Uploads come from 127.0.0.1, the master's own host, which may upload while the config
+has no put_allowed; who else may (put_allowed, the upload token) is tried in
+test_security_http.py."""
 
 import bz2
 import gzip
@@ -262,7 +265,9 @@ def test_curl_upload_with_content_length_is_stored_and_checked_against_a_digest_
     "/api/images/../x", "/api/images/.hidden", "/api/images/a/b", "/api/images/",
     "/api/images/a%2Fb", "/api/images/a%20b", "/api/images/" + "a" * 129,
     "/api/images/thePusher-config.hcl", "/api/images/thepusher-history.json",
-    "/api/images/x.digest.json",
+    "/api/images/x.digest.json", "/api/images/..", "/api/images/.", "/api/images/%2e%2e%2fx",
+    "/api/images/..%2f..%2fetc%2fpasswd", "/api/images/%2fetc%2fpasswd", "/api/images/..%5cx",
+    "/api/images/%252e%252e%252fx", "/api/images/x%00.img",
 ])
 def test_bad_name_is_400_with_the_rule_and_nothing_is_written(lab, path):
     start(lab)
@@ -337,6 +342,17 @@ def test_uploader_killed_mid_upload_leaves_nothing_and_master_serves_on(lab):
     os.close(fd)
     assert_nothing_kept(lab, "pipe.img")
     assert put(lab, "-i", str(source(lab, "again", b"x" * MiB)), "-n", "pipe.img").returncode == 0
+
+
+def test_connection_dropped_mid_body_leaves_nothing_and_the_name_stays_free(lab):
+    start(lab)
+    sock = raw_put(lab, "/api/images/x.img", {"Content-Length": str(4 * MiB)}, os.urandom(MiB))
+    lab.wait_for(lambda: uploading(lab), 20, "the upload under way")
+    sock.close()  # half the body, then gone
+    assert_nothing_kept(lab, "x.img")
+    assert "failed at byte" in lab.procs[0].output()
+    status, body = answer(raw_put(lab, "/api/images/x.img", {"Content-Length": "2"}, b"ok"))
+    assert status == 201 and (lab.images / "x.img").read_bytes() == b"ok"
 
 
 def test_stalled_uploader_is_cut_off_after_io_timeout_and_leaves_nothing(lab):

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write here instead of the image's destination (file or block device)")
     p.add_argument("--data-port", type=int, default=8081, metavar="PORT",
                    help="TCP port for the upstream hop to connect to (default 8081; 0 = any)")
+    p.add_argument("--secret", metavar="SECRET",
+                   help="the master's `secret`: run only tasks it signed (default: "
+                        "$THEPUSHER_SECRET, which, unlike this flag, `ps` does not show)")
     p.set_defaults(func=cmd_client)
 
     p = sub.add_parser("status", help="print the master's groups and clients")
@@ -92,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. 'console=ttyS0,115200'")
     p.add_argument("--pyz", metavar="FILE",
                    help="thepusher.pyz to put in the image (default: the one running)")
+    p.add_argument("--secret", metavar="SECRET",
+                   help="bake in the master's `secret` (clients then run only tasks it signed; "
+                        "thePusherSecret= on the kernel command line still wins; "
+                        "default: $THEPUSHER_SECRET)")
     p.set_defaults(func=cmd_create_nbi)
 
     p = sub.add_parser("put-image", help="upload a disk or image file to the master's image directory",
@@ -106,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "plus .gz/.bz2/.xz when compressing)")
     p.add_argument("--compress", choices=("gz", "bz2", "xz"), metavar="FORMAT",
                    help="compress on the fly on every CPU core: gz (quickest), bz2 or xz (preset 1)")
+    p.add_argument("--upload-token", default=os.environ.get("THEPUSHER_UPLOAD_TOKEN", ""),
+                   metavar="TOKEN", help="the config's upload_token, when the master has one "
+                   "(default: $THEPUSHER_UPLOAD_TOKEN)")
     p.set_defaults(func=cmd_put_image)
 
     p = sub.add_parser("compress", help="compress an image file or a disk with every core",
@@ -163,9 +173,17 @@ def cmd_master(args) -> int:
 
 def cmd_client(args) -> int:
     from thepusher.client import Client
+    from thepusher.signing import check_secret
 
+    secret = args.secret if args.secret is not None else os.environ.get("THEPUSHER_SECRET", "")
+    if secret:
+        try:
+            check_secret(secret)
+        except ValueError as e:
+            print(f"thepusher client: {e}", file=sys.stderr)
+            return 2
     try:
-        client = Client(args.master, args.bind, args.destination, args.data_port)
+        client = Client(args.master, args.bind, args.destination, args.data_port, secret)
     except OSError as e:
         print(f"thepusher client: cannot listen on {args.bind or '*'}:{args.data_port}: {e}",
               file=sys.stderr)
@@ -232,8 +250,10 @@ def cmd_create_nbi(args) -> int:
         print("thepusher create-nbi: run it from thepusher.pyz (make nbi does), or pass --pyz FILE",
               file=sys.stderr)
         return 1
+    secret = args.secret if args.secret is not None else os.environ.get("THEPUSHER_SECRET", "")
     try:
-        made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download, args.append)
+        made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download, args.append,
+                          secret)
     except (nbi.NbiError, OSError) as e:
         print(f"thepusher create-nbi: {e}", file=sys.stderr)
         return 1
@@ -250,7 +270,7 @@ def cmd_put_image(args) -> int:
     from thepusher.upload import UploadError, put_image
 
     try:
-        answer = put_image(args.master, args.input, args.name, args.compress)
+        answer = put_image(args.master, args.input, args.name, args.compress, args.upload_token)
     except UploadError as e:
         print(f"thepusher put-image: {e}", file=sys.stderr)
         return 1

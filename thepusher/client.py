@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Optional, Tuple
 
-from thepusher import wire
+from thepusher import signing, wire
 from thepusher.hop import Hop, HopConfig
 from thepusher.master.server import DEFAULT_PORT
 from thepusher.progress import ProgressLine, banner, duration
@@ -29,6 +29,7 @@ log = logging.getLogger("thepusher.client")
 
 DEFAULT_DATA_PORT = 8081
 REPORT_EVERY = 1.0
+REFUSED_RETRY = 10.0  # seconds before registering again after an answer we do not trust
 
 
 class MasterUnreachable(Exception):
@@ -46,6 +47,7 @@ class MasterLink:
         self.host, self.port = split_host_port(master, DEFAULT_PORT)
         self.bind = bind
         self.token = token  # the admin token, for people's calls (start, abort, ...)
+        self.local_host: Optional[str] = None  # our address on the last call, as sent
 
     def call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
         conn = http.client.HTTPConnection(
@@ -58,6 +60,8 @@ class MasterLink:
             if self.token:
                 headers["X-Admin-Token"] = self.token
             conn.request(method, path, body=data, headers=headers)
+            if conn.sock is not None:
+                self.local_host = conn.sock.getsockname()[0]
             resp = conn.getresponse()
             raw = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -152,8 +156,13 @@ class Client:
         bind: Optional[str] = None,
         destination: Optional[str] = None,
         data_port: int = DEFAULT_DATA_PORT,
+        secret: str = "",
     ) -> None:
         self.link = MasterLink(master, bind)
+        # With a secret, only tasks and starts the master holding it signed are acted on.
+        self.secret = secret
+        self._nonce = ""  # sent with the registration whose task we took
+        self._refused = False
         self.bind = bind
         self.destination = destination
         self.listener = socket.create_server((bind or "", data_port), backlog=8)
@@ -194,18 +203,28 @@ class Client:
         """Register, retrying with backoff until the master answers and gives us a task."""
         delay = 1.0
         while True:
+            nonce = signing.new_nonce()  # fresh each time: no earlier answer passes for this one
             try:
                 answer = self.link.call("POST", "/api/register", {
                     "data_port": self.data_port,
                     "mac": local_mac(),
                     "disk_size": disk_size(self.destination) if self.destination else None,
+                    "nonce": nonce,
                 })
             except MasterUnreachable as e:
                 log.warning("cannot register (%s); retrying in %.0f s", e, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
+            if answer.get("task") and self.secret:
+                why = signing.problem(self.secret, signing.TASK, answer, nonce,
+                                      self.link.local_host)
+                if why is not None:
+                    self._refuse("task not signed by the master holding the secret: refusing "
+                                 "to run it", why)
+                    continue
             if answer.get("task"):
+                self._nonce = nonce
                 task = answer["task"]
                 log.info(
                     "registered as %s in group %s: image %s -> %s",
@@ -224,7 +243,25 @@ class Client:
         while True:
             answer = self._call("GET", "/api/next?wait=20", timeout=40.0)
             if answer.get("action") in ("receive", "error"):
+                why = self.secret and signing.problem(self.secret, signing.START, answer,
+                                                      self._nonce, self.link.local_host)
+                if why:
+                    self._refuse("start not signed by the master holding the secret: refusing "
+                                 "to act on it", why)
+                    continue
                 return answer
+
+    def _refuse(self, what: str, why: str) -> None:
+        """An answer a rogue master could have sent: say so (the banner once), wait, and
+        ask again, so that the real master still reaches this machine."""
+        where = f"{self.link.host}:{self.link.port}"
+        log.error("ERROR: %s: the answer from %s: %s; asking again in %.0f s",
+                  what, where, why, REFUSED_RETRY)
+        if not self._refused:
+            self._refused = True
+            show_banner("ERROR", [f"{what}:", f"the answer from {where}: {why}",
+                                  "Nothing was run or written. Still asking the master."])
+        time.sleep(REFUSED_RETRY)
 
     def _receive(self, start: dict, destination: str, task: dict) -> int:
         secret = bytes.fromhex(start["secret"])

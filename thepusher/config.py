@@ -98,6 +98,13 @@ class Settings:
     # from anywhere; "" means none, and then only the master's own host may make them.
     admin_token: str = ""
     wake_address: str = "255.255.255.255:9"  # where Wake-on-LAN packets are broadcast
+    # Who may store images with put-image: addresses and networks; empty means only the
+    # master's own host. With upload_token set, uploads must also carry it.
+    put_allowed: List[str] = field(default_factory=list)
+    upload_token: str = ""
+    # Shared with the netboot image (create-nbi --secret, or thePusherSecret= on the
+    # kernel command line): clients then run only tasks the master signed with it.
+    secret: str = ""
 
 
 @dataclass
@@ -322,6 +329,21 @@ def _wake_address(key: str, value: Any) -> str:
     return text
 
 
+def _networks(key: str, value: Any) -> List[str]:
+    """Addresses or networks (`10.0.0.7`, `10.0.0.0/24`, `fd00::/64`), kept normalised."""
+    if not isinstance(value, list):
+        raise Invalid(f"'{key}' must be a list of addresses or networks, such as "
+                      f"[\"10.0.0.0/24\"], found {_kind(value)}")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(_string(key, item).strip(), strict=False)))
+        except ValueError:
+            raise Invalid(f"'{key}': '{item}' is not an IP address or network such as "
+                          f"\"10.0.0.0/24\"") from None
+    return out
+
+
 MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
 
 
@@ -423,6 +445,9 @@ SETTINGS: Tuple[Key, ...] = (
     Key("replay_window", "replay_window", _mebibytes),
     Key("admin_token", "admin_token", _token),
     Key("wake_address", "wake_address", _wake_address),
+    Key("put_allowed", "put_allowed", _networks),
+    Key("upload_token", "upload_token", _token),
+    Key("secret", "secret", _token),
 )
 
 BLOCKS: Dict[str, BlockSpec] = {

@@ -38,7 +38,8 @@ from thepusher.untar import TarError
 log = logging.getLogger("thepusher.hop")
 
 Address = Tuple[str, int]
-HANDSHAKE_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 5.0  # a connection to the data port has this long to prove itself
+MAX_HANDSHAKES = 64  # connections proving themselves at once; more drop the oldest
 
 
 @dataclass
@@ -233,38 +234,75 @@ class Hop:
         fresh nonce), comes from earlier in the chain and describes the same stream is
         offered to the reader, and only while the reader has no working upstream.
         Everything else is refused and logged; nothing it sent is written anywhere.
+
+        Each connection proves itself in its own short-lived thread, within
+        HANDSHAKE_TIMEOUT in all: idle or trickling peers cannot keep the real upstream
+        waiting behind them. At most MAX_HANDSHAKES are pending; a new connection beyond
+        that drops the oldest, so a flood of idle ones cannot lock the port either.
         """
         self.listener.settimeout(0.5)
-        while not self.done.is_set():
-            try:
-                sock, peer = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError as e:
-                log.error("data port failed: %s", e)
-                return
-            # A peer gets a short while to prove itself, so an idle connection cannot
-            # keep the real upstream waiting for long.
-            sock.settimeout(min(HANDSHAKE_TIMEOUT, self.config.io_timeout))
-            try:
-                wire.tune(sock)
-                nonce = wire.new_nonce()
-                wire.send_hello(sock, nonce)
-                raw, mac = wire.recv_header(sock)
-                header = wire.verify_header(raw, mac, self.config.secret, nonce)
-                self._check_offer(header)
-            except wire.Probe:
-                sock.close()
-                continue
-            except (wire.ProtocolError, OSError) as e:
-                log.warning("refused data connection from %s:%s: %s", peer[0], peer[1], e)
+        pending: "collections.OrderedDict[socket.socket, threading.Thread]" = (
+            collections.OrderedDict()
+        )
+        lock = threading.Lock()
+        try:
+            while not self.done.is_set():
                 try:
-                    wire.send_reject(sock, str(e))
-                except OSError:
-                    pass
+                    sock, peer = self.listener.accept()
+                except socket.timeout:
+                    continue
+                except OSError as e:
+                    log.error("data port failed: %s", e)
+                    return
+                with lock:
+                    while len(pending) >= MAX_HANDSHAKES:
+                        oldest, _ = pending.popitem(last=False)
+                        _shut(oldest)  # its thread sees the connection end and refuses it
+                    t = threading.Thread(
+                        target=self._handshake, args=(sock, peer, pending, lock),
+                        name="hop-handshake", daemon=True,
+                    )
+                    pending[sock] = t
+                t.start()
+        finally:
+            with lock:
+                waiting = list(pending.items())
+            for sock, t in waiting:
+                _shut(sock)
+                t.join()
+
+    def _handshake(self, sock: socket.socket, peer, pending: dict, lock: threading.Lock) -> None:
+        """One would-be upstream: an authenticated offer for the reader, or refused."""
+        # A peer gets a short while in all to prove itself, so an idle or trickling
+        # connection cannot keep a thread (or the real upstream) waiting for long.
+        limit = min(HANDSHAKE_TIMEOUT, self.config.io_timeout)
+        deadline = time.monotonic() + limit
+        offered = False
+        try:
+            sock.settimeout(limit)
+            wire.tune(sock)
+            nonce = wire.new_nonce()
+            wire.send_hello(sock, nonce)
+            raw, mac = wire.recv_header(sock, deadline)
+            header = wire.verify_header(raw, mac, self.config.secret, nonce)
+            self._check_offer(header)
+            with lock:
+                if pending.pop(sock, None) is not None and not self.done.is_set():
+                    self._offers.put((sock, header, peer[0]))
+                    offered = True
+        except wire.Probe:
+            pass
+        except (wire.ProtocolError, OSError) as e:
+            log.warning("refused data connection from %s:%s: %s", peer[0], peer[1], e)
+            try:
+                wire.send_reject(sock, str(e))
+            except OSError:
+                pass
+        finally:
+            if not offered:
+                with lock:
+                    pending.pop(sock, None)
                 sock.close()
-                continue
-            self._offers.put((sock, header, peer[0]))
 
     def _check_offer(self, header: wire.StreamHeader) -> None:
         if header.session != self.config.session:
@@ -662,6 +700,14 @@ class Hop:
             if self._reader_finished and q.empty():
                 return Failure("reader stopped without a final record")
             return None
+
+
+def _shut(sock: socket.socket) -> None:
+    """End a connection another thread is reading: its recv returns at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _facts(header: wire.StreamHeader) -> tuple:

@@ -85,8 +85,10 @@ class Uploader:
     """One upload: `run` returns the master's answer or raises UploadError naming the
     input, the master and the byte reached."""
 
-    def __init__(self, master: str, path: str, name: Optional[str], fmt: Optional[str]) -> None:
+    def __init__(self, master: str, path: str, name: Optional[str], fmt: Optional[str],
+                 token: str = "") -> None:
         self.host, self.port = split_host_port(master, DEFAULT_PORT)
+        self.token = token
         self.path = path
         self.fmt = fmt
         self.name = name or default_name(path, fmt)
@@ -126,6 +128,8 @@ class Uploader:
         conn.putheader("X-Compression", FORMATS[self.fmt].compression if self.fmt else "NONE")
         if self.size is not None:
             conn.putheader("X-Content-Size", str(self.size))
+        if self.token:
+            conn.putheader("X-Upload-Token", self.token)
         conn.putheader("Connection", "close")
         conn.endheaders()
 
@@ -216,6 +220,8 @@ class Uploader:
         hint = ""
         if status in (400, 409) and self.offset == 0 and self.sent == 0:
             hint = " (put-image -n NAME sets the name)"
+        elif status == 401 and self.token:
+            hint = " (check --upload-token / THEPUSHER_UPLOAD_TOKEN against upload_token in the master's config)"
         self._fail(f"the master refused {self.name} ({status}): {reason}{hint}")
 
     def _fail(self, reason: str) -> NoReturn:
@@ -248,7 +254,9 @@ def _read_head_answer(sock: socket.socket) -> Tuple[int, bytes]:
         raw.close()
 
 
-def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str]) -> dict:
+def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str],
+              token: str = "") -> dict:
     """Upload `path` to the master as `name` (default: its base name plus the suffix of
-    `fmt`, 'gz', 'bz2', 'xz' or None); the master's answer, or UploadError."""
-    return Uploader(master, path, name, fmt).run()
+    `fmt`, 'gz', 'bz2', 'xz' or None), with the master's upload token if it needs one;
+    the master's answer, or UploadError."""
+    return Uploader(master, path, name, fmt, token).run()

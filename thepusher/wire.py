@@ -15,8 +15,10 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import struct
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Tuple
 
@@ -31,6 +33,7 @@ NONCE_SIZE = 16
 MAC_SIZE = 32
 MAX_HEADER = 64 * 1024
 MAX_REASON = 4096
+MAX_SIZE = (1 << 63) - 1  # header sizes and offsets: fit a record's u64 and a file offset
 
 RECORD_HEAD = struct.Struct("!B3xIQ")  # type, payload length, stream offset
 HEAD_SIZE = RECORD_HEAD.size
@@ -80,9 +83,11 @@ class StreamHeader:
     @classmethod
     def decode(cls, raw: bytes) -> "StreamHeader":
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(bytes(raw).decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, ValueError) as e:
             raise ProtocolError(f"header is not valid JSON: {e}") from None
+        except RecursionError:  # "[[[[...": json nests by recursion
+            raise ProtocolError("header is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise ProtocolError("header is not a JSON object")
         if data.get("version") != PROTOCOL_VERSION:
@@ -101,12 +106,23 @@ class StreamHeader:
         for key in ("stream_size", "content_size", "offset", "sender"):
             if data[key] < 0:
                 raise ProtocolError(f"header field {key!r} is negative")
+            if data[key] > MAX_SIZE:
+                raise ProtocolError(f"header field {key!r} is out of range")
+        if not _SHA256.fullmatch(data["content_sha256"]):
+            raise ProtocolError("header field 'content_sha256' is not a SHA-256 hex digest")
         if not 0 < data["record_size"] <= MAX_RECORD:
             raise ProtocolError(f"header record_size {data['record_size']} out of range")
         unknown = set(data) - set(types) - {"version"}
         if unknown:
             raise ProtocolError(f"header has unknown fields {sorted(unknown)}")
         return cls(**data)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
 
 
 def range_mac(secret: bytes, session: str, offset: int, length: int) -> str:
@@ -124,20 +140,28 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def recv_exact(sock: socket.socket, view: memoryview) -> None:
-    """Fill `view` completely from `sock`; the socket's timeout bounds each wait."""
+def recv_exact(sock: socket.socket, view: memoryview, deadline: Optional[float] = None) -> None:
+    """Fill `view` completely from `sock`; the socket's timeout bounds each wait, and
+    `deadline` (time.monotonic()) the whole read, so a peer that trickles bytes cannot
+    stretch it."""
     got = 0
     size = len(view)
     while got < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"timed out after {got} of {size} bytes")
+            base = sock.gettimeout()
+            sock.settimeout(left if base is None else min(base, left))
         n = sock.recv_into(view[got:])
         if n == 0:
             raise PeerClosed(f"connection closed after {got} of {size} bytes")
         got += n
 
 
-def recv_bytes(sock: socket.socket, size: int) -> bytes:
+def recv_bytes(sock: socket.socket, size: int, deadline: Optional[float] = None) -> bytes:
     buf = bytearray(size)
-    recv_exact(sock, memoryview(buf))
+    recv_exact(sock, memoryview(buf), deadline)
     return bytes(buf)
 
 
@@ -161,23 +185,28 @@ class Probe(Exception):
     """The peer only asked whether we are alive."""
 
 
-def recv_header(sock: socket.socket) -> Tuple[bytes, bytes]:
-    """Return (raw header, mac) without trusting either; the caller checks the MAC first."""
-    magic = recv_bytes(sock, 4)
+def recv_header(sock: socket.socket, deadline: Optional[float] = None) -> Tuple[bytes, bytes]:
+    """Return (raw header, mac) without trusting either; the caller checks the MAC first.
+    With `deadline` (time.monotonic()) the whole header must arrive by then."""
+    magic = recv_bytes(sock, 4, deadline)
     if magic == PROBE_MAGIC:
         raise Probe()
-    head = magic + recv_bytes(sock, 4)
-    if head[:4] != HEADER_MAGIC:
-        raise ProtocolError(f"expected a stream header, got {head[:4]!r}")
-    (length,) = struct.unpack("!I", head[4:])
+    if magic != HEADER_MAGIC:
+        raise ProtocolError(f"expected a stream header, got {magic!r}")
+    (length,) = struct.unpack("!I", recv_bytes(sock, 4, deadline))
     if length > MAX_HEADER:
         raise ProtocolError(f"header of {length} bytes exceeds the {MAX_HEADER}-byte limit")
-    raw = recv_bytes(sock, length)
-    return raw, recv_bytes(sock, MAC_SIZE)
+    raw = recv_bytes(sock, length, deadline)
+    return raw, recv_bytes(sock, MAC_SIZE, deadline)
 
 
 def verify_header(raw: bytes, mac: bytes, secret: bytes, nonce: bytes) -> StreamHeader:
-    if not hmac.compare_digest(mac, header_mac(secret, nonce, raw)):
+    try:
+        expected = header_mac(secret, nonce, raw)
+        good = hmac.compare_digest(bytes(mac), expected)
+    except TypeError as e:  # not bytes-like: nothing a socket could have delivered
+        raise ProtocolError(f"header or MAC is not bytes: {e}") from None
+    if not good:
         raise ProtocolError("header not signed with this round's secret")
     return StreamHeader.decode(raw)
 
@@ -239,7 +268,10 @@ def pack_head(kind: int, length: int, offset: int) -> bytes:
 
 def unpack_head(buf) -> Tuple[int, int, int]:
     """Parse the 16-byte record head at the start of `buf` (a ZERO run's length has no payload)."""
-    kind, length, offset = RECORD_HEAD.unpack_from(buf)
+    try:
+        kind, length, offset = RECORD_HEAD.unpack_from(buf)
+    except struct.error as e:
+        raise ProtocolError(f"record head: {e}") from None
     if kind not in RECORD_TYPES:
         raise ProtocolError(f"unknown record type {kind} at stream byte {offset}")
     if kind != ZERO and length > MAX_RECORD:
@@ -255,5 +287,8 @@ def end_record(stream_size: int, content_sha256: str, content_size: int) -> byte
 def parse_end(payload) -> Tuple[str, int]:
     if len(payload) != END_PAYLOAD.size:
         raise ProtocolError(f"END record payload has {len(payload)} bytes, expected {END_PAYLOAD.size}")
-    digest, size = END_PAYLOAD.unpack(payload)
+    try:
+        digest, size = END_PAYLOAD.unpack(payload)
+    except (struct.error, TypeError) as e:
+        raise ProtocolError(f"END record payload: {e}") from None
     return digest.hex(), size

@@ -2,9 +2,11 @@
 # thepusher on the netboot image. TinyCore runs it from /opt/bootlocal.sh as root, once
 # its extensions (python3.9.tcz) are loaded; the e2e test's Debian image runs it from /init.
 #
-# Kernel command line (wins over what `create-nbi -p` baked into /opt/thepusher.env):
+# Kernel command line (wins over what `create-nbi -p/--secret` baked into /opt/thepusher.env):
 #   thePusher=MASTER[:PORT]   the master to register with
+#   thePusherSecret=SECRET    the master's `secret`: run only tasks it signed
 #   putImage=/dev/sdX         upload this disk to the master instead of receiving an image
+#   thePusherUploadToken=T    the master's `upload_token`, for putImage
 #
 # Everything goes to the console (tty1 on a PC, the serial port with console=ttyS0), so
 # whoever stands at the machine sees what it is doing and why it stopped.
@@ -12,6 +14,7 @@
 PYZ=/opt/thepusher.pyz
 ENV_FILE=/opt/thepusher.env
 THEPUSHER_MASTER=
+THEPUSHER_SECRET=
 [ -r "$ENV_FILE" ] && . "$ENV_FILE"
 
 say() { echo "thepusher: $*"; }
@@ -20,10 +23,12 @@ say() { echo "thepusher: $*"; }
 # last one wins, so words typed at the boot prompt override the configured APPEND line.
 bootparam() {
     found=1
+    set -f  # a word such as '*' is a word, not the names of files
     for word in $(cat /proc/cmdline); do
         case "$word" in "$1="*) value="${word#*=}"; found=0 ;; esac
     done
-    [ "$found" -eq 0 ] && echo "$value"
+    set +f
+    [ "$found" -eq 0 ] && printf '%s\n' "$value"
     return "$found"
 }
 
@@ -58,6 +63,8 @@ banner() {
 
 master=$(bootparam thePusher || echo "$THEPUSHER_MASTER")
 put_device=$(bootparam putImage || true)
+# Never printed, and given to the client in its environment: `ps` shows arguments.
+secret=$(bootparam thePusherSecret || printf '%s' "$THEPUSHER_SECRET")
 
 if [ -z "$master" ]; then
     banner "thepusher: NO MASTER KNOWN - nothing to do"
@@ -74,12 +81,17 @@ if ! py=$(find_python); then
     exit 1
 fi
 
-say "master $master; waiting for the network"
+if [ -n "$secret" ]; then
+    say "master $master (only tasks it signed with the secret are run); waiting for the network"
+else
+    say "master $master; waiting for the network"
+fi
 wait_for_network
 say "network up: $(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2, $4}' | head -n 1)"
 
 if [ -n "$put_device" ]; then
-    if "$py" "$PYZ" put-image -p "$master" -i "$put_device"; then
+    upload_token=$(bootparam thePusherUploadToken || true)
+    if THEPUSHER_UPLOAD_TOKEN="$upload_token" "$py" "$PYZ" put-image -p "$master" -i "$put_device"; then
         banner "thepusher: DONE - $put_device is stored on $master. You may switch this machine off."
         exit 0
     fi
@@ -90,7 +102,7 @@ fi
 # A client takes part in one round and shows its own large DONE or ERROR: it exits 0
 # once its copy is verified and the image's postImage (e.g. reboot) has run, 1 on ERROR. After an ERROR it registers
 # again, so that `thepusher retry` or the group's `retries` can give it another round.
-until "$py" "$PYZ" client -p "$master"; do
+until THEPUSHER_SECRET="$secret" "$py" "$PYZ" client -p "$master"; do
     say "this machine did not get its image (reason above); registering again in 10 s"
     sleep 10
 done

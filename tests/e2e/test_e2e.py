@@ -10,13 +10,14 @@ against a real master.
    initrds over HTTP; `--append ... putImage=/dev/vda` makes it upload its disk.
 """
 
+import ipaddress
 import json
 import os
 import time
 
 from tests.conftest import sha256_file, write_image
 from tests.e2e.conftest import create_nbi, pxelinux_append
-from tests.e2e.netlab import HOST_IP, MASTER
+from tests.e2e.netlab import HOST_IP, MASTER, PREFIX
 
 MiB = 1 << 20
 IMAGE_SIZE = 64 * MiB
@@ -71,7 +72,9 @@ def test_pxe_booted_vm_uploads_its_disk_with_put_image(lab, stand_in):
     tftp.mkdir()
     (tftp / "chain.ipxe").write_text(f"#!ipxe\nchain http://{MASTER}/static/boot.ipxe\n")
     lab.ns.dnsmasq([vm.dhcp_host], tftp_root=tftp, boot_file="chain.ipxe")
-    (lab.images / "thePusher-config.hcl").write_text("# capture only: no images, no groups\n")
+    # capture only: no images, no groups; the VM uploads from the lab network's addresses
+    subnet = ipaddress.ip_interface(f"{HOST_IP}/{PREFIX}").network
+    (lab.images / "thePusher-config.hcl").write_text(f'put_allowed = ["{subnet}"]\n')
     lab.start_master(static_dir=nbi)
 
     start = time.monotonic()

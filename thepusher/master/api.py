@@ -14,6 +14,7 @@ import pkgutil
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
+from typing import Dict, List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
@@ -32,6 +33,21 @@ WEB = {  # the status page's files, from inside the package (works from the zipa
 EVENT_INTERVAL = 0.25  # an event stream sends at most 4 status updates a second ...
 KEEPALIVE = 15.0  # ... and a comment line at least this often, so proxies keep it open
 UPLOADS = "/api/images/"  # PUT UPLOADS + NAME stores an image
+# The page loads only its own script and stylesheet and talks only to the master.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'")
+UPLOAD_TOKEN_MISSING = ("this master needs its upload token for uploads: put-image "
+                        "--upload-token TOKEN (or THEPUSHER_UPLOAD_TOKEN), or the X-Upload-Token "
+                        "header; it is upload_token in the master's config")
+
+
+class TooManyWrong(ApiError):
+    """429: the peer sent too many wrong tokens lately (guard.py); Retry-After says when
+    it may try again."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(429, f"too many wrong tokens from this address: try again in {seconds} s")
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -63,7 +79,11 @@ class Handler(BaseHTTPRequestHandler):
         """An upload is told to send its body (100 Continue) only once its name and the
         free space are checked (put_image), so a refused upload sends nothing; any other
         request goes on at once."""
-        if self.command == "PUT" and urlsplit(self.path).path.startswith(UPLOADS):
+        try:
+            upload = self.command == "PUT" and urlsplit(self.path).path.startswith(UPLOADS)
+        except ValueError:  # a malformed target: _dispatch answers 400
+            upload = False
+        if upload:
             return True
         return super().handle_expect_100()
 
@@ -71,7 +91,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def get_web(self) -> None:
         name, ctype = WEB[urlsplit(self.path).path]
-        self._send(200, pkgutil.get_data("thepusher", f"web/{name}") or b"", ctype)
+        page = {"Content-Security-Policy": PAGE_CSP} if name.endswith(".html") else None
+        self._send(200, pkgutil.get_data("thepusher", f"web/{name}") or b"", ctype, page)
 
     def get_status(self) -> None:
         self._send(200, self.server.view.snapshot()[1], "application/json")
@@ -86,7 +107,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         state, catalog = self.server.state, self.server.catalog
         seen = None
@@ -136,6 +156,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.flush()
         with open(path, "rb") as f:
@@ -204,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
         if root is None:
             raise ApiError(404, "no static directory configured (master -s DIR)")
         base = os.path.realpath(root)
+        if "\0" in unquote(rel):  # os.path would raise ValueError
+            raise ApiError(404, f"no such static file: /static/{rel}")
         path = os.path.realpath(os.path.join(base, unquote(rel)))
         if not path.startswith(base + os.sep) or not os.path.isfile(path):
             raise ApiError(404, f"no such static file: /static/{rel}")
@@ -215,7 +238,11 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing -----------------------------------------------------------------
 
     def _dispatch(self, routes: dict) -> None:
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. "//[": an unbalanced IPv6 bracket
+            self._json(400, {"error": f"malformed request target {self.path[:200]!r}"})
+            return
         try:
             if self.command == "GET" and path.startswith("/static/"):
                 self.get_static(path[len("/static/"):])
@@ -230,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise ApiError(404, f"no such endpoint: {self.command} {path}")
         except ApiError as e:
-            self._json(e.status, {"error": e.message})
+            self._json(e.status, {"error": e.message}, getattr(e, "headers", None))
         except Exception as e:  # noqa: BLE001 - a bug answers 500, the server lives on
             log.exception("error serving %s %s", self.command, path)
             self._json(500, {"error": f"internal error: {e}"})
@@ -242,17 +269,10 @@ class Handler(BaseHTTPRequestHandler):
         """Calls that change what the master does: with the config's `admin_token`, from
         anywhere with that token; without one, from the master's own host only."""
         token = self.server.state.config.settings.admin_token
-        given = self.headers.get("X-Admin-Token", "")
-        if not given and self.headers.get("Authorization", "").startswith("Bearer "):
-            given = self.headers["Authorization"][len("Bearer "):]
         if token:
-            if not given:
-                raise ApiError(401, "this master needs its admin token for this: send it in "
-                                    "the X-Admin-Token header (thepusher ... --token TOKEN)")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                log.warning("wrong admin token from %s for %s %s", self._host(), self.command,
-                            urlsplit(self.path).path)
-                raise ApiError(401, "wrong admin token")
+            self._check_token(token, self._given_token("X-Admin-Token"), "admin token",
+                              "this master needs its admin token for this: send it in the "
+                              "X-Admin-Token header (thepusher ... --token TOKEN)")
             return
         if not is_own_host(self.client_address[0], self.connection.getsockname()[0]):
             raise ApiError(
@@ -262,9 +282,54 @@ class Handler(BaseHTTPRequestHandler):
             )
 
     def _authorize_upload(self) -> None:
-        """Who may store images. For now any host that reaches the master, as in the
-        original tool; the `put_allowed` list and the upload token (a later issue) slot in
-        here, raising ApiError(403, ...)."""
+        """Who may store images: hosts in the config's `put_allowed` networks, or, when it
+        lists none, the master's own host (as for admin calls); with `upload_token` set,
+        only with that token too. Checked before the body is asked for (100 Continue)."""
+        config = self.server.state.config
+        settings = config.settings
+        peer = normalize_host(self._host())
+        if settings.put_allowed:
+            allowed = in_networks(peer, settings.put_allowed)
+        else:
+            allowed = is_own_host(peer, self.connection.getsockname()[0])
+        if not allowed:
+            log.warning("upload to %s from %s refused: not in put_allowed (%s)",
+                        urlsplit(self.path).path, peer, ", ".join(settings.put_allowed) or "empty")
+            who = (f"put_allowed lists {', '.join(settings.put_allowed)}" if settings.put_allowed
+                   else "without put_allowed only the master's own host may upload")
+            raise ApiError(
+                403, f"uploads from {peer} are not allowed ({who}): add it (or its network) to "
+                f"put_allowed in {os.path.basename(config.path)}, e.g. put_allowed = "
+                f"[\"{suggested_network(peer)}\"], and restart the master"
+            )
+        if settings.upload_token:
+            self._check_token(settings.upload_token, self._given_token("X-Upload-Token"),
+                              "upload token", UPLOAD_TOKEN_MISSING)
+
+    def _given_token(self, header: str) -> str:
+        given = self.headers.get(header, "")
+        if not given and self.headers.get("Authorization", "").startswith("Bearer "):
+            given = self.headers["Authorization"][len("Bearer "):]
+        return given.strip()
+
+    def _check_token(self, token: str, given: str, kind: str, missing: str) -> None:
+        """`given` must be `token`. A peer that sent too many wrong tokens lately is
+        answered 429 without a look at what it sent (guard.py): guessing stays slow."""
+        throttle = self.server.token_throttle
+        host = self._host()
+        wait = throttle.blocked(host)
+        if wait:
+            raise TooManyWrong(wait)
+        if not given:
+            raise ApiError(401, missing)
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            throttle.wrong(host)
+            log.warning("wrong %s from %s for %s %s", kind, host, self.command,
+                        urlsplit(self.path).path)
+            if throttle.blocked(host):
+                log.warning("%s sent %d wrong tokens within %g s: its token checks answer 429 "
+                            "until then", host, throttle.limit, throttle.window)
+            raise ApiError(401, f"wrong {kind}")
 
     def _continue(self) -> None:
         """Tell an uploader that waits for it (Expect: 100-continue) to send the body."""
@@ -278,7 +343,7 @@ class Handler(BaseHTTPRequestHandler):
         for a moment: a socket closed with unread data is reset, and the uploader would
         lose the answer."""
         try:
-            self._json(e.status, {"error": e.message})
+            self._json(e.status, {"error": e.message}, getattr(e, "headers", None))
             self.connection.shutdown(socket.SHUT_WR)
             uploads.drain(self.connection, uploads.DRAIN_SECONDS)
         except OSError:
@@ -291,26 +356,45 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "bad Content-Length") from None
         if length > MAX_BODY:
             raise ApiError(413, f"request body over {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length > 0 else b"{}"
+        if length < 0:
+            self.close_connection = True  # where its body ends is unknown
+            raise ApiError(400, "bad Content-Length")
+        try:
+            raw = self.rfile.read(length) if length > 0 else b"{}"
+        except socket.timeout:  # the request's read budget is spent (server.TimedHandler)
+            self.close_connection = True
+            raise ApiError(408, "request body not received in time") from None
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise ApiError(400, f"body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "body is not valid JSON: nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
         return body
 
-    def _json(self, status: int, obj) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
+    def _json(self, status: int, obj, headers: Optional[Dict[str, str]] = None) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _send(self, status: int, data: bytes, ctype: str) -> None:
+    def _send(self, status: int, data: bytes, ctype: str,
+              headers: Optional[Dict[str, str]] = None) -> None:
+        """A whole answer; nothing the master says is cached (status, page, errors)."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def send_response(self, code: int, message: Optional[str] = None) -> None:
+        """Every answer (http.server's own errors too) says: no content sniffing, no
+        framing. 100 Continue goes through send_response_only and has neither."""
+        super().send_response(code, message)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -324,3 +408,21 @@ def is_own_host(peer: str, local: str) -> bool:
     except ValueError:
         return False
     return loopback or peer == normalize_host(local)
+
+
+def in_networks(peer: str, networks: List[str]) -> bool:
+    """Whether address `peer` is in one of `networks` (the config's normalised put_allowed)."""
+    try:
+        addr = ipaddress.ip_address(normalize_host(peer))
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def suggested_network(peer: str) -> str:
+    """The network an admin most likely means: the peer's /24 (IPv4) or /64 (IPv6)."""
+    try:
+        addr = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))

@@ -8,11 +8,12 @@ raised as ApiError with an HTTP status and a sentence, never as a crash.
 
 import hmac
 import logging
+import math
 import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from thepusher import wire
+from thepusher import signing, wire
 from thepusher.config import ClientGroup, normalize_host
 from thepusher.master import policy, wol
 from thepusher.master.hosts import HostBook
@@ -29,6 +30,7 @@ class ApiError(Exception):
 
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
+MAX_INT = (1 << 63) - 1  # largest integer a client may send (a byte count, a port)
 
 
 def _get(body: dict, key: str, kind, default=None, required: bool = False):
@@ -41,6 +43,11 @@ def _get(body: dict, key: str, kind, default=None, required: bool = False):
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ApiError(400, f"field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    # JSON allows NaN, Infinity and 10**4000; the status page's arithmetic does not
+    if kind is int and not -MAX_INT <= value <= MAX_INT:
+        raise ApiError(400, f"field {key!r} is out of range")
+    if kind is float and not math.isfinite(value):
+        raise ApiError(400, f"field {key!r} must be a finite number")
     return value
 
 
@@ -53,6 +60,9 @@ class Controller:
         self.catalog = catalog
         self.book = book
         self.settings = state.config.settings
+        # The nonce each host sent with its last registration: its starts are signed over
+        # it (with the config's `secret`), so no answer recorded earlier passes for them.
+        self._nonces: Dict[str, str] = {}
         for host, mac in book.macs.items():  # until they register again
             if host in state.clients:
                 state.clients[host].mac = mac
@@ -66,8 +76,11 @@ class Controller:
         mac = _get(body, "mac", str, "")
         port = _get(body, "data_port", int, required=True)
         disk_size = _get(body, "disk_size", int)
+        nonce = _get(body, "nonce", str, "")
         if not 0 < port < 65536:
             raise ApiError(400, f"data_port {port} is not a TCP port")
+        if len(nonce) > signing.MAX_NONCE:
+            raise ApiError(400, f"nonce is longer than {signing.MAX_NONCE} characters")
         st = self.state
         with st.lock:
             c = st.client(host)
@@ -82,7 +95,9 @@ class Controller:
             else:
                 self._reset(c)
                 st.set_state(c, "NONE")
-            answer = {"host": host, "group": c.group, "task": self._task(c)}
+            self._nonces[host] = nonce
+            answer = self._signed(signing.TASK, host,
+                                  {"host": host, "group": c.group, "task": self._task(c)})
         self.book.learn_mac(host, mac)
         return answer
 
@@ -118,12 +133,15 @@ class Controller:
                 r = st.active_round(host)
                 if r is not None and r.start_info is not None and c.session != r.session:
                     c.session = r.session
-                    return dict(r.start_info[host], action="receive")
+                    return self._signed(signing.START, host,
+                                        dict(r.start_info[host], action="receive"))
                 if c.state == "ERROR":  # failed in a round before its start reached it
-                    return {"action": "error", "error": c.error}
+                    return self._signed(signing.START, host,
+                                        {"action": "error", "error": c.error})
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return {"action": "wait" if c.group else "none", "state": c.state}
+                    return self._signed(signing.START, host,
+                                        {"action": "wait" if c.group else "none", "state": c.state})
                 st.changed.wait(remaining)
 
     def report(self, host: str, body: dict) -> dict:
@@ -177,7 +195,9 @@ class Controller:
             )
             if r is None:
                 raise ApiError(404, "no running round with this session")
-            if not hmac.compare_digest(mac, wire.range_mac(r.secret, session, offset, length)):
+            expected = wire.range_mac(r.secret, session, offset, length)
+            # as bytes: compare_digest refuses str with non-ASCII (headers are Latin-1)
+            if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
                 raise ApiError(403, "range request not signed with this round's secret")
             image = st.config.images[r.image]
         facts = self.catalog.wait(r.image, 0)
@@ -332,6 +352,16 @@ class Controller:
         c.sha256 = ""
         c.queues = {}
         c.cpu_seconds = c.max_rss_kb = None
+
+    def _signed(self, kind: str, host: str, answer: dict) -> dict:
+        """With the config's `secret`: the answer plus the host and the nonce of its
+        registration, and a signature over all of it (signing.py), which clients holding
+        the secret require before they act."""
+        if not self.settings.secret:
+            return answer
+        answer["host"] = host
+        answer["nonce"] = self._nonces.get(host, "")
+        return signing.sign(self.settings.secret, kind, answer)
 
     def _task(self, c: Client) -> Optional[dict]:
         if c.group is None:

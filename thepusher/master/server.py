@@ -1,16 +1,19 @@
 """Build and run the master: config -> image catalog -> state -> HTTP server."""
 
+import io
 import logging
 import os
 import socket
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from typing import Optional, Tuple
+from urllib.parse import urlsplit
 
 from thepusher import config as config_mod
-from thepusher.master import history, hosts, uploads
+from thepusher.master import guard, history, hosts, uploads
 from thepusher.master.hosts import HostBook
-from thepusher.master.api import Handler
+from thepusher.master.api import UPLOADS, Handler
 from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
 from thepusher.master.state import State
@@ -37,6 +40,66 @@ def parse_listen(text: str) -> Tuple[str, int]:
     return host, number
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The request's socket, read under the handler's `read_deadline` (time.monotonic()):
+    each read waits at most until then (and at most the socket's own timeout), so a peer
+    that sends a byte now and then cannot stretch a request forever."""
+
+    def __init__(self, sock: socket.socket, handler: "TimedHandler") -> None:
+        self.sock = sock
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        deadline = self.handler.read_deadline
+        if deadline is None:
+            return self.sock.recv_into(b)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("request not received in time")
+        base = self.sock.gettimeout()
+        self.sock.settimeout(left if base is None else min(base, left))
+        try:
+            return self.sock.recv_into(b)
+        finally:
+            self.sock.settimeout(base)
+
+
+class TimedHandler(Handler):
+    """The API handler with a budget per request: its request line and headers must
+    arrive within the server's `request_timeout` of the master starting to wait for them
+    (an idle keep-alive connection is closed after it), and then its body within another
+    `request_timeout`. Only uploads (PUT /api/images/) are exempt: they may take long,
+    and uploads.py bounds their silences itself. Long-polls and event streams do not
+    read while they wait, so the budget does not touch them."""
+
+    read_deadline: Optional[float] = None
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self))
+
+    def handle_one_request(self) -> None:
+        self.read_deadline = time.monotonic() + self.server.request_timeout
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:
+            path = self.path
+        if self.command == "PUT" and path.startswith(UPLOADS):
+            self.read_deadline = None
+        else:
+            self.read_deadline = time.monotonic() + self.server.request_timeout
+        return True
+
+
 class MasterServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -45,11 +108,15 @@ class MasterServer(ThreadingHTTPServer):
     def __init__(self, address, controller: Controller, static_dir: Optional[str]) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+        # A request's line and headers, and then its body, must each come within this
+        # (TimedHandler); the config's io_timeout, as for silences during uploads.
+        self.request_timeout = controller.state.config.settings.io_timeout
+        super().__init__(address, TimedHandler)
         self.controller = controller
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
+        self.token_throttle = guard.Throttle()  # wrong tokens, per peer (api.py)
         self.view = StatusView(self.state, self.catalog)
         self.uploads = uploads.Uploads(
             self.state.config, self.catalog, (CONFIG_NAME, history.FILENAME, hosts.FILENAME),

@@ -34,14 +34,19 @@ def check_inputs(cache: str) -> Optional[str]:
 
 
 def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
-           download_url: Optional[str] = None, append: str = "") -> List[Tuple[str, str]]:
+           download_url: Optional[str] = None, append: str = "",
+           secret: str = "") -> List[Tuple[str, str]]:
     """Build the netboot image; returns (file, what it is for) for the summary.
 
     `append`: more kernel command line words for every boot config, e.g.
     `console=ttyS0,115200` for machines watched over a serial console.
+    `secret`: the master's `secret`, baked into the overlay only (never into the boot
+    configs): clients then run only tasks the master signed with it.
     """
     if master:
         overlay.check_master(master)
+    if secret:
+        overlay.check_secret(secret)
     append = bootfiles.check_append(append)
     if not os.path.isfile(pyz):
         raise NbiError(f"{pyz} does not exist (build it with `make`)")
@@ -59,8 +64,9 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
         shutil.copyfile(os.path.join(cache, name), os.path.join(out, name))
     made.append((KERNEL, "kernel (TinyCore's, unchanged)"))
     made.append((INITRD, "TinyCore's initrd, unchanged"))
-    overlay.write(os.path.join(out, bootfiles.OVERLAY), pyz, cache, extensions, master)
-    made.append((bootfiles.OVERLAY, f"overlay: thepusher, boot script, {len(extensions)} extensions"))
+    overlay.write(os.path.join(out, bootfiles.OVERLAY), pyz, cache, extensions, master, secret)
+    made.append((bootfiles.OVERLAY, f"overlay: thepusher, boot script, {len(extensions)} extensions"
+                 + ("; the secret (clients run only signed tasks)" if secret else "")))
     _concatenate(out, [INITRD, bootfiles.OVERLAY], bootfiles.COMBINED)
     made.append((bootfiles.COMBINED, f"{INITRD} + {bootfiles.OVERLAY}, for loaders taking one initrd"))
 

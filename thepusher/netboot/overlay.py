@@ -11,8 +11,10 @@ import gzip
 import os
 import pkgutil
 import re
+import shlex
 from typing import List, Optional
 
+from thepusher import signing
 from thepusher.netboot import cpio, tcz
 
 TC_UID = 1001  # TinyCore's user `tc`, which runs tce-load on /tmp/builtin
@@ -36,8 +38,25 @@ def check_master(master: str) -> str:
     return master
 
 
+def check_secret(secret: str) -> str:
+    try:
+        return signing.check_secret(secret)
+    except ValueError as e:
+        raise tcz.NbiError(str(e)) from None
+
+
+def env_file(master: Optional[str], secret: str) -> bytes:
+    """/opt/thepusher.env, sourced by the boot script: the secret quoted for the shell."""
+    lines = []
+    if master:
+        lines.append(f"THEPUSHER_MASTER={check_master(master)}\n")
+    if secret:
+        lines.append(f"THEPUSHER_SECRET={shlex.quote(check_secret(secret))}\n")
+    return "".join(lines).encode()
+
+
 def write(out_path: str, pyz: str, cache: str, extensions: List[str],
-          master: Optional[str]) -> None:
+          master: Optional[str], secret: str = "") -> None:
     """Write the overlay atomically; mtime 0 everywhere, so the same inputs give the same bytes."""
     tmp = out_path + ".part"
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
@@ -45,8 +64,8 @@ def write(out_path: str, pyz: str, cache: str, extensions: List[str],
         w.file("opt/bootlocal.sh", asset("bootlocal.sh"), 0o775, 0, STAFF_GID)
         w.file("opt/thepusher-boot.sh", asset("thepusher-boot.sh"), 0o755)
         w.file_from("opt/thepusher.pyz", pyz, 0o644)
-        if master:
-            w.file("opt/thepusher.env", f"THEPUSHER_MASTER={check_master(master)}\n".encode())
+        if master or secret:  # only root may read a secret on the booted machine
+            w.file("opt/thepusher.env", env_file(master, secret), 0o600 if secret else 0o644)
         w.directory(BUILTIN, 0o755, TC_UID, STAFF_GID)
         w.directory(f"{BUILTIN}/optional", 0o755, TC_UID, STAFF_GID)
         for name in extensions:
