@@ -35,6 +35,8 @@ def start(lab, settings: str = "", filename: str = "disk.img"):
         write_image(lab.images / filename, MiB)
     write_config(lab.images, ["127.0.0.11"], filename=filename, settings=settings)
     lab.start_master()
+    if not filename.startswith("later"):  # hashed, its sidecar written: the dir stays still
+        lab.wait_for(lambda: lab.status()["images"][0]["state"] != "hashing", 30, "the image hashed")
     return lab
 
 

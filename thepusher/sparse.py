@@ -40,7 +40,7 @@ class ZeroMap:
         Blocks are aligned to the file, not to the buffer. A bytearray compared with
         bytes is one memcmp; a memoryview would compare byte by byte.
         """
-        if n == len(buf) and buf == _zeros(n):
+        if n == len(buf) and buf == zeros(n):
             self.add(offset, n)
             return
         for i in range(-offset % ZERO_BLOCK, n - ZERO_BLOCK + 1, ZERO_BLOCK):
@@ -52,13 +52,14 @@ class ZeroMap:
 
 
 @functools.lru_cache(maxsize=4)
-def _zeros(n: int) -> bytes:
+def zeros(n: int) -> bytes:
+    """n zero bytes to compare with: a bytes comparison is one memcmp."""
     return bytes(n)
 
 
 def hash_zeros(sha, length: int) -> None:
     """Feed `length` zero bytes to a hash: a zero run is part of the content digest."""
-    block = memoryview(_zeros(min(length, 4 << 20)))
+    block = memoryview(zeros(min(length, 4 << 20)))
     while length:
         n = min(length, len(block))
         sha.update(block[:n])

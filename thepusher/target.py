@@ -17,6 +17,8 @@ import stat
 import struct
 from typing import Iterable, Iterator, Optional, Union
 
+from thepusher import sparse
+
 ZEROS = bytes(1 << 20)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
 ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks; no device has larger ones
@@ -81,10 +83,17 @@ class Target:
             raise TargetError(f"cannot empty destination file {self.path}: {e.strerror}") from None
 
     def consume(self, pieces: Iterable[Piece]) -> None:
-        """Write the decoded stream as it comes (a TAR target extracts it instead)."""
+        """Write the decoded stream as it comes (a TAR target extracts it instead).
+
+        Decompressed output (bytes) that is all zeros, the free space of a compressed
+        disk image, is a zero run too: a hole, or zeroed by the device. Raw images come
+        with their zero runs marked already; their pieces are views, never compared.
+        """
         for piece in pieces:
             if isinstance(piece, int):
                 self.write_zeros(piece)
+            elif isinstance(piece, bytes) and len(piece) >= ZERO_ALIGN and piece == sparse.zeros(len(piece)):
+                self.write_zeros(len(piece))
             else:
                 self.write(piece)
 
