@@ -23,6 +23,9 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from thepusher.demo import make_image  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "build", "bench-images")
 MiB = 1 << 20
@@ -52,7 +55,7 @@ def _make(size: int) -> None:
             _timed(f"{' '.join(argv)} {raw}", subprocess.run, [*argv, "-c", raw], stdout=out,
                    check=True)
         os.rename(raw + suffix + ".tmp", raw + suffix)
-    _timed("making random.img", _write_random, os.path.join(CACHE, "random.img"), size)
+    _timed("making random.img", make_image, os.path.join(CACHE, "random.img"), size)
     _timed("making zeros75.img", _write_zeros75, os.path.join(CACHE, "zeros75.img"), size)
 
 
@@ -89,12 +92,6 @@ def _write_like_a_disk(path: str, size: int) -> None:
                     out.write(os.urandom(MiB))
                     rnd_bytes += MiB
         out.truncate(size)
-
-
-def _write_random(path: str, size: int) -> None:
-    with open(path, "wb") as f:
-        for pos in range(0, size, 4 * MiB):
-            f.write(os.urandom(min(4 * MiB, size - pos)))
 
 
 def _write_zeros75(path: str, size: int) -> None:

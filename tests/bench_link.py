@@ -54,6 +54,10 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
+from bench import parse_size  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from thepusher.demo import make_image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYZ = os.path.join(ROOT, "thepusher.pyz")
@@ -83,7 +87,6 @@ class BenchError(Exception):
 
 _RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
                "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9, "tbps": 8e12}
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def rate_bits(text: str) -> float:
@@ -106,18 +109,6 @@ def delay_ms(text: Optional[str]) -> float:
     if not m:
         raise ValueError(f"delay {text!r}: expected e.g. 0ms, 2ms, 500us")
     return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "": 1.0}[m.group(2)]
-
-
-def parse_size(text: str) -> int:
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
-    try:
-        value = int(float(t[: len(t) - len(unit)]) * _SIZE_UNITS[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected e.g. 256M or 1G") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return value
 
 
 # -- namespaces ------------------------------------------------------------------------
@@ -707,15 +698,6 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
 # -- the CLI ---------------------------------------------------------------------------
 
 
-def write_random(path: str, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 << 20)
-            f.write(os.urandom(n))
-            left -= n
-
-
 def _mem_available() -> Optional[int]:
     try:
         with open("/proc/meminfo") as f:
@@ -821,7 +803,7 @@ def mode_scaling(args, lab: LinkLab) -> None:
     try:
         image = os.path.join(work, "disk.img")
         print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
-        write_random(image, size)
+        make_image(image, size)
         rows = []
         for n in args.clients:
             rounds = []

@@ -216,7 +216,10 @@ def compress_image(source: str, fmt: str, level: Optional[int] = None, workers: 
         raise Refused(f"{output} exists and is never overwritten: remove it or give -o OUT")
     with compressor:
         started = time.monotonic()
-        reader, total = _open_source(source)
+        try:
+            reader, total = open_input(source)
+        except OSError as e:
+            raise Refused(f"cannot read {source}: {e.strerror or e}") from None
         tmp = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}.tmp")
         try:
             with reader:
@@ -245,12 +248,11 @@ def _default_output(source: str, fmt: str) -> str:
     return source + SUFFIXES[FORMATS[fmt].compression]
 
 
-def _open_source(path: str) -> Tuple[BinaryIO, Optional[int]]:
-    """The input opened for reading, and its size (a disk's too; None for a pipe)."""
-    try:
-        reader = open(path, "rb", buffering=0)
-    except OSError as e:
-        raise Refused(f"cannot read {path}: {e.strerror or e}") from None
+def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
+    """The input (an image file or a disk) opened for reading, and its size: a block
+    device's too (lseek to its end), None for a pipe, whose end is only known when
+    reached. Shared with put-image; OSError when it cannot be read."""
+    reader = open(path, "rb", buffering=0)
     mode = os.fstat(reader.fileno()).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         return reader, None

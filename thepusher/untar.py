@@ -732,19 +732,12 @@ class _Extractor:
                     except OSError as e:
                         raise self._error("writing", member, e) from None
                     self._copy(fd, length, member)
-            try:
-                if extents is not None:
+            if extents is not None:
+                try:
                     os.ftruncate(fd, member.realsize)
-                if self.as_root:
-                    os.fchown(fd, member.uid, member.gid)
-                os.fchmod(fd, member.mode)
-            except OSError as e:
-                raise self._error("setting owner and mode of", member, e) from None
-            self._xattrs(fd, member)
-            try:
-                os.utime(fd, ns=(self.now_ns, member.mtime_ns))
-            except OSError as e:
-                raise self._error("setting the mtime of", member, e) from None
+                except OSError as e:
+                    raise self._error("setting owner and mode of", member, e) from None
+            self._finish_inode(fd, member, "setting owner and mode of")
         finally:
             os.close(fd)
         self._skip((-member.size) % BLOCK, f"the data of {_quoted(member.name)}")
@@ -803,19 +796,24 @@ class _Extractor:
             if fd is None:  # replaced by a later member
                 continue
             try:
-                try:
-                    if self.as_root:
-                        os.fchown(fd, member.uid, member.gid)
-                    os.fchmod(fd, member.mode)
-                except OSError as e:
-                    raise self._error("setting owner and mode of directory", member, e) from None
-                self._xattrs(fd, member)
-                try:
-                    os.utime(fd, ns=(self.now_ns, member.mtime_ns))
-                except OSError as e:
-                    raise self._error("setting the mtime of", member, e) from None
+                self._finish_inode(fd, member, "setting owner and mode of directory")
             finally:
                 os.close(fd)
+
+    def _finish_inode(self, fd: int, member: _Member, what: str) -> None:
+        """Owner before mode (so setuid survives), then extended attributes, then mtime:
+        the last thing that could change it."""
+        try:
+            if self.as_root:
+                os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode)
+        except OSError as e:
+            raise self._error(what, member, e) from None
+        self._xattrs(fd, member)
+        try:
+            os.utime(fd, ns=(self.now_ns, member.mtime_ns))
+        except OSError as e:
+            raise self._error("setting the mtime of", member, e) from None
 
     def _symlink(self, member: _Member) -> None:
         target = member.linkname

@@ -20,12 +20,11 @@ import os
 import re
 import select
 import socket
-import stat
 from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
 from thepusher.client import split_host_port
-from thepusher.compress import FORMATS, CompressError, ParallelCompressor
+from thepusher.compress import FORMATS, CompressError, ParallelCompressor, open_input
 from thepusher.decode import SUFFIXES
 from thepusher.master.server import DEFAULT_PORT
 from thepusher.progress import ProgressLine
@@ -67,18 +66,11 @@ def default_name(path: str, fmt: Optional[str]) -> str:
 
 
 def open_source(path: str):
-    """The input opened for reading, and its size: a block device's too (lseek to its end),
-    None for a pipe, whose end is only known when reached."""
+    """The input and its size (compress.open_input), or an UploadError saying why not."""
     try:
-        f = open(path, "rb", buffering=0)
+        return open_input(path)
     except OSError as e:
         raise UploadError(f"cannot read {path}: {e.strerror or e}") from None
-    mode = os.fstat(f.fileno()).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-        return f, None
-    size = os.lseek(f.fileno(), 0, os.SEEK_END)
-    os.lseek(f.fileno(), 0, os.SEEK_SET)
-    return f, size
 
 
 class Uploader:
