@@ -162,6 +162,14 @@ clientgroup "test1" {
   # Not with start = "manual".
   retries = 1
 
+  # optional, default 1. Split a round's hosts into this many chains of near-equal
+  # length (in `hosts` order: the first few make chain 1, and so on), all streamed by
+  # the master at once. A chain runs at the pace of its slowest disk or link, so more
+  # chains keep a slow or failing machine from holding back the whole room; the
+  # master then sends the image K times at once, so give it a link K times the
+  # clients' (a 10 GbE master feeding 1 GbE clients). At most the number of hosts.
+  chains = 1
+
   # optional. The MAC address of hosts, for Wake-on-LAN (`thepusher wake test1`, the
   # page's Wake button). Hosts not listed are woken with the MAC they last registered
   # with. Keys must be in `hosts`.

@@ -39,6 +39,14 @@ def test_no_full_queue_means_no_bottleneck_and_finished_hops_are_ignored():
     assert bottleneck.find([hop("a", 32, 0, state="DONE")]) is None
 
 
+def test_with_several_chains_the_round_bottleneck_is_the_one_of_the_chain_furthest_behind():
+    ahead = [dict(hop("a", 32, 0), bytes_done=900), dict(hop("b", 0, 0), bytes_done=800)]
+    behind = [dict(hop("c", 0, 31), bytes_done=500), dict(hop("d", 0, 0), bytes_done=400)]
+    assert bottleneck.of_round([ahead, behind])["host"] == "c"
+    assert bottleneck.of_round([behind, ahead])["host"] == "c"
+    assert bottleneck.of_round([ahead])["host"] == "a"
+    assert bottleneck.of_round([]) is None
+
 
 @pytest.fixture
 def cpu_starved(tmp_path):

@@ -215,3 +215,22 @@ def test_abort_on_the_page_stops_the_round_after_asking_and_holds_the_group(lab,
     assert page.evaluate("document.querySelector('article[data-group=\"room\"] "
                          "button[data-action=\"abort\"]').disabled")
     assert page.errors == []
+
+
+def test_page_draws_each_chain_of_a_round_from_the_master(lab, page):
+    hosts = HOSTS + ["127.0.0.14", "127.0.0.15"]
+    write_image(lab.images / "disk.img", 4 << 20)
+    write_config(lab.images, hosts, group="  chains = 2\n")
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts]
+    for c in clients:
+        assert c.wait(60) == 0, lab.dump()
+    open_page(lab, page)
+    page.wait_for(states_are(hosts, "DONE"), 30, "every client DONE on the page")
+    drawn = page.evaluate("""[...document.querySelectorAll('.chain[data-chain]')].map(row => ({
+        label: row.querySelector('.hop.master').textContent,
+        hops: [...row.querySelectorAll('[data-hop]')].map(hop => hop.dataset.hop)}))""")
+    assert drawn == [{"label": "masterchain 1", "hops": hosts[:3]},
+                     {"label": "masterchain 2", "hops": hosts[3:]}]
+    page.screenshot(ARTIFACTS / "status-page-chains.png", 1280, 700)
+    assert page.errors == []

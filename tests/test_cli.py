@@ -54,6 +54,17 @@ def test_check_config_prints_groups_in_chain_order(tmp_path):
     assert r.stdout.index("10.0.0.2") < r.stdout.index("10.0.0.1")
 
 
+def test_check_config_lists_each_chain_of_a_group_with_several(tmp_path):
+    write_image(tmp_path / "disk.img", 1024)
+    cfg = write_config(tmp_path, [f"10.0.0.{i}" for i in range(1, 6)], group="  chains = 2\n")
+    r = run(["-m", "thepusher", "check-config", str(cfg)])
+    assert r.returncode == 0, r.stderr
+    assert "room: image img, 5 hosts in 2 chains" in r.stdout
+    chain1, chain2 = r.stdout.split("chain 1:\n")[1].split("chain 2:\n")
+    assert [w for w in chain1.split() if w.startswith("10.")] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert [w for w in chain2.split() if w.startswith("10.")] == ["10.0.0.4", "10.0.0.5"]
+
+
 def test_check_config_reports_every_error_with_file_line_col_and_exit_1(tmp_path):
     cfg = tmp_path / "bad.hcl"
     cfg.write_text(

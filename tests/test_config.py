@@ -800,6 +800,8 @@ def test_all_start_policy_keys_are_loaded(tmp_path):
      "clientgroup 'g': 'min_clients' needs 'wait': without a wait, the group starts only when "
      "all its hosts are ready"),
     ('wait = "1m"\nmin_clients = 3\n', 10, "clientgroup 'g': 'min_clients' is 3 but the group has 2 hosts"),
+    ("chains = 3\n", 9, "clientgroup 'g': 'chains' is 3 but the group has 2 hosts: a chain needs one"),
+    ("chains = 0\n", 9, "clientgroup 'g': 'chains' must be at least 1, found 0"),
     ('start = "manual"\nwait = "1m"\n', 10,
      "clientgroup 'g': 'wait' has no effect with start = \"manual\" (rounds start only with "
      "thepusher start)"),
@@ -809,10 +811,22 @@ def test_all_start_policy_keys_are_loaded(tmp_path):
 ], ids=[
     "unknown-start", "wait-words", "wait-bool", "wait-zero", "wait-unknown-unit", "wait-over-a-day",
     "min-clients-fraction", "min-clients-zero", "retries-negative", "retries-string",
-    "min-clients-without-wait", "min-clients-over-hosts", "manual-with-wait", "manual-with-retries",
+    "min-clients-without-wait", "min-clients-over-hosts", "chains-over-hosts", "chains-zero",
+    "manual-with-wait", "manual-with-retries",
 ])
 def test_start_policy_problems_are_reported_with_their_position(tmp_path, keys, line, message):
     assert one_error(tmp_path, group_with(keys)) == (line, 3, message)
+
+
+@pytest.mark.parametrize("hosts, k, lengths", [
+    (1, 1, [1]), (10, 1, [10]), (10, 4, [3, 3, 2, 2]), (8, 4, [2, 2, 2, 2]), (17, 4, [5, 4, 4, 4]),
+    (3, 4, [1, 1, 1]), (500, 7, [72, 72, 72, 71, 71, 71, 71]),
+])
+def test_chains_cut_hosts_in_order_into_runs_differing_by_at_most_one(hosts, k, lengths):
+    names = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(hosts)]
+    chains = ClientGroup("g", "i", names, 1, chains=k).split(names)
+    assert [len(c) for c in chains] == lengths
+    assert [h for c in chains for h in c] == names
 
 
 def test_manual_start_with_retries_0_is_fine(tmp_path):

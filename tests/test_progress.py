@@ -232,13 +232,14 @@ def test_log_lines_erase_the_line_and_it_is_drawn_again_below(records):
 
 
 class Sent:
-    sent = int(2.3 * GiB)
+    def __init__(self, sent: int) -> None:
+        self.sent = sent
 
 
 def test_round_summary_names_phase_slowest_disk_rate_eta_and_counts():
     r = Round(number=3, group="lab1", image="img", session="s", secret=b"",
-              chain=["a", "b", "c", "d"], phase="streaming", started=5000.0)
-    r.source = Sent()
+              chains=[["a", "b", "c", "d"]], phase="streaming", started=5000.0)
+    r.sources = [Sent(int(2.3 * GiB))]
     clients = [
         Client("a", state="DONE", bytes_done=8 * GiB, bytes_total=8 * GiB),
         Client("b", state="BUSY", bytes_done=3 * GiB, bytes_total=8 * GiB, rate=120e6),
@@ -248,7 +249,9 @@ def test_round_summary_names_phase_slowest_disk_rate_eta_and_counts():
     assert rounds.progress(r, clients, 5065.0) == (
         "round 3 (group lab1): streaming for 1m05s; slowest disk 2.1 GiB of 8.0 GiB (26%), "
         "112 MB/s, ETA 57s; master sent 2.3 GiB; 2 BUSY, 1 DONE, 1 ERROR")
-    r.phase, r.source = "arming", None
+    r.sources = [Sent(int(2.3 * GiB)), Sent(int(1.5 * GiB))]
+    assert "; master sent 2.3 GiB / 1.5 GiB; " in rounds.progress(r, clients, 5065.0)
+    r.phase, r.sources = "arming", []
     clients = [Client("a", state="WAIT"), Client("b", state="BUSY", bytes_total=8 * GiB)]
     assert rounds.progress(r, clients, 5010.0) == (
         "round 3 (group lab1): arming for 10s; slowest disk 0 B of 8.0 GiB (0%), 0.0 MB/s, "

@@ -279,15 +279,15 @@ class Client:
             io_timeout=float(start["io_timeout"]),
             source=self.bind,
         )
-        log.info(
-            "round %s: position %s of %s, writing %s",
-            start["round"], start["position"], start["chain_length"], destination,
-        )
+        place = f'{start["position"]}/{start["chain_length"]}'
+        if start.get("chains", 1) > 1:
+            place += f' of chain {start["chain"]}/{start["chains"]}'
+        log.info("round %s: position %s, writing %s", start["round"], place, destination)
         target = TarTarget(destination) if task.get("type") == "TAR" else Target(destination)
         hop = Hop(self.listener, config, target)
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()
-        where = f'client {start["position"]}/{start["chain_length"]} of room "{task["group"]}"'
+        where = f'client {place} of room "{task["group"]}"'
         sampler = Sampler(hop, start["content_size"])
         line = ProgressLine(where, start["content_size"], log)
         # The first BUSY arms us: the master streams once every client has sent one.

@@ -68,7 +68,21 @@ class ClientGroup:
     wait: Optional[float] = None  # seconds: also start this long after the first host is ready ...
     min_clients: int = 1  # ... if at least this many are ready
     retries: int = 0  # automatic follow-up rounds a host that ended in ERROR is taken into
+    chains: int = 1  # a round's hosts split into this many chains, each fed by the master
     macs: Dict[str, str] = field(default_factory=dict)  # host -> MAC, for Wake-on-LAN
+
+    def split(self, hosts: List[str]) -> List[List[str]]:
+        """A round's hosts (in `hosts` order) as its chains: `chains` runs of near-equal
+        length, in order, so hosts listed together (a rack, a switch) share a chain.
+        Fewer hosts than `chains` give one chain each."""
+        k = min(self.chains, len(hosts)) or 1
+        size, longer = divmod(len(hosts), k)
+        out, at = [], 0
+        for i in range(k):
+            n = size + (1 if i < longer else 0)
+            out.append(hosts[at:at + n])
+            at += n
+        return out
 
     def start_rule(self) -> str:
         """The start policy in words, for check-config and the master's log."""
@@ -472,6 +486,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("wait", "wait", _duration),
             Key("min_clients", "min_clients", _count(1)),
             Key("retries", "retries", _count(0)),
+            Key("chains", "chains", _count(1)),
             Key("macs", "macs", _mac_map),
         ),
         table="groups",
@@ -646,6 +661,7 @@ class _Loader:
                 continue
             f, attrs = entry.fields, entry.attrs
             manual = f.get("start") == "manual"
+            hosts = f.get("hosts")
             if "min_clients" in attrs and "min_clients" in f:
                 attr = attrs["min_clients"]
                 if "wait" not in attrs:
@@ -654,13 +670,19 @@ class _Loader:
                         f"{entry.what}: 'min_clients' needs 'wait': without a wait, the group "
                         f"starts only when all its hosts are ready",
                     )
-                hosts = f.get("hosts")
                 if hosts and f["min_clients"] > len(hosts):
                     self.error(
                         attr.line, attr.col,
                         f"{entry.what}: 'min_clients' is {f['min_clients']} but the group has "
                         f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}",
                     )
+            if "chains" in attrs and "chains" in f and hosts and f["chains"] > len(hosts):
+                attr = attrs["chains"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'chains' is {f['chains']} but the group has "
+                    f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: a chain needs one",
+                )
             if manual and "wait" in f:
                 attr = attrs["wait"]
                 self.error(
@@ -772,8 +794,13 @@ def describe(cfg: Config) -> str:
     out.append(f"client groups ({len(cfg.groups)}):")
     for group in cfg.groups.values():
         count = f"{len(group.hosts)} host{'s' if len(group.hosts) != 1 else ''}"
-        out.append(f"  {group.name}: image {group.image}, {count} in chain order")
+        chains = group.split(group.hosts)
+        shape = "in chain order" if len(chains) == 1 else f"in {len(chains)} chains"
+        out.append(f"  {group.name}: image {group.image}, {count} {shape}")
         out.append(f"    starts {group.start_rule()}")
-        for i, host in enumerate(group.hosts, 1):
-            out.append(f"    {i:>3}. {host}")
+        for n, chain in enumerate(chains, 1):
+            if len(chains) > 1:
+                out.append(f"    chain {n}:")
+            for i, host in enumerate(chain, 1):
+                out.append(f"    {i:>3}. {host}")
     return "\n".join(out)

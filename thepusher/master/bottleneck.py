@@ -9,6 +9,9 @@ culprit is the furthest-downstream hop whose queues are full:
   reads slowly (a starved CPU slows its reader as much as its writer, so its own
   queues stay short); `next` names that hop.
 No full hop means the chain runs as fast as the master feeds it.
+
+With several chains the round lasts as long as the one furthest behind, so its
+bottleneck is the round's.
 """
 
 from typing import List, Optional
@@ -39,3 +42,12 @@ def find(clients: List[dict]) -> Optional[dict]:
         if cause == "link":
             culprit["next"] = clients[i + 1]["host"] if i + 1 < len(clients) else None
     return culprit
+
+
+def of_round(chains: List[List[dict]]) -> Optional[dict]:
+    """`chains`: each chain's clients in chain order. The bottleneck of the chain whose
+    slowest BUSY disk has written least."""
+    def behind(chain: List[dict]) -> int:
+        busy = [c.get("bytes_done", 0) for c in chain if c.get("state") == "BUSY"]
+        return min(busy) if busy else 1 << 62
+    return find(min(chains, key=behind)) if chains else None

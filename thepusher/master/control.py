@@ -18,7 +18,7 @@ from thepusher.config import ClientGroup, normalize_host
 from thepusher.master import policy, wol
 from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog
-from thepusher.master.rounds import run_round
+from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import FINAL, Client, Round, State
 
 
@@ -225,15 +225,16 @@ class Controller:
             running = st.running(name)
             if running is not None:
                 raise ApiError(409, f"group {name}: round {running.number} is still running")
-            chain = pick(group, st.clients)
-            if not chain:
+            hosts = pick(group, st.clients)
+            if not hosts:
                 raise ApiError(409, f"group {name}: {nobody}")
             st.held.discard(name)
-            r = self._launch(group, chain)
-            message = f"group {name}: round {r.number} started, chain {' -> '.join(r.chain)}"
+            r = self._launch(group, hosts)
+            message = f"group {name}: round {r.number} started, {describe_chains(r.chains)}"
             if r.left_out:
                 message += f"; not ready, so not in it: {', '.join(r.left_out)}"
-            return {"group": name, "round": r.number, "chain": r.chain, "left_out": r.left_out,
+            return {"group": name, "round": r.number, "chain": r.chain,
+                    "chains": r.chains, "left_out": r.left_out,
                     "message": message}
 
     def abort_group(self, name: str, who: str) -> dict:
@@ -251,9 +252,9 @@ class Controller:
             for host in r.chain:
                 if st.clients[host].state not in FINAL:
                     st.set_state(st.clients[host], "ERROR", r.error)
-            source = r.source
+            sources = r.sources
         log.warning("group %s: %s", name, r.error)
-        if source is not None:
+        for source in sources:
             source.stop()
         return {"group": name, "round": r.number,
                 "message": f"group {name}: round {r.number} aborted; the group starts again "
@@ -325,9 +326,9 @@ class Controller:
                 for group in st.config.groups.values():
                     if st.running(group.name) is not None or group.name in st.held:
                         continue
-                    chain, when = policy.due(group, st.clients, now)
-                    if chain:
-                        self._launch(group, chain)
+                    hosts, when = policy.due(group, st.clients, now)
+                    if hosts:
+                        self._launch(group, hosts)
                     elif when is not None:
                         wake = when if wake is None else min(wake, when)
                 st.changed.wait(None if wake is None else wake - now)
@@ -378,8 +379,8 @@ class Controller:
             "postImage": image.post_image,
         }
 
-    def _launch(self, group: ClientGroup, chain: List[str]) -> Round:
-        r = self.state.new_round(group, chain)
+    def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:
+        r = self.state.new_round(group, hosts)
         threading.Thread(
             target=run_round, args=(self, r), name=f"round-{r.number}", daemon=True
         ).start()

@@ -26,14 +26,14 @@ SUMMARY_EVERY = 10.0  # while a round runs, the log gets one line about it this 
 
 def run_round(ctl: "Controller", r: Round) -> None:
     st = ctl.state
-    log.info("round %d: group %s starts, chain %s", r.number, r.group, " -> ".join(r.chain))
+    log.info("round %d: group %s starts, %s", r.number, r.group, describe_chains(r.chains))
     over = threading.Event()
     threading.Thread(target=_log_progress, args=(ctl, r, over), name=f"round-{r.number}-log",
                      daemon=True).start()
     try:
-        source = _arm(ctl, r)
-        if source is not None:
-            _stream(ctl, r, source)
+        sources = _arm(ctl, r)
+        if sources is not None:
+            _stream(ctl, r, sources)
         _settle(ctl, r)
     except Exception as e:  # noqa: BLE001 - a round must always finish and free its group
         log.exception("round %d failed", r.number)
@@ -47,6 +47,11 @@ def run_round(ctl: "Controller", r: Round) -> None:
         st.finish_round(r)
     over.set()
     log.info("%s", summary(r))
+
+
+def describe_chains(chains: List[List[str]]) -> str:
+    """'chain a -> b', or 'chains a -> b | c -> d' for several."""
+    return ("chain " if len(chains) == 1 else "chains ") + " | ".join(" -> ".join(c) for c in chains)
 
 
 def summary(r: Round) -> str:
@@ -94,8 +99,8 @@ def progress(r: Round, clients: List[Client], now: float) -> str:
         if slow.bytes_total:
             line += f" of {size(slow.bytes_total)} ({100 * slow.bytes_done // slow.bytes_total}%)"
         line += f", {rate_text(slow.rate)}, ETA {eta(slow.bytes_done, slow.bytes_total, slow.rate)}"
-    if r.source is not None:
-        line += f"; master sent {size(r.source.sent)}"
+    if r.sources:
+        line += "; master sent " + " / ".join(size(s.sent) for s in r.sources)
     counts = {s: sum(1 for c in clients if c.state == s) for s in STATES}
     shown = [s for s in STATES if s in ("BUSY", "DONE", "ERROR") or counts[s]]
     return line + "; " + ", ".join(f"{counts[s]} {s}" for s in shown)
@@ -127,14 +132,16 @@ def _arm(ctl: "Controller", r: Round):
         compression=image.compression,
     )
     with st.lock:
-        addresses = [(h, st.clients[h].data_port) for h in r.chain]
+        chains = [[(h, st.clients[h].data_port) for h in hosts] for hosts in r.chains]
         r.start_info = {
             host: {
                 "round": r.number,
                 "session": r.session,
                 "secret": r.secret.hex(),
+                "chain": n + 1,
+                "chains": len(chains),
                 "position": i + 1,
-                "chain_length": len(r.chain),
+                "chain_length": len(addresses),
                 "downstream": addresses[i + 1 :],
                 "content_size": facts.content_size,
                 "sha256": facts.sha256,
@@ -142,7 +149,8 @@ def _arm(ctl: "Controller", r: Round):
                 "io_timeout": t.io_timeout,
                 "window": int(t.replay_window * (1 << 20)),
             }
-            for i, host in enumerate(r.chain)
+            for n, addresses in enumerate(chains)
+            for i, (host, _) in enumerate(addresses)
         }
         r.phase = "arming"
         st.changed.notify_all()
@@ -155,26 +163,44 @@ def _arm(ctl: "Controller", r: Round):
             if host not in r.armed and st.clients[host].state not in FINAL:
                 st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
         r.phase = "streaming"
-    source = Source(
-        image.path, header, r.secret, addresses, t.io_timeout,
-        on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
-        zero_runs=facts.zero_runs if maps_zeros(image) else None,
-    )
-    with st.lock:  # from here on an abort reaches the source (Controller.abort_group)
-        r.source = source
-        return None if r.aborted else source
+    sources = [
+        Source(
+            image.path, header, r.secret, addresses, t.io_timeout,
+            on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
+            zero_runs=facts.zero_runs if maps_zeros(image) else None,
+        )
+        for addresses in chains
+    ]
+    with st.lock:  # from here on an abort reaches the sources (Controller.abort_group)
+        r.sources = sources
+        return None if r.aborted else sources
 
 
-def _stream(ctl: "Controller", r: Round, source: Source) -> None:
-    try:
-        source.run()
-        log.info("round %d: master sent all %d bytes", r.number, source.sent)
-    except StreamFailed as e:
-        log.error("round %d: %s", r.number, e)
-        with ctl.state.lock:
-            r.error = r.error or str(e)
+def _stream(ctl: "Controller", r: Round, sources: List[Source]) -> None:
+    """Every chain at once, one thread each: a chain that fails leaves the others be."""
+    threads = [
+        threading.Thread(target=_feed, args=(ctl, r, i, source),
+                         name=f"round-{r.number}-chain-{i + 1}", daemon=True)
+        for i, source in enumerate(sources)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     with ctl.state.lock:
         r.phase = "settling"  # hops stop waiting for a new upstream after their timeout
+
+
+def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
+    which = f"chain {i + 1}: " if len(r.chains) > 1 else ""
+    try:
+        source.run()
+        log.info("round %d: %smaster sent all %d bytes", r.number, which, source.sent)
+    except StreamFailed as e:
+        log.error("round %d: %s%s", r.number, which, e)
+        with ctl.state.lock:
+            r.chain_errors[i] = str(e)
+            r.error = r.error or which + str(e)
 
 
 def _settle(ctl: "Controller", r: Round) -> None:
@@ -195,7 +221,7 @@ def _settle(ctl: "Controller", r: Round) -> None:
             for c in pending:
                 if now - c.last_seen > limit:
                     st.set_state(c, "ERROR", f"no report from the client for {limit:.0f} s (lost)")
-                elif c.queues.get("waiting_upstream") and c.host not in repaired and r.source:
+                elif c.queues.get("waiting_upstream") and c.host not in repaired and r.sources:
                     repaired.add(c.host)
                     threading.Thread(
                         target=_repair, args=(r, (c.host, c.data_port), ctl.settings.io_timeout),
@@ -207,8 +233,9 @@ def _settle(ctl: "Controller", r: Round) -> None:
 def _repair(r: Round, address, timeout: float) -> None:
     log.warning("round %d: %s lost its upstream after the others finished; "
                 "the master feeds it", r.number, address[0])
-    source = Source(r.source.path, r.source.header, r.secret, [address], timeout,
-                    on_skip=lambda host, reason: None, zero_runs=r.source.zero_runs)
+    first = r.sources[0]  # every chain's source sends the same image
+    source = Source(first.path, first.header, r.secret, [address], timeout,
+                    on_skip=lambda host, reason: None, zero_runs=first.zero_runs)
     try:
         source.run()
     except StreamFailed as e:

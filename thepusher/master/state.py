@@ -77,18 +77,26 @@ class Round:
     image: str
     session: str
     secret: bytes
-    chain: List[str]
+    chains: List[List[str]]  # each streamed by the master at once: config `chains`
+    chain: List[str] = field(init=False)  # every host in the round, chain after chain
     left_out: List[str] = field(default_factory=list)  # hosts still to image, not ready at the start
     phase: str = "preparing"  # preparing -> arming -> streaming -> finished
     started: float = field(default_factory=time.time)
     finished: Optional[float] = None
     start_info: Optional[dict] = None
     armed: set = field(default_factory=set)
-    source: Optional[Any] = None  # master/stream.Source once streaming; has .sent
+    sources: List[Any] = field(default_factory=list)  # master/stream.Source per chain once streaming
+    chain_errors: Dict[int, str] = field(default_factory=dict)  # chain index -> why its stream failed
     error: str = ""
     outcome: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)  # the reason, for each host not DONE
-    aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its source stops
+    aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its sources stop
+
+    def __post_init__(self) -> None:
+        self.chain = [h for hosts in self.chains for h in hosts]
+
+    def sent(self, i: int) -> int:
+        return self.sources[i].sent if i < len(self.sources) else 0
 
     def public(self) -> dict:
         return {
@@ -97,11 +105,13 @@ class Round:
             "image": self.image,
             "session": self.session,
             "chain": self.chain,
+            "chains": [{"hosts": hosts, "bytes_sent": self.sent(i), "error": self.chain_errors.get(i, "")}
+                       for i, hosts in enumerate(self.chains)],
             "left_out": self.left_out,
             "phase": self.phase,
             "started": self.started,
             "finished": self.finished,
-            "bytes_sent": self.source.sent if self.source else 0,
+            "bytes_sent": sum(self.sent(i) for i in range(len(self.chains))),
             "error": self.error,
             "outcome": self.outcome,
             "errors": self.errors,
@@ -178,16 +188,17 @@ class State:
             if c is not None and host in r.chain and c.state not in FINAL:
                 self.set_state(c, "ERROR", f"skipped by {by}: {reason}")
 
-    def new_round(self, group: ClientGroup, chain: List[str]) -> Round:
-        """A round for `chain`, recorded (and saved) as running before anything is sent."""
+    def new_round(self, group: ClientGroup, hosts: List[str]) -> Round:
+        """A round for `hosts` in the group's chains, recorded (and saved) as running
+        before anything is sent."""
         r = Round(
             number=self.history.counter + 1,
             group=group.name,
             image=group.image,
             session=secrets.token_hex(8),
             secret=secrets.token_bytes(32),
-            chain=chain,
-            left_out=[h for h in group.hosts if h not in chain and self.clients[h].state != "DONE"],
+            chains=group.split(hosts),
+            left_out=[h for h in group.hosts if h not in hosts and self.clients[h].state != "DONE"],
         )
         self.rounds[group.name] = r
         self.history.record(r.public())
@@ -242,6 +253,7 @@ class State:
                     "wait": group.wait,
                     "min_clients": group.min_clients,
                     "retries": group.retries,
+                    "chains": group.chains,
                     "round": r.public() if r else last,  # last: from before a restart
                     "held": name in self.held,
                     "clients": clients,

@@ -49,6 +49,7 @@ class StatusView:
         for group in status["groups"]:
             r = group.get("round") or {}
             by_host = {c["host"]: c for c in group["clients"]}
-            chain = [by_host[h] for h in r.get("chain", []) if h in by_host]
-            group["bottleneck"] = bottleneck.find(chain) if r.get("phase") == "streaming" else None
+            chains = [[by_host[h] for h in chain["hosts"] if h in by_host]
+                      for chain in r.get("chains", [])]
+            group["bottleneck"] = bottleneck.of_round(chains) if r.get("phase") == "streaming" else None
         return status

@@ -282,19 +282,32 @@ function groupBody(g) {
   return [chainView(g), totalsView(g), bottleneckNote(g), roundNotes(g), clientTable(g)];
 }
 
+/** The round's chains, each a list of hosts; before any round, the one the group's
+    hosts would make. */
+function chainsOf(g) {
+  const r = g.round;
+  return r && r.chains && r.chains.length ? r.chains.map(c => c.hosts) : [chainOf(g)];
+}
+
 function chainView(g) {
   const byHost = new Map((g.clients || []).map(c => [c.host, c]));
   const b = g.bottleneck;
-  const items = [h("span", {class: "hop master"}, h("b", null, "master"), h("small", {class: "muted"}, "source"))];
-  for (const host of chainOf(g)) {
-    const c = byHost.get(host) || {host, state: "NONE"};
-    const linkSlow = b && b.cause === "link" && b.next === host;
-    items.push(h("span", {class: `arrow${linkSlow ? " bottleneck" : ""}`, "aria-hidden": "true"}, "→"));
-    const slow = b && b.host === host && b.cause !== "link";
-    items.push(h("span", {class: `hop s-${c.state}${slow ? " bottleneck" : ""}`, "data-hop": host},
-      h("b", null, host), h("small", null, c.state)));
-  }
-  return h("div", {class: "chain", "aria-label": "chain, in order"}, items);
+  const chains = chainsOf(g);
+  const rows = chains.map((hosts, i) => {
+    const items = [h("span", {class: "hop master"}, h("b", null, "master"),
+      h("small", {class: "muted"}, chains.length > 1 ? `chain ${i + 1}` : "source"))];
+    for (const host of hosts) {
+      const c = byHost.get(host) || {host, state: "NONE"};
+      const linkSlow = b && b.cause === "link" && b.next === host;
+      items.push(h("span", {class: `arrow${linkSlow ? " bottleneck" : ""}`, "aria-hidden": "true"}, "→"));
+      const slow = b && b.host === host && b.cause !== "link";
+      items.push(h("span", {class: `hop s-${c.state}${slow ? " bottleneck" : ""}`, "data-hop": host},
+        h("b", null, host), h("small", null, c.state)));
+    }
+    const label = chains.length > 1 ? `chain ${i + 1} of ${chains.length}, in order` : "chain, in order";
+    return h("div", {class: "chain", "data-chain": i + 1, "aria-label": label}, items);
+  });
+  return rows.length === 1 ? rows[0] : h("div", {class: "chains"}, rows);
 }
 
 function totalsView(g) {
