@@ -86,6 +86,7 @@ bench: thepusher.pyz
 	$(PYTHON) tests/bench.py
 	$(PYTHON) tests/bench_master.py
 	$(PYTHON) tests/bench_link.py
+	$(PYTHON) tests/bench_link.py --mode chains
 
 # The chain over emulated 1 Gbit/s links: a network namespace per machine (root, Linux).
 bench-link: thepusher.pyz

@@ -101,6 +101,14 @@ def rate_bits(text: str) -> float:
     return value
 
 
+def rate_text(bps: float) -> str:
+    """tc's notation, the largest unit that keeps it whole: 4000000000 -> '4gbit'."""
+    for unit in ("tbit", "gbit", "mbit", "kbit"):
+        if bps >= _RATE_UNITS[unit] and bps % _RATE_UNITS[unit] == 0:
+            return f"{int(bps // _RATE_UNITS[unit])}{unit}"
+    return f"{int(bps)}bit"
+
+
 def delay_ms(text: Optional[str]) -> float:
     """"5ms", "0.5ms", "200us", "1s", "0" -> milliseconds."""
     if not text:
@@ -485,15 +493,16 @@ def compression_of(path: str) -> str:
     return COMPRESSION_OF_SUFFIX.get(os.path.splitext(path)[1].lower(), "NONE")
 
 
-def _write_config(image_dir: str, filename: str, compression: str, hosts: List[str]) -> None:
-    """As tests/bench.py: one image, one group of these hosts in this order, started by
-    the bench (start = "manual") once every host is WAIT."""
+def _write_config(image_dir: str, filename: str, compression: str, hosts: List[str],
+                  chains: int = 1) -> None:
+    """As tests/bench.py: one image, one group of these hosts in this order (in `chains`
+    chains), started by the bench (start = "manual") once every host is WAIT."""
     quoted = ", ".join(f'"{h}"' for h in hosts)
     with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
         f.write(f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
                 f'  compression = "{compression}"\n}}\n'
                 f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
-                '  start = "manual"\n}\n')
+                f'  start = "manual"\n  chains = {chains}\n}}\n')
 
 
 def _tail(path: str, chars: int = 2500) -> str:
@@ -507,17 +516,18 @@ def _tail(path: str, chars: int = 2500) -> str:
 def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
               clients: Optional[int] = None, dest: str = "shm", python: Optional[str] = None,
               pyz: Optional[str] = PYZ, timeout: Optional[float] = None,
-              keep_logs: Optional[str] = None) -> dict:
+              keep_logs: Optional[str] = None, chains: int = 1) -> dict:
     """One real round over the lab's links: master + `clients` (default all) client
     processes, started fresh and stopped at the end. Raises BenchError unless every
     client ends DONE (each verified the SHA-256 of what it wrote) and exits 0.
 
     `dest`: "shm" (a file per client in /dev/shm, deleted afterwards) or "null".
+    `chains`: the group's `chains` (the master feeds that many chains at once).
     Returns: n, stream_s (phase 'streaming' seen -> master's finished), wall_s (master's
     round: finished - started), content_bytes (what each client wrote), image_bytes (the
     file the master streams), goodput_mb_s (content MB / stream s, per client: every
-    client receives all of it), goodput_per_link (goodput over the slowest port's rate in
-    MB/s), cpu_s (each hop's cpu_seconds as reported with DONE), cpu_s_per_gb (per hop,
+    client receives all of it), goodput_per_link (goodput over the rate in MB/s of the
+    slowest port, the master's counted as shared by its chains), cpu_s (each hop's cpu_seconds as reported with DONE), cpu_s_per_gb (per hop,
     over content GB), states, chain, round.
     """
     n = lab.n if clients is None else clients
@@ -541,7 +551,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     sidecar = image_path + ".digest.json"
     if os.path.exists(sidecar):
         shutil.copy(sidecar, image_dir)
-    _write_config(image_dir, filename, compression, hosts)
+    _write_config(image_dir, filename, compression, hosts, chains)
     if dest == "shm":
         dests = [os.path.join(work, f"disk-c{i + 1}.img") for i in range(n)]
     elif dest == "null":
@@ -609,11 +619,12 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
                                 "/api/groups/room/start", {})
         if code != 200:
             raise BenchError(f"POST /api/groups/room/start: {code} {answer}")
-        if answer.get("chain") != hosts:
-            raise BenchError(f"round started with chain {answer.get('chain')}, expected {hosts}")
+        if answer.get("chain") != hosts or len(answer.get("chains", [])) != min(chains, n):
+            raise BenchError(f"round started with chains {answer.get('chains')}, expected "
+                             f"{hosts} in {chains}")
         number = answer["round"]
 
-        link_mb_s = min(lab.rate_bps, lab.master_rate_bps) / 8 / 1e6
+        link_mb_s = min(lab.rate_bps, lab.master_rate_bps / min(chains, n)) / 8 / 1e6
         if timeout is None:  # 10x the time of a link-limited round, at least 2 minutes
             timeout = 120 + 10 * (content_bytes or image_bytes) / (link_mb_s * 1e6)
         deadline = time.monotonic() + timeout
@@ -661,6 +672,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             "n": n,
             "round": number,
             "chain": answer["chain"],
+            "chains": answer["chains"],
             "stream_s": stream,
             "wall_s": rnd["finished"] - rnd["started"],
             "content_bytes": content_bytes,
@@ -767,7 +779,14 @@ def _source_note(pyz: Optional[str]) -> str:
     return note
 
 
-def print_header(args, lab: LinkLab, check_mbit: float) -> None:
+def print_header(args, lab: LinkLab) -> None:
+    """What was measured and how; first the link check, which stops the run when the
+    shaping does not limit."""
+    check_mbit = lab.link_check()
+    ideal = min(lab.rate_bps, lab.master_rate_bps) * TCP_PAYLOAD / 1e6
+    if check_mbit > ideal * 1.05:
+        raise BenchError(f"the shaping does not limit: {check_mbit:.0f} Mbit/s through a "
+                         f"{lab.rate} link")
     print("=" * 100)
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)}")
     print(f"machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python "
@@ -777,7 +796,6 @@ def print_header(args, lab: LinkLab, check_mbit: float) -> None:
         ", no added delay"
     print(f"links: clients {lab.rate}, master {lab.master_rate}{delay}; HTB on both ends of each "
           "veth, at rate x 1514/1538 (Ethernet wire overhead)")
-    ideal = min(lab.rate_bps, lab.master_rate_bps) * TCP_PAYLOAD / 1e6
     path = (f"a {lab.rate} shaped veth pair" if lab.rate == lab.master_rate else
             f"shaped veths, master {lab.master_rate}, c1 {lab.rate}")
     print(f"link check: {check_mbit:.0f} Mbit/s of TCP payload master -> c1 through {path} "
@@ -843,6 +861,76 @@ def mode_scaling(args, lab: LinkLab) -> None:
         print(f"(T(N)/T(1) is relative to N={first['n']}, the smallest N measured)")
     print(f"(the most a {lab.rate} link carries as TCP payload: "
           f"{lab.rate_bps * TCP_PAYLOAD / 8e6:.1f} MB/s = {TCP_PAYLOAD:.3f} of the link)")
+
+
+def mode_chains(args) -> int:
+    """`--room` clients in K chains (each K of --chains), the master's port K times the
+    clients' rate, against one chain of the longest chain's length with equal ports: K
+    chains should take the time of one. A lab per master rate (namespaces are rebuilt).
+    Returns the packets the shaping queues dropped."""
+    n, size, drops = args.room, args.size, 0
+    longest = {k: -(-n // k) for k in args.chains}  # ceil: the chains' longest
+    work = os.path.join(SHM, f"{PREFIX}{os.getpid()}-work")
+    os.makedirs(work, exist_ok=True)
+
+    def rounds(lab: LinkLab, clients: int, chains: int, what: str) -> List[dict]:
+        out = []
+        for i in range(args.repeat):
+            r = run_round(lab, image, "NONE", clients=clients, dest=args.dest, pyz=args.pyz,
+                          chains=chains)
+            out.append(r)
+            print(f"  [{what}, round {i + 1}/{args.repeat}] stream {r['stream_s']:.2f} s, "
+                  f"{r['goodput_mb_s']:.1f} MB/s per client ({r['goodput_per_link']:.3f} of the "
+                  f"link), hop CPU {r['cpu_s_per_gb_med']:.2f} s/GB med, all {clients} DONE",
+                  flush=True)
+        return out
+
+    try:
+        image = os.path.join(work, "disk.img")
+        print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
+        make_image(image, size)
+        one: Dict[int, List[dict]] = {}
+        with LinkLab(n, args.rate, None, args.delay) as lab:
+            print_header(args, lab)
+            for length in sorted(set(longest.values())):
+                one[length] = rounds(lab, length, 1, f"one chain of {length}, master {lab.rate}")
+            drops += lab.tc_drops()
+        many: Dict[int, List[dict]] = {1: one[n]}
+        for k in args.chains:
+            if k == 1:
+                continue
+            master = rate_text(rate_bits(args.rate) * k)
+            with LinkLab(n, args.rate, master, args.delay) as lab:
+                many[k] = rounds(lab, n, k, f"{n} clients in {k} chains, master {master}")
+                drops += lab.tc_drops()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"fan-out: {n} clients in K chains, client links {args.rate}, the master's K x "
+          f"{args.rate}; against one chain of the longest chain's length (master {args.rate}); "
+          f"{size >> 20} MiB random raw image, medians of {args.repeat}")
+    head = (f"{'K':>3} {'chains':>12} {'master':>8} {'stream s':>9} {'MB/s/client':>12} "
+            f"{'goodput/link':>13} {'one chain s':>12} {'K / one':>8} {'hop CPU s/GB':>13} "
+            f"{'CPU share':>10}")
+    print(head)
+    print("-" * len(head))
+    for k in args.chains:
+        rs, base = many[k], one[longest[k]]
+        stream = median([r["stream_s"] for r in rs])
+        shape = "+".join(str(len(c)) for c in rs[0]["chains"])
+        print(f"{k:>3} {shape:>12} {rate_text(rate_bits(args.rate) * k):>8} {stream:>9.2f} "
+              f"{median([r['goodput_mb_s'] for r in rs]):>12.1f} "
+              f"{median([r['goodput_per_link'] for r in rs]):>13.3f} "
+              f"{median([r['stream_s'] for r in base]):>12.2f} "
+              f"{stream / median([r['stream_s'] for r in base]):>8.2f} "
+              f"{median([r['cpu_s_per_gb_med'] for r in rs]):>13.2f} "
+              f"{median([r['cpu_share'] for r in rs]):>10.2f}")
+    if 4 in many:
+        ratio = median([r["stream_s"] for r in many[4]]) / median(
+            [r["stream_s"] for r in one[longest[4]]])
+        print(f"K=4 / one chain of {longest[4]}: {ratio:.2f}  (target <= 1.1: "
+              f"{'met' if ratio <= 1.1 else 'MISSED'})")
+    return drops
 
 
 def mode_images(args, lab: LinkLab) -> None:
@@ -960,11 +1048,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description="thepusher over emulated links: a network namespace per machine, "
                     "shaped veths, real rounds (root, Linux).")
-    parser.add_argument("--mode", choices=("scaling", "images"), default="scaling",
+    parser.add_argument("--mode", choices=("scaling", "chains", "images"), default="scaling",
                         help="scaling: chains of --clients on a random raw image (default); "
+                             "chains: --room clients in each of --chains chains; "
                              "images: one client, each --image in turn")
     parser.add_argument("--clients", type=parse_clients, default=[1, 2, 4, 8, 16],
                         help="chain lengths for --mode scaling (default 1,2,4,8,16)")
+    parser.add_argument("--chains", type=parse_clients, default=[1, 2, 4],
+                        help="chain counts K for --mode chains (default 1,2,4); the master's "
+                             "link is K x --rate")
+    parser.add_argument("--room", type=int, default=8,
+                        help="clients for --mode chains (default 8)")
     parser.add_argument("--rate", type=_rate_arg, default="1gbit",
                         help="every client port's rate, tc units (default 1gbit)")
     parser.add_argument("--master-rate", type=_rate_arg, default=None,
@@ -993,7 +1087,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"{args.pyz} not found: run `make` first, or pass --source")
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, tc)")
-    n = max(args.clients) if args.mode == "scaling" else 1
+    if args.mode == "chains" and not max(args.chains) <= args.room <= MAX_CLIENTS:
+        parser.error(f"--room must be from the largest of --chains to {MAX_CLIENTS}")
+    n = {"scaling": max(args.clients), "chains": args.room}.get(args.mode, 1)
     started = time.monotonic()
     cpu0 = machine_cpu()
     # Ctrl-C, kill, a closed terminal: all unwind through LinkLab's cleanup (SIGINT too when
@@ -1003,23 +1099,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, _raise_interrupt)
     try:
         removed = remove_leftovers()  # before check_room: they may hold /dev/shm space
-        if args.mode == "scaling":
+        if args.mode in ("scaling", "chains"):
             check_room(args.size * (1 + (n if args.dest == "shm" else 0)))
-        with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
-            removed += lab.leftovers
-            if removed:
-                print(f"bench_link: removed leftovers of earlier runs: {' '.join(removed)}")
-            check = lab.link_check()
-            ideal = min(lab.rate_bps, lab.master_rate_bps) * TCP_PAYLOAD / 1e6
-            if check > ideal * 1.05:
-                raise BenchError(f"the shaping does not limit: {check:.0f} Mbit/s through a "
-                                 f"{lab.rate} link")
-            print_header(args, lab, check)
-            if args.mode == "scaling":
-                mode_scaling(args, lab)
-            else:
-                mode_images(args, lab)
-            drops = lab.tc_drops()
+        if args.mode == "chains":
+            drops = mode_chains(args)
+        else:
+            with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
+                removed += lab.leftovers
+                if removed:
+                    print(f"bench_link: removed leftovers of earlier runs: {' '.join(removed)}")
+                print_header(args, lab)
+                if args.mode == "scaling":
+                    mode_scaling(args, lab)
+                else:
+                    mode_images(args, lab)
+                drops = lab.tc_drops()
         print(f"bench_link: total {time.monotonic() - started:.0f} s; load average "
               f"{os.getloadavg()[0]:.2f} at the end; {drops} packet(s) dropped by the shaping "
               "queues; namespaces removed")
