@@ -613,6 +613,53 @@ def sha256_seconds_per_gb(total: int = 1 << 30) -> float:
     return (time.process_time() - t0) / (done / 1e9)
 
 
+def floors_per_gb(where: str, total: int = 1 << 30) -> dict:
+    """CPU seconds per GB of what a hop cannot avoid besides SHA-256, each alone in this
+    process: receiving and sending over TCP on loopback (one thread each, RUSAGE_THREAD),
+    and writing fresh pages of a new file in `where` in 1 MiB writes, as a hop does."""
+    import resource
+    import threading
+
+    def thread_cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_THREAD)
+        return u.ru_utime + u.ru_stime
+
+    block = bytearray(os.urandom(RECORD_SIZE))
+    out = {}
+    listener = socket.create_server(("127.0.0.1", 0))
+    sender = socket.create_connection(listener.getsockname())
+    receiver, _ = listener.accept()
+    listener.close()
+
+    def send() -> None:
+        t0 = thread_cpu()
+        for _ in range(total // RECORD_SIZE):
+            sender.sendall(block)
+        out["send"] = thread_cpu() - t0
+        sender.close()
+
+    thread = threading.Thread(target=send)
+    t0 = thread_cpu()
+    thread.start()
+    view = memoryview(bytearray(RECORD_SIZE))
+    while receiver.recv_into(view):
+        pass
+    out["recv"] = thread_cpu() - t0
+    thread.join()
+    receiver.close()
+    path = os.path.join(where, "floor-write.tmp")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = thread_cpu()
+        for _ in range(total // RECORD_SIZE):
+            os.write(fd, block)
+        out["write"] = thread_cpu() - t0
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return {k: v / (total / 1e9) for k, v in out.items()}
+
+
 def idle_client_baseline() -> dict:
     """Peak RSS and CPU of a Python that merely imports the client: a hop at rest; and the
     hop's buffer defaults (HopConfig.buffers, .window), read there so this script stays small.
@@ -694,7 +741,7 @@ def verdict(ok: bool) -> str:
 
 
 def print_report(args, size: int, chain: List[dict], relay: List[dict], fault: Optional[dict],
-                 sha_s: float, base: dict, where: str, load: float) -> None:
+                 sha_s: float, floors: dict, base: dict, where: str, load: float) -> None:
     gb = size / 1e9
     mib = 1 << 20
     line = "=" * 112
@@ -746,7 +793,13 @@ def print_report(args, size: int, chain: List[dict], relay: List[dict], fault: O
               f"{row['sys_med']:>5.2f} {row['rss_kb'] / 1024:>13.1f} {row['master_cpu']:>12.2f}")
     print(f"reference: hashlib.sha256 alone takes {sha_s:.2f} CPU s/GB here (1 MiB pieces); "
           "every hop hashes all it writes,")
-    print("  so that is a floor on a hop's CPU per GB")
+    print("  so that is a floor on a hop's CPU per GB. The other floors, each alone: TCP "
+          f"receive {floors['recv']:.2f}, send {floors['send']:.2f}, writing fresh "
+          f"tmpfs pages {floors['write']:.2f}:")
+    print(f"  a middle hop writing a file cannot go below "
+          f"{sha_s + floors['recv'] + floors['send'] + floors['write']:.2f} CPU s/GB, "
+          f"the last one {sha_s + floors['recv'] + floors['write']:.2f}; relaying to /dev/null "
+          f"{sha_s + floors['recv'] + floors['send']:.2f} and {sha_s + floors['recv']:.2f}")
     print()
     if fault:
         print_fault(fault, size)
@@ -873,6 +926,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{args.repeat} round(s) each", flush=True)
         print("bench: measuring sha256 and an idle client ...", flush=True)
         sha_s = sha256_seconds_per_gb()
+        floors = floors_per_gb(workdir)
         base = idle_client_baseline()
         print("bench: writing the random image and pre-creating "
               f"{max_n} destination file(s) at the image's size ...", flush=True)
@@ -899,7 +953,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"(per set: {n} without a fault, {n} with the kill, the {n - 1} others alone)",
                   flush=True)
             fault = measure_fault(lab, image_dir, n, dests, size, args.repeat)
-        print_report(args, size, chain, relay, fault, sha_s, base, where, load)
+        print_report(args, size, chain, relay, fault, sha_s, floors, base, where, load)
         lab.close()  # reap the last master so its CPU is counted as ours
         cpu1 = machine_cpu()
         print(f"bench: total {time.monotonic() - started:.0f} s; load average {load:.2f} before")

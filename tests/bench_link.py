@@ -239,6 +239,7 @@ class LinkLab:
         self.master_rate_bps = rate_bits(self.master_rate)
         self.delay = delay if delay_ms(delay) > 0 else None
         self.prefix = f"{PREFIX}{os.getpid()}-"
+        self.disk_dir = os.path.join(SHM, self.prefix + "disks")
         self.bridge_ns = self.prefix + "br"
         self.master_ns = self.prefix + "m"
         self.client_ns = [f"{self.prefix}c{i + 1}" for i in range(clients)]
@@ -346,6 +347,7 @@ class LinkLab:
                 if ns.startswith(self.prefix):
                     _kill_ns_processes(ns)
                     _sh(["ip", "netns", "delete", ns], check=False)
+            shutil.rmtree(self.disk_dir, ignore_errors=True)
             left = [ns for ns in list_netns() if ns.startswith(self.prefix)]
             if left:
                 print(f"bench_link: WARNING: could not delete {left}", file=sys.stderr)
@@ -358,6 +360,20 @@ class LinkLab:
                 self._old_handlers = {}
 
     # use
+
+    def disks(self, n: int, size: int) -> List[str]:
+        """Destination files for the first `n` clients, each at least `size` bytes of
+        zeros before the round: a round writes over a disk that is there, as in a room,
+        instead of allocating fresh tmpfs pages (a kernel cost, about 1 s/GB on this VM,
+        that a disk does not have). Kept across rounds; removed with the lab."""
+        os.makedirs(self.disk_dir, exist_ok=True)
+        paths = [os.path.join(self.disk_dir, f"disk-c{i + 1}.img") for i in range(n)]
+        zeros = bytes(4 << 20)
+        for path in paths:
+            with open(path, "ab") as f:
+                while f.tell() < size:
+                    f.write(zeros[: min(len(zeros), size - f.tell())])
+        return paths
 
     def popen(self, ns: str, argv: List[str], log: Optional[str] = None,
               env: Optional[dict] = None, **kw) -> subprocess.Popen:
@@ -521,7 +537,8 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     processes, started fresh and stopped at the end. Raises BenchError unless every
     client ends DONE (each verified the SHA-256 of what it wrote) and exits 0.
 
-    `dest`: "shm" (a file per client in /dev/shm, deleted afterwards) or "null".
+    `dest`: "shm" (a file per client in /dev/shm that is there before the round, as a
+    disk is: LinkLab.disks) or "null".
     `chains`: the group's `chains` (the master feeds that many chains at once).
     Returns: n, stream_s (phase 'streaming' seen -> master's finished), wall_s (master's
     round: finished - started), content_bytes (what each client wrote), image_bytes (the
@@ -552,11 +569,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     if os.path.exists(sidecar):
         shutil.copy(sidecar, image_dir)
     _write_config(image_dir, filename, compression, hosts, chains)
-    if dest == "shm":
-        dests = [os.path.join(work, f"disk-c{i + 1}.img") for i in range(n)]
-    elif dest == "null":
-        dests = ["/dev/null"] * n
-    else:
+    if dest not in ("shm", "null"):
         raise ValueError("dest must be 'shm' or 'null'")
     cmd, env = thepusher_argv(python, pyz), child_env(pyz)
     master_log = os.path.join(logs, "master.log")
@@ -595,6 +608,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
                 raise BenchError(f"the master cannot use the image: {images}")
             time.sleep(0.1)
         content_bytes = images[0].get("content_size") or None
+        dests = lab.disks(n, content_bytes or image_bytes) if dest == "shm" else ["/dev/null"] * n
         made = os.path.join(image_dir, filename + ".digest.json")
         if not os.path.exists(sidecar) and os.path.exists(made):
             shutil.copy(made, sidecar)

@@ -179,6 +179,60 @@ def test_unaligned_zero_runs_on_a_block_device_are_zeroed_exactly(loop_devices):
     assert read_prefix(device, 4 * MiB) == want + b"\xff" * MiB  # its tail stays
 
 
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def write_pattern(target):
+    """Data, an unaligned zero run over old bytes, data, a run reaching past the old end."""
+    target.write(b"\x01" * 1000)
+    target.write_zeros(MiB + 3)
+    target.write(b"\x02" * 5)
+    target.write_zeros(3 * MiB)
+    return b"\x01" * 1000 + bytes(MiB + 3) + b"\x02" * 5 + bytes(3 * MiB)
+
+
+def test_a_file_is_written_over_in_place_its_old_bytes_under_zero_runs_punched_out(tmp_path):
+    """Re-imaging a file destination keeps its blocks (it is not emptied at open): old
+    bytes are overwritten, zero runs over them become holes, the tail is cut at the end."""
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"\xff" * (3 * MiB))
+    target = Target(str(path))
+    target.open(4 * MiB)
+    target.write(b"\x01" * MiB)
+    assert read_prefix(path, 3 * MiB)[MiB:] == b"\xff" * (2 * MiB)  # not emptied
+    target.write_zeros(MiB)
+    target.write(b"\x02" * 100)
+    target.write_zeros(2 * MiB - 100)
+    target.finish()
+    target.close()
+    assert path.read_bytes() == b"\x01" * MiB + bytes(MiB) + b"\x02" * 100 + bytes(2 * MiB - 100)
+    assert target.zeroed >= 3 * MiB - 8192  # freed or skipped, not written
+    assert allocated(path) <= MiB + 3 * 4096
+
+
+def test_zero_runs_over_old_bytes_are_written_where_the_filesystem_cannot_punch_holes(tmp_path):
+    """ramfs has no hole punching: the zeros are written, and the file still reads back
+    exactly (needs root to mount it, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a ramfs")
+    mount = tmp_path / "ramfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)], check=True)
+    try:
+        path = mount / "disk.img"
+        path.write_bytes(b"\xff" * (3 * MiB))
+        target = Target(str(path))
+        target.open(4 * MiB)
+        want = write_pattern(target)
+        target.finish()
+        target.close()
+        assert path.read_bytes() == want
+        assert target.zeroed == MiB + 1008  # only what lies past the old end: a seek
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
 def test_zero_run_image_on_loop_devices_reads_back_identical(lab, loop_devices):
     image = zero_run_image(lab.images / "disk.img")
     size = image.stat().st_size

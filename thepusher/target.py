@@ -1,17 +1,22 @@
 """The disk side of a hop: open the destination, check it fits, write, flush.
 
-A destination is a regular file (created if missing, emptied when opened so that zero
-runs can stay holes and a longer old file cannot leave a stale tail) or a block device
-(never truncated, its size checked before the first byte is written; zero runs are
-zeroed by the device itself with BLKZEROOUT, or written as zeros where it cannot). A
-missing path under /dev/ (other than /dev/shm/, which is for files) is an error, never
-a new file: on a netboot client /dev is RAM, and a mistyped device name would otherwise
-take the whole image and report a verified copy.
+A destination is a regular file (created if missing) or a block device (its size
+checked before the first byte is written). Either is written over in place, as a disk
+is: an existing file keeps its blocks, so re-imaging does not free and allocate them
+all again, and it is cut to the image's size at the end, so a longer old file cannot
+leave a stale tail. Zero runs are not written where the destination can do better:
+past a file's old end they are holes (a seek); over old bytes the filesystem frees
+them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
+cannot be done so is written as zeros. A missing path under /dev/ (other than
+/dev/shm/, which is for files) is an error, never a new file: on a netboot client /dev
+is RAM, and a mistyped device name would otherwise take the whole image and report a
+verified copy.
 """
 
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import stat
 import struct
@@ -21,7 +26,10 @@ from thepusher import sparse
 
 ZEROS = bytes(1 << 20)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
-ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks; no device has larger ones
+ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks, hole punching whole pages
+# "The filesystem cannot free this range": zeros are written instead.
+CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV,
+               errno.EACCES)
 
 log = logging.getLogger("thepusher.target")
 
@@ -41,13 +49,16 @@ class Target:
         self.is_regular = False
         self.written = 0
         self.zeroed = 0  # bytes of zero runs not written as data (holes, BLKZEROOUT)
-        self._zeroout = True  # until the device says it cannot
+        self.old_size = 0  # a regular file's size when opened: what zero runs must clear
+        self._can_free = True  # until the device or filesystem says it cannot
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
         path = os.path.abspath(self.path)
         device = path.startswith("/dev/") and not path.startswith("/dev/shm/")
-        flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | (0 if device else os.O_CREAT)
+        # A file is opened for reading too: punching a hole maps it (_free).
+        access = os.O_WRONLY if device else os.O_RDWR | os.O_CREAT
+        flags = access | getattr(os, "O_CLOEXEC", 0)
         try:
             self.fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
@@ -70,17 +81,10 @@ class Target:
                     f"destination {self.path} holds {capacity} bytes, the image needs {content_size}"
                 )
         elif self.is_regular:
-            self._empty()
+            self.old_size = os.fstat(self.fd).st_size
         elif not stat.S_ISCHR(mode):
             self.close()
             raise TargetError(f"destination {self.path} is neither a file nor a device")
-
-    def _empty(self) -> None:
-        try:
-            os.ftruncate(self.fd, 0)
-        except OSError as e:
-            self.close()
-            raise TargetError(f"cannot empty destination file {self.path}: {e.strerror}") from None
 
     def consume(self, pieces: Iterable[Piece]) -> None:
         """Write the decoded stream as it comes (a TAR target extracts it instead).
@@ -111,37 +115,51 @@ class Target:
             view = view[n:]
 
     def write_zeros(self, length: int) -> None:
-        """A run of zeros, without writing it where the destination allows: a hole in a
-        file (it was emptied when opened), BLKZEROOUT on a block device."""
-        if self.is_regular:
-            try:
-                os.lseek(self.fd, length, os.SEEK_CUR)
-            except OSError as e:
-                raise TargetError(self._describe(e)) from None
-            self.written += length
-            self.zeroed += length
+        """A run of zeros, written only where the destination cannot do better: past a
+        file's old end a seek leaves a hole; old bytes are cleared by _clear."""
+        end = self.written + length
+        if not self.is_regular:
+            self._clear(length)
             return
+        if self.old_size > self.written:
+            self._clear(min(end, self.old_size) - self.written)
+        try:
+            os.lseek(self.fd, end, os.SEEK_SET)
+        except OSError as e:
+            raise TargetError(self._describe(e)) from None
+        self.zeroed += end - self.written
+        self.written = end
+
+    def _clear(self, length: int) -> None:
+        """Zeros over `length` bytes that may hold old data: the aligned middle freed by
+        the filesystem or zeroed by the device, the unaligned edges (and everything, where
+        neither can) written."""
         start, end = self.written, self.written + length
         first, last = -(-start // ZERO_ALIGN) * ZERO_ALIGN, end // ZERO_ALIGN * ZERO_ALIGN
-        if self.is_block and self._zeroout and last - first >= ZERO_ALIGN:
+        if (self.is_block or self.is_regular) and self._can_free and last - first >= ZERO_ALIGN:
             self._write_zeros(first - start)
-            if self._zero_out(first, last - first):
+            if self._free(first, last - first):
                 self._write_zeros(end - last)
                 return
-            length = end - first
-        self._write_zeros(length)
+        self._write_zeros(end - self.written)
 
-    def _zero_out(self, offset: int, length: int) -> bool:
-        """Zero [offset, offset+length) of the block device; False if it cannot."""
+    def _free(self, offset: int, length: int) -> bool:
+        """Make [offset, offset+length) read as zeros without writing them: BLKZEROOUT on
+        a block device, a punched hole in a file (MADV_REMOVE on a shared mapping, the
+        stdlib's way to FALLOC_FL_PUNCH_HOLE). False if the device or filesystem cannot."""
         try:
-            fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+            if self.is_block:
+                fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+            else:
+                with mmap.mmap(self.fd, length, offset=offset) as mapped:
+                    mapped.madvise(mmap.MADV_REMOVE)
             os.lseek(self.fd, offset + length, os.SEEK_SET)
-        except OSError as e:
-            if e.errno not in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+        except (OSError, ValueError) as e:  # ValueError: pages larger than ZERO_ALIGN
+            if isinstance(e, OSError) and e.errno not in CANNOT_FREE:
                 raise TargetError(self._describe(e)) from None
-            log.info("%s cannot zero ranges itself (%s): writing zeros instead",
-                     self.path, e.strerror)
-            self._zeroout = False
+            why = getattr(e, "strerror", None) or str(e)
+            log.info("%s cannot clear ranges itself (%s): writing zeros instead", self.path, why)
+            self._can_free = False
             return False
         self.written += length
         self.zeroed += length
