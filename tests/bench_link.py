@@ -828,6 +828,15 @@ def print_header(args, lab: LinkLab) -> None:
     print("=" * 100, flush=True)
 
 
+def prepare_disks(lab: LinkLab, n: int, size: int) -> None:
+    """Every client's destination before the first round, not just before its own: the
+    kernel's work after gigabytes are written to tmpfs (reclaim, compaction) must not
+    fall into a measured round."""
+    print(f"bench_link: writing {n} destination file(s) of {size >> 20} MiB ...", flush=True)
+    lab.disks(n, size)
+    time.sleep(3)
+
+
 def mode_scaling(args, lab: LinkLab) -> None:
     size = args.size
     work = os.path.join(SHM, f"{PREFIX}{os.getpid()}-work")
@@ -836,6 +845,7 @@ def mode_scaling(args, lab: LinkLab) -> None:
         image = os.path.join(work, "disk.img")
         print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
         make_image(image, size)
+        prepare_disks(lab, max(args.clients), size)
         rows = []
         for n in args.clients:
             rounds = []
@@ -863,18 +873,39 @@ def mode_scaling(args, lab: LinkLab) -> None:
     print(f"chain scaling: {size >> 20} MiB random raw image, master -> c1 -> ... -> cN, "
           f"links {lab.rate} (master {lab.master_rate}), medians of {args.repeat}")
     head = (f"{'N':>3} {'stream s':>9} {'wall s':>7} {'MB/s/client':>12} {'goodput/link':>13} "
-            f"{'T(N)/T(1)':>10} {'hop CPU s/GB med':>17} {'max':>5} {'CPU share':>10}")
+            f"{'/shaped':>8} {'T(N)/T(1)':>10} {'hop CPU s/GB med':>17} {'max':>5} "
+            f"{'CPU share':>10}")
     print(head)
     print("-" * len(head))
     first = rows[0]
     for row in rows:
         print(f"{row['n']:>3} {row['stream']:>9.2f} {row['wall']:>7.2f} {row['goodput']:>12.1f} "
-              f"{row['per_link']:>13.3f} {row['stream'] / first['stream']:>10.2f} "
+              f"{row['per_link']:>13.3f} {row['per_link'] / WIRE_FACTOR:>8.3f} "
+              f"{row['stream'] / first['stream']:>10.2f} "
               f"{row['cpu_med']:>17.2f} {row['cpu_max']:>5.2f} {row['cpu_share']:>10.2f}")
     if first["n"] != 1:
         print(f"(T(N)/T(1) is relative to N={first['n']}, the smallest N measured)")
     print(f"(the most a {lab.rate} link carries as TCP payload: "
-          f"{lab.rate_bps * TCP_PAYLOAD / 8e6:.1f} MB/s = {TCP_PAYLOAD:.3f} of the link)")
+          f"{lab.rate_bps * TCP_PAYLOAD / 8e6:.1f} MB/s = {TCP_PAYLOAD:.3f} of the link, "
+          f"{TCP_PAYLOAD / WIRE_FACTOR:.3f} of the shaped rate, the link x 1514/1538)")
+    print_scaling_targets(rows)
+
+
+def print_scaling_targets(rows: List[dict]) -> None:
+    """Issue 8's targets for one chain, as far as the rows measured them."""
+    by_n = {row["n"]: row for row in rows}
+    checks = []
+    if 1 in by_n and 16 in by_n:
+        checks.append(("T(16)/T(1)", by_n[16]["stream"] / by_n[1]["stream"], "<=", 1.05))
+    worst = min(rows, key=lambda row: row["per_link"])
+    checks.append((f"goodput / shaped rate, lowest (N={worst['n']})",
+                   worst["per_link"] / WIRE_FACTOR, ">=", 0.95))
+    checks.append(("hop CPU s/GB, highest median", max(row["cpu_med"] for row in rows),
+                   "<=", 0.25))
+    print()
+    for what, value, op, limit in checks:
+        ok = value <= limit if op == "<=" else value >= limit
+        print(f"{what:<40} {value:6.3f}  (target {op} {limit}: {'met' if ok else 'MISSED'})")
 
 
 def mode_chains(args) -> int:
@@ -905,6 +936,7 @@ def mode_chains(args) -> int:
         make_image(image, size)
         one: Dict[int, List[dict]] = {}
         with LinkLab(n, args.rate, None, args.delay) as lab:
+            prepare_disks(lab, n, size)
             print_header(args, lab)
             for length in sorted(set(longest.values())):
                 one[length] = rounds(lab, length, 1, f"one chain of {length}, master {lab.rate}")
@@ -915,6 +947,7 @@ def mode_chains(args) -> int:
                 continue
             master = rate_text(rate_bits(args.rate) * k)
             with LinkLab(n, args.rate, master, args.delay) as lab:
+                prepare_disks(lab, n, size)
                 many[k] = rounds(lab, n, k, f"{n} clients in {k} chains, master {master}")
                 drops += lab.tc_drops()
     finally:

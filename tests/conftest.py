@@ -182,3 +182,20 @@ def lab():
             yield lab
         finally:
             lab.close()
+
+
+@pytest.fixture
+def cpu_starved(tmp_path):
+    """A cgroup (v1 cpu controller) that lets its processes use 3% of one CPU."""
+    base = Path("/sys/fs/cgroup/cpu")
+    if os.geteuid() != 0 or not (base / "cpu.cfs_quota_us").exists():
+        pytest.skip("needs root and the cgroup v1 cpu controller")
+    group = base / f"thepusher-test-{os.getpid()}"
+    group.mkdir()
+    (group / "cpu.cfs_period_us").write_text("100000")
+    (group / "cpu.cfs_quota_us").write_text("3000")
+    yield group
+    (group / "cpu.cfs_quota_us").write_text("-1")
+    for pid in (group / "cgroup.procs").read_text().split():
+        (base / "cgroup.procs").write_text(pid)
+    group.rmdir()

@@ -1,10 +1,5 @@
 """Naming the hop that holds the chain back, from the queue figures hops report."""
 
-import os
-from pathlib import Path
-
-import pytest
-
 from tests.conftest import write_config, write_image
 from thepusher.master import bottleneck
 
@@ -46,23 +41,6 @@ def test_with_several_chains_the_round_bottleneck_is_the_one_of_the_chain_furthe
     assert bottleneck.of_round([behind, ahead])["host"] == "c"
     assert bottleneck.of_round([ahead])["host"] == "a"
     assert bottleneck.of_round([]) is None
-
-
-@pytest.fixture
-def cpu_starved(tmp_path):
-    """A cgroup (v1 cpu controller) that lets its processes use 3% of one CPU."""
-    base = Path("/sys/fs/cgroup/cpu")
-    if os.geteuid() != 0 or not (base / "cpu.cfs_quota_us").exists():
-        pytest.skip("needs root and the cgroup v1 cpu controller")
-    group = base / f"thepusher-test-{os.getpid()}"
-    group.mkdir()
-    (group / "cpu.cfs_period_us").write_text("100000")
-    (group / "cpu.cfs_quota_us").write_text("3000")
-    yield group
-    (group / "cpu.cfs_quota_us").write_text("-1")
-    for pid in (group / "cgroup.procs").read_text().split():
-        (base / "cgroup.procs").write_text(pid)
-    group.rmdir()
 
 
 def test_status_names_the_cpu_starved_client_as_holding_the_chain_back(lab, cpu_starved):

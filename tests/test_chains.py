@@ -100,3 +100,37 @@ def test_a_round_with_fewer_ready_hosts_than_chains_gives_each_its_own_chain(lab
                             30, "the round to finish")
     assert [x["hosts"] for x in finished["chains"]] == [[a], [c]]
     assert finished["outcome"] == {a: "DONE", c: "DONE"}
+
+
+def test_a_chain_whose_stream_is_over_is_repaired_while_another_is_still_fed(lab, cpu_starved):
+    """Chain 1's last hop loses its upstream after the master has sent chain 1 all of
+    it (a held it all, then was killed): the master feeds b again at once, while it is
+    still streaming to chain 2, whose head may use 3% of a CPU."""
+    a, b, c, d = hosts(4)
+    image = lab.images / "disk.img"
+    write_image(image, 256 * MiB)
+    # a's replay window holds the whole image, so the master's stream to chain 1 ends
+    # while b, stopped, has little of it.
+    write_config(lab.images, hosts(4), group="  chains = 2\n",
+                 settings="replay_window = 512\nio_timeout = 120\nreport_timeout = 5\n")
+    master = lab.start_master()
+    procs = dict(zip(hosts(4), (lab.start_client(h) for h in hosts(4))))
+    (cpu_starved / "cgroup.procs").write_text(str(procs[c].popen.pid))
+    data_reached(lab, procs[b])
+    procs[b].kill(signal.SIGSTOP)
+    lab.wait_for(lambda: "chain 1: master sent all" in master.output(), 60,
+                 "the master's stream to chain 1 to end")
+    procs[a].kill(signal.SIGKILL)
+    procs[b].kill(signal.SIGCONT)
+    lab.wait_for(lambda: lab.clients()[b]["state"] == "DONE", 60, "b fed again by the master")
+    assert "chain 2: master sent all" not in master.output(), "chain 2 was no longer fed"
+    assert "the master feeds it" in master.output()
+    (cpu_starved / "cpu.cfs_quota_us").write_text("-1")
+    for h in (b, c, d):
+        assert procs[h].wait(120) == 0, lab.dump()
+    want = sha256_file(image)
+    for h in (b, c, d):
+        assert sha256_file(lab.disks / f"{h}.img") == want, h
+    lost = lab.wait_for(lambda: (s := lab.clients()[a]) and s["state"] == "ERROR" and s, 30,
+                        "the killed client marked lost")
+    assert "no report from the client" in lost["error"], lost

@@ -7,13 +7,14 @@ purpose); the Hop under test is the real one, in real threads.
 import dataclasses
 import hashlib
 import os
+import queue
 import socket
 import threading
 
 import pytest
 
 from thepusher import wire
-from thepusher.hop import Hop, HopConfig
+from thepusher.hop import BufferPool, Hop, HopConfig
 from thepusher.target import Target
 
 SECRET = b"s" * 32
@@ -84,6 +85,19 @@ def send_stream(address, data: bytes, header=None, cut_at=None, secret=SECRET, c
 @pytest.fixture
 def image():
     return os.urandom(3 * RECORD + 12345)
+
+
+def test_buffer_pool_makes_buffers_as_needed_but_never_more_than_its_count():
+    pool = BufferPool(3, 100)
+    assert pool.in_use() == 0
+    first, second, third = (pool.get(timeout=1) for _ in range(3))
+    assert len({id(first), id(second), id(third)}) == 3 and len(first) == wire.HEAD_SIZE + 100
+    assert pool.in_use() == 3
+    with pytest.raises(queue.Empty):
+        pool.get(timeout=0.1)
+    pool.put(second)
+    assert pool.get(timeout=1) is second  # a freed buffer is reused, none made
+    assert pool.in_use() == 3
 
 
 def test_hop_writes_exact_copy_and_verifies_digest(tmp_path, image):

@@ -108,23 +108,36 @@ class Chunk:
 
 
 class BufferPool:
-    """A fixed set of record-sized buffers: the hop's whole memory budget for data."""
+    """At most `count` record-sized buffers: the hop's whole memory budget for data.
+
+    Made as they are first needed, not up front: making 80 MiB of buffers takes tens
+    of milliseconds, and a hop that did so before its first byte would hold back every
+    hop after it by that much, for the whole round.
+    """
 
     def __init__(self, count: int, record_size: int) -> None:
         self.size = wire.HEAD_SIZE + record_size
-        self._free: "queue.Queue[bytearray]" = queue.Queue()
-        for _ in range(count):
-            self._free.put(bytearray(self.size))
         self.count = count
+        self._free: "queue.Queue[bytearray]" = queue.Queue()
+        self._made = 0
+        self._lock = threading.Lock()
 
     def get(self, timeout: float) -> bytearray:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._made < self.count:
+                self._made += 1
+                return bytearray(self.size)
         return self._free.get(timeout=timeout)
 
     def put(self, buf: bytearray) -> None:
         self._free.put(buf)
 
     def in_use(self) -> int:
-        return self.count - self._free.qsize()
+        return self._made - self._free.qsize()
 
 
 class Failure:

@@ -174,7 +174,7 @@ class Controller:
             if r.aborted:
                 return {"ok": True, "streaming": False, "aborted": r.error}
             if c.state in FINAL:
-                return {"ok": True, "streaming": r.phase in ("arming", "streaming")}
+                return {"ok": True, "streaming": r.streaming_to(host)}
             if state == "BUSY":
                 r.armed.add(host)
                 st.set_state(c, "BUSY")
@@ -183,7 +183,7 @@ class Controller:
                 st.set_state(c, *self._judge_done(c, r))
             else:
                 st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
-            return {"ok": True, "streaming": r.phase in ("arming", "streaming")}
+            return {"ok": True, "streaming": r.streaming_to(host)}
 
     def image_range(self, session: str, offset: int, length: int, mac: str) -> str:
         """Authorise a hop's gap fill: the image path, if the range and its MAC are right."""

@@ -163,6 +163,7 @@ def _arm(ctl: "Controller", r: Round):
             if host not in r.armed and st.clients[host].state not in FINAL:
                 st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
         r.phase = "streaming"
+        r.feeding = set(range(len(chains)))
     sources = [
         Source(
             image.path, header, r.secret, addresses, t.io_timeout,
@@ -173,22 +174,18 @@ def _arm(ctl: "Controller", r: Round):
     ]
     with st.lock:  # from here on an abort reaches the sources (Controller.abort_group)
         r.sources = sources
-        return None if r.aborted else sources
+        if r.aborted:
+            r.feeding.clear()
+            return None
+        return sources
 
 
 def _stream(ctl: "Controller", r: Round, sources: List[Source]) -> None:
-    """Every chain at once, one thread each: a chain that fails leaves the others be."""
-    threads = [
+    """Every chain at once, one thread each: a chain that fails or ends leaves the
+    others be, and _settle looks after each chain as soon as its stream is over."""
+    for i, source in enumerate(sources):
         threading.Thread(target=_feed, args=(ctl, r, i, source),
-                         name=f"round-{r.number}-chain-{i + 1}", daemon=True)
-        for i, source in enumerate(sources)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    with ctl.state.lock:
-        r.phase = "settling"  # hops stop waiting for a new upstream after their timeout
+                         name=f"round-{r.number}-chain-{i + 1}", daemon=True).start()
 
 
 def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
@@ -201,13 +198,19 @@ def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
         with ctl.state.lock:
             r.chain_errors[i] = str(e)
             r.error = r.error or which + str(e)
+    finally:
+        with ctl.state.lock:
+            r.feeding.discard(i)  # its hops stop waiting for a new upstream after their timeout
+            ctl.state.changed.notify_all()
 
 
 def _settle(ctl: "Controller", r: Round) -> None:
-    """Wait until every client is DONE or ERROR; silence past a bound counts as ERROR.
+    """Wait until the streams are over and every client is DONE or ERROR; once the
+    stream to its chain is over, a client's silence past a bound counts as ERROR.
 
     A hop whose upstream died after every hop before it had finished has nobody left
-    to heal towards it: the master feeds it again, from the first byte it lacks.
+    to heal towards it: once the master's stream to its chain is over, the master
+    feeds it again, from the first byte it lacks.
     """
     st = ctl.state
     limit = ctl.settings.report_timeout
@@ -216,9 +219,13 @@ def _settle(ctl: "Controller", r: Round) -> None:
         while True:
             now = time.monotonic()
             pending = [st.clients[h] for h in r.chain if st.clients[h].state not in FINAL]
-            if not pending:
+            if not r.feeding and r.phase == "streaming":
+                r.phase = "settling"
+            if not pending and not r.feeding:
                 return
             for c in pending:
+                if r.streaming_to(c.host):
+                    continue
                 if now - c.last_seen > limit:
                     st.set_state(c, "ERROR", f"no report from the client for {limit:.0f} s (lost)")
                 elif c.queues.get("waiting_upstream") and c.host not in repaired and r.sources:

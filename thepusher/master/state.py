@@ -79,6 +79,7 @@ class Round:
     secret: bytes
     chains: List[List[str]]  # each streamed by the master at once: config `chains`
     chain: List[str] = field(init=False)  # every host in the round, chain after chain
+    chain_of: Dict[str, int] = field(init=False)  # host -> index of its chain
     left_out: List[str] = field(default_factory=list)  # hosts still to image, not ready at the start
     phase: str = "preparing"  # preparing -> arming -> streaming -> finished
     started: float = field(default_factory=time.time)
@@ -86,6 +87,7 @@ class Round:
     start_info: Optional[dict] = None
     armed: set = field(default_factory=set)
     sources: List[Any] = field(default_factory=list)  # master/stream.Source per chain once streaming
+    feeding: set = field(default_factory=set)  # indices of the chains the master still streams to
     chain_errors: Dict[int, str] = field(default_factory=dict)  # chain index -> why its stream failed
     error: str = ""
     outcome: Dict[str, str] = field(default_factory=dict)
@@ -94,6 +96,11 @@ class Round:
 
     def __post_init__(self) -> None:
         self.chain = [h for hosts in self.chains for h in hosts]
+        self.chain_of = {h: i for i, hosts in enumerate(self.chains) for h in hosts}
+
+    def streaming_to(self, host: str) -> bool:
+        """The master may still send to `host`'s chain: its hops wait for an upstream."""
+        return self.phase == "arming" or self.chain_of.get(host) in self.feeding
 
     def sent(self, i: int) -> int:
         return self.sources[i].sent if i < len(self.sources) else 0
