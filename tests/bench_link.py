@@ -50,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
@@ -828,24 +828,23 @@ def print_header(args, lab: LinkLab) -> None:
     print("=" * 100, flush=True)
 
 
-def prepare_disks(lab: LinkLab, n: int, size: int) -> None:
-    """Every client's destination before the first round, not just before its own: the
-    kernel's work after gigabytes are written to tmpfs (reclaim, compaction) must not
-    fall into a measured round."""
-    print(f"bench_link: writing {n} destination file(s) of {size >> 20} MiB ...", flush=True)
-    lab.disks(n, size)
-    time.sleep(3)
-
-
-def mode_scaling(args, lab: LinkLab) -> None:
-    size = args.size
+@contextlib.contextmanager
+def random_image(size: int) -> Iterator[str]:
+    """A random raw image in /dev/shm for one mode's rounds, removed afterwards."""
     work = os.path.join(SHM, f"{PREFIX}{os.getpid()}-work")
     os.makedirs(work, exist_ok=True)
     try:
         image = os.path.join(work, "disk.img")
         print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
         make_image(image, size)
-        prepare_disks(lab, max(args.clients), size)
+        yield image
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def mode_scaling(args, lab: LinkLab) -> None:
+    size = args.size
+    with random_image(size) as image:
         rows = []
         for n in args.clients:
             rounds = []
@@ -867,8 +866,6 @@ def mode_scaling(args, lab: LinkLab) -> None:
                 "cpu_max": median([r["cpu_s_per_gb_max"] for r in rounds]),
                 "cpu_share": median([r["cpu_share"] for r in rounds]),
             })
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"chain scaling: {size >> 20} MiB random raw image, master -> c1 -> ... -> cN, "
           f"links {lab.rate} (master {lab.master_rate}), medians of {args.repeat}")
@@ -915,8 +912,6 @@ def mode_chains(args) -> int:
     Returns the packets the shaping queues dropped."""
     n, size, drops = args.room, args.size, 0
     longest = {k: -(-n // k) for k in args.chains}  # ceil: the chains' longest
-    work = os.path.join(SHM, f"{PREFIX}{os.getpid()}-work")
-    os.makedirs(work, exist_ok=True)
 
     def rounds(lab: LinkLab, clients: int, chains: int, what: str) -> List[dict]:
         out = []
@@ -930,28 +925,22 @@ def mode_chains(args) -> int:
                   flush=True)
         return out
 
-    try:
-        image = os.path.join(work, "disk.img")
-        print(f"bench_link: writing a {size >> 20} MiB random image ...", flush=True)
-        make_image(image, size)
+    with random_image(size) as image:
         one: Dict[int, List[dict]] = {}
         with LinkLab(n, args.rate, None, args.delay) as lab:
-            prepare_disks(lab, n, size)
             print_header(args, lab)
             for length in sorted(set(longest.values())):
                 one[length] = rounds(lab, length, 1, f"one chain of {length}, master {lab.rate}")
             drops += lab.tc_drops()
-        many: Dict[int, List[dict]] = {1: one[n]}
+        many: Dict[int, List[dict]] = {}
         for k in args.chains:
-            if k == 1:
+            if k == 1:  # one chain of all: measured above
+                many[k] = one[n]
                 continue
             master = rate_text(rate_bits(args.rate) * k)
             with LinkLab(n, args.rate, master, args.delay) as lab:
-                prepare_disks(lab, n, size)
                 many[k] = rounds(lab, n, k, f"{n} clients in {k} chains, master {master}")
                 drops += lab.tc_drops()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"fan-out: {n} clients in K chains, client links {args.rate}, the master's K x "
           f"{args.rate}; against one chain of the longest chain's length (master {args.rate}); "
