@@ -71,13 +71,17 @@ def parse_size(text: str) -> int:
     return value
 
 
+MAX_CLIENTS = 200
+
+
 def parse_clients(text: str) -> List[int]:
+    """An argparse type: a list of counts such as 1,2,4,8 (argparse names the option)."""
     try:
         counts = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--clients {text!r}: expected e.g. 1,2,4,8") from None
-    if not counts or counts[0] < 1 or counts[-1] > 200:
-        raise argparse.ArgumentTypeError(f"--clients {text!r}: counts from 1 to 200")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected counts such as 1,2,4,8") from None
+    if not counts or counts[0] < 1 or counts[-1] > MAX_CLIENTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: counts from 1 to {MAX_CLIENTS}")
     return counts
 
 
@@ -704,6 +708,14 @@ def machine_cpu() -> Optional[dict]:
     return {"busy": (user + nice + system + irq + softirq) / tick, "steal": steal / tick}
 
 
+def cpu_report(cpu0: dict, cpu1: dict) -> str:
+    """The machine's CPU between two machine_cpu() readings, and how much of it was ours."""
+    busy, ours = cpu1["busy"] - cpu0["busy"], own_cpu()
+    return (f"machine CPU busy {busy:.0f} s during the run, {ours:.0f} s of it in the "
+            f"benchmark's processes, {max(busy - ours, 0):.0f} s elsewhere (other processes, "
+            f"softirq); {cpu1['steal'] - cpu0['steal']:.1f} s stolen by the hypervisor")
+
+
 def own_cpu() -> float:
     """CPU seconds of this script and every child it has reaped (master, clients, helpers)."""
     import resource
@@ -958,12 +970,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         cpu1 = machine_cpu()
         print(f"bench: total {time.monotonic() - started:.0f} s; load average {load:.2f} before")
         if cpu0 and cpu1:
-            busy = cpu1["busy"] - cpu0["busy"]
-            ours = own_cpu()
-            print(f"bench: machine CPU busy {busy:.0f} s during the run, {ours:.0f} s of it in "
-                  f"the benchmark's processes, {max(busy - ours, 0):.0f} s elsewhere (other "
-                  f"processes, softirq); {cpu1['steal'] - cpu0['steal']:.1f} s stolen by the "
-                  "hypervisor")
+            print(f"bench: {cpu_report(cpu0, cpu1)}")
         return 0
     except BenchError as e:
         print(f"\nbench: ABORTED: {e}", file=sys.stderr)

@@ -44,17 +44,18 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
-from bench import parse_size  # noqa: E402
+from bench import (  # noqa: E402
+    MAX_CLIENTS, cpu_report, machine_cpu, median, parse_clients, parse_size,
+)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from thepusher.demo import make_image  # noqa: E402
@@ -66,7 +67,6 @@ PREFIX = "tpb"  # namespaces tpb<PID>-br, tpb<PID>-m, tpb<PID>-c<i>; files /dev/
 SUBNET = "10.99.0"
 MASTER_IP = f"{SUBNET}.1"
 API_PORT = 8080
-MAX_CLIENTS = 200
 # A 1514-byte frame (1500 MTU + Ethernet header, what the qdisc counts) takes 1538 bytes
 # of wire time; TCP with timestamps carries 1448 payload bytes in it.
 WIRE_FACTOR = 1514 / 1538
@@ -696,7 +696,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             "link_mb_s": link_mb_s,
             "cpu_s": cpu,
             "cpu_s_per_gb": [c / gb for c in cpu],
-            "cpu_s_per_gb_med": statistics.median(cpu) / gb,
+            "cpu_s_per_gb_med": median(cpu) / gb,
             "cpu_s_per_gb_max": max(cpu) / gb,
             # the clients' CPU over the machine's during the stream: near 1, the CPUs (not
             # the links) set the pace, as for long chains on a 2-CPU machine
@@ -745,28 +745,24 @@ def check_room(need: int) -> None:
                          "(image + a destination per client): use --dest null or a smaller --size")
 
 
-def machine_cpu() -> Optional[Tuple[float, float]]:
-    """(busy, stolen) CPU seconds of the whole machine so far (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
+def median_of(rounds: List[dict], key: str) -> float:
+    return median([r[key] for r in rounds])
 
 
-def own_cpu() -> float:
-    """CPU seconds of this script and every child it reaped (masters, clients, ip, tc)."""
-    import resource
-
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
-def median(values: List[float]) -> float:
-    return statistics.median(values)
+def repeat_rounds(args, lab: LinkLab, image: str, what: str, compression: str = "NONE",
+                  clients: Optional[int] = None, chains: int = 1) -> List[dict]:
+    """--repeat rounds of one configuration, a line each as it ends."""
+    out = []
+    for i in range(args.repeat):
+        r = run_round(lab, image, compression, clients=clients, dest=args.dest, pyz=args.pyz,
+                      chains=chains)
+        out.append(r)
+        print(f"  [{what}, round {i + 1}/{args.repeat}] stream {r['stream_s']:.2f} s, wall "
+              f"{r['wall_s']:.2f} s, {r['goodput_mb_s']:.1f} MB/s of content per client "
+              f"({r['goodput_per_link']:.3f} of the link), hop CPU "
+              f"{r['cpu_s_per_gb_med']:.2f}/{r['cpu_s_per_gb_max']:.2f} s/GB med/max, "
+              f"all {r['n']} DONE", flush=True)
+    return out
 
 
 def _source_note(pyz: Optional[str]) -> str:
@@ -847,25 +843,11 @@ def mode_scaling(args, lab: LinkLab) -> None:
     with random_image(size) as image:
         rows = []
         for n in args.clients:
-            rounds = []
-            for i in range(args.repeat):
-                r = run_round(lab, image, "NONE", clients=n, dest=args.dest, pyz=args.pyz)
-                rounds.append(r)
-                print(f"  [N={n}, round {i + 1}/{args.repeat}] stream {r['stream_s']:.2f} s, wall "
-                      f"{r['wall_s']:.2f} s, {r['goodput_mb_s']:.1f} MB/s per client "
-                      f"({r['goodput_per_link']:.3f} of the link), hop CPU "
-                      f"{r['cpu_s_per_gb_med']:.2f}/{r['cpu_s_per_gb_max']:.2f} s/GB med/max, "
-                      f"all {n} DONE", flush=True)
-            rows.append({
-                "n": n,
-                "stream": median([r["stream_s"] for r in rounds]),
-                "wall": median([r["wall_s"] for r in rounds]),
-                "goodput": median([r["goodput_mb_s"] for r in rounds]),
-                "per_link": median([r["goodput_per_link"] for r in rounds]),
-                "cpu_med": median([r["cpu_s_per_gb_med"] for r in rounds]),
-                "cpu_max": median([r["cpu_s_per_gb_max"] for r in rounds]),
-                "cpu_share": median([r["cpu_share"] for r in rounds]),
-            })
+            rounds = repeat_rounds(args, lab, image, f"N={n}", clients=n)
+            rows.append({"n": n, **{name: median_of(rounds, key) for name, key in (
+                ("stream", "stream_s"), ("wall", "wall_s"), ("goodput", "goodput_mb_s"),
+                ("per_link", "goodput_per_link"), ("cpu_med", "cpu_s_per_gb_med"),
+                ("cpu_max", "cpu_s_per_gb_max"), ("cpu_share", "cpu_share"))}})
     print()
     print(f"chain scaling: {size >> 20} MiB random raw image, master -> c1 -> ... -> cN, "
           f"links {lab.rate} (master {lab.master_rate}), medians of {args.repeat}")
@@ -913,24 +895,13 @@ def mode_chains(args) -> int:
     n, size, drops = args.room, args.size, 0
     longest = {k: -(-n // k) for k in args.chains}  # ceil: the chains' longest
 
-    def rounds(lab: LinkLab, clients: int, chains: int, what: str) -> List[dict]:
-        out = []
-        for i in range(args.repeat):
-            r = run_round(lab, image, "NONE", clients=clients, dest=args.dest, pyz=args.pyz,
-                          chains=chains)
-            out.append(r)
-            print(f"  [{what}, round {i + 1}/{args.repeat}] stream {r['stream_s']:.2f} s, "
-                  f"{r['goodput_mb_s']:.1f} MB/s per client ({r['goodput_per_link']:.3f} of the "
-                  f"link), hop CPU {r['cpu_s_per_gb_med']:.2f} s/GB med, all {clients} DONE",
-                  flush=True)
-        return out
-
     with random_image(size) as image:
         one: Dict[int, List[dict]] = {}
         with LinkLab(n, args.rate, None, args.delay) as lab:
             print_header(args, lab)
             for length in sorted(set(longest.values())):
-                one[length] = rounds(lab, length, 1, f"one chain of {length}, master {lab.rate}")
+                one[length] = repeat_rounds(args, lab, image, f"one chain of {length}, master "
+                                            f"{lab.rate}", clients=length)
             drops += lab.tc_drops()
         many: Dict[int, List[dict]] = {}
         for k in args.chains:
@@ -939,7 +910,8 @@ def mode_chains(args) -> int:
                 continue
             master = rate_text(rate_bits(args.rate) * k)
             with LinkLab(n, args.rate, master, args.delay) as lab:
-                many[k] = rounds(lab, n, k, f"{n} clients in {k} chains, master {master}")
+                many[k] = repeat_rounds(args, lab, image, f"{n} clients in {k} chains, master "
+                                        f"{master}", clients=n, chains=k)
                 drops += lab.tc_drops()
     print()
     print(f"fan-out: {n} clients in K chains, client links {args.rate}, the master's K x "
@@ -951,19 +923,15 @@ def mode_chains(args) -> int:
     print(head)
     print("-" * len(head))
     for k in args.chains:
-        rs, base = many[k], one[longest[k]]
-        stream = median([r["stream_s"] for r in rs])
+        rs = many[k]
+        stream, alone = median_of(rs, "stream_s"), median_of(one[longest[k]], "stream_s")
         shape = "+".join(str(len(c)) for c in rs[0]["chains"])
         print(f"{k:>3} {shape:>12} {rate_text(rate_bits(args.rate) * k):>8} {stream:>9.2f} "
-              f"{median([r['goodput_mb_s'] for r in rs]):>12.1f} "
-              f"{median([r['goodput_per_link'] for r in rs]):>13.3f} "
-              f"{median([r['stream_s'] for r in base]):>12.2f} "
-              f"{stream / median([r['stream_s'] for r in base]):>8.2f} "
-              f"{median([r['cpu_s_per_gb_med'] for r in rs]):>13.2f} "
-              f"{median([r['cpu_share'] for r in rs]):>10.2f}")
+              f"{median_of(rs, 'goodput_mb_s'):>12.1f} {median_of(rs, 'goodput_per_link'):>13.3f} "
+              f"{alone:>12.2f} {stream / alone:>8.2f} {median_of(rs, 'cpu_s_per_gb_med'):>13.2f} "
+              f"{median_of(rs, 'cpu_share'):>10.2f}")
     if 4 in many:
-        ratio = median([r["stream_s"] for r in many[4]]) / median(
-            [r["stream_s"] for r in one[longest[4]]])
+        ratio = median_of(many[4], "stream_s") / median_of(one[longest[4]], "stream_s")
         print(f"K=4 / one chain of {longest[4]}: {ratio:.2f}  (target <= 1.1: "
               f"{'met' if ratio <= 1.1 else 'MISSED'})")
     return drops
@@ -994,19 +962,13 @@ def mode_images(args, lab: LinkLab) -> None:
 def restore_images(args, lab: LinkLab, specs: List[Tuple[str, str]]) -> List[dict]:
     rows = []
     for path, comp in specs:
-        rounds = []
-        for i in range(args.repeat):
-            r = run_round(lab, path, comp, clients=1, dest=args.dest, pyz=args.pyz)
-            rounds.append(r)
-            print(f"  [{os.path.basename(path)} {comp}, round {i + 1}/{args.repeat}] stream "
-                  f"{r['stream_s']:.2f} s, wall {r['wall_s']:.2f} s, "
-                  f"{r['goodput_mb_s']:.1f} MB/s of content, DONE", flush=True)
+        rounds = repeat_rounds(args, lab, path, f"{os.path.basename(path)} {comp}", comp,
+                               clients=1)
         rows.append({
             "name": os.path.basename(path), "comp": comp,
             "file": rounds[0]["image_bytes"], "content": rounds[0]["content_bytes"],
-            "stream": median([r["stream_s"] for r in rounds]),
-            "wall": median([r["wall_s"] for r in rounds]),
-            "cpu": median([r["cpu_s_per_gb_med"] for r in rounds]),
+            "stream": median_of(rounds, "stream_s"), "wall": median_of(rounds, "wall_s"),
+            "cpu": median_of(rounds, "cpu_s_per_gb_med"),
         })
     return rows
 
@@ -1054,30 +1016,15 @@ def print_decode_speeds(images: List[Tuple[str, str]], repeat: int) -> None:
         print(f"  {os.path.basename(path):<14} {shown}")
 
 
-def parse_clients(text: str) -> List[int]:
-    try:
-        counts = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--clients {text!r}: expected e.g. 1,2,4,8") from None
-    if not counts or counts[0] < 1 or counts[-1] > MAX_CLIENTS:
-        raise argparse.ArgumentTypeError(f"--clients {text!r}: counts from 1 to {MAX_CLIENTS}")
-    return counts
-
-
-def _rate_arg(text: str) -> str:
-    try:
-        rate_bits(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _delay_arg(text: str) -> str:
-    try:
-        delay_ms(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+def _argument(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that keeps the text once `check` accepts it."""
+    def convert(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+    return convert
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1095,11 +1042,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "link is K x --rate")
     parser.add_argument("--room", type=int, default=8,
                         help="clients for --mode chains (default 8)")
-    parser.add_argument("--rate", type=_rate_arg, default="1gbit",
+    parser.add_argument("--rate", type=_argument(rate_bits), default="1gbit",
                         help="every client port's rate, tc units (default 1gbit)")
-    parser.add_argument("--master-rate", type=_rate_arg, default=None,
+    parser.add_argument("--master-rate", type=_argument(rate_bits), default=None,
                         help="the master port's rate (default: --rate)")
-    parser.add_argument("--delay", type=_delay_arg, default="0ms",
+    parser.add_argument("--delay", type=_argument(delay_ms), default="0ms",
                         help="one-way delay added as packets leave each machine, e.g. 1ms "
                              "(needs sch_netem; default 0ms: none)")
     parser.add_argument("--size", type=parse_size, default=1 << 30,
@@ -1155,11 +1102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               "queues; namespaces removed")
         cpu1 = machine_cpu()
         if cpu0 and cpu1:
-            busy, ours = cpu1[0] - cpu0[0], own_cpu()
-            print(f"bench_link: machine CPU busy {busy:.0f} s during the run, {ours:.0f} s of it "
-                  f"in the benchmark's processes, {max(busy - ours, 0):.0f} s elsewhere (other "
-                  f"people's processes, and softirq); {cpu1[1] - cpu0[1]:.1f} s stolen by the "
-                  "hypervisor")
+            print(f"bench_link: {cpu_report(cpu0, cpu1)}")
         return 0
     except BenchError as e:
         print(f"\nbench_link: ABORTED: {e}", file=sys.stderr)

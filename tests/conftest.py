@@ -49,6 +49,16 @@ def write_config(image_dir: Path, hosts: List[str], filename: str = "disk.img",
     return path
 
 
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything a peer sends until it closes the connection."""
+    data = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+
+
 def _interruptible() -> None:
     """Ctrl-C works in a process the tests start even when the test run itself was
     started in the background (`cmd &` in a script: SIGINT ignored, and inherited)."""

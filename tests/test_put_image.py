@@ -21,7 +21,9 @@ from typing import List, Tuple
 
 import pytest
 
-from tests.conftest import ENV, Proc, free_port, thepusher, write_config, write_image
+from tests.conftest import (
+    ENV, Proc, free_port, read_to_end, thepusher, write_config, write_image,
+)
 from thepusher.compress import ParallelCompressor
 from thepusher.upload import LEVELS
 
@@ -92,12 +94,7 @@ def raw_put(lab, path: str, headers: dict, body: bytes = b"") -> socket.socket:
 
 def answer(sock: socket.socket) -> Tuple[int, dict]:
     """The master's answer; it closes upload connections, so read to the end."""
-    data = b""
-    while True:
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        data += piece
+    data = read_to_end(sock)
     sock.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)

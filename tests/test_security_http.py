@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 import pytest
 
 from tests import browser
-from tests.conftest import ENV, thepusher, write_config, write_image
+from tests.conftest import ENV, read_to_end, thepusher, write_config, write_image
 from thepusher.master.guard import LIMIT, Throttle, peer_key
 
 MiB = 1 << 20
@@ -329,11 +329,6 @@ def test_static_path_as_sent_by_a_raw_client_cannot_climb_out(static_master):
                    b"/static/../secret.txt"):
         with socket.create_connection(("127.0.0.1", static_master.port), timeout=10) as sock:
             sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                piece = sock.recv(65536)
-                if not piece:
-                    break
-                data += piece
+            data = read_to_end(sock)
         assert data.split()[1] in (b"403", b"404"), (target, data[:200])
         assert SECRET.encode() not in data and b"root:" not in data
