@@ -83,17 +83,23 @@ image "ubuntu1604" {
   # partition (/dev/sda1). The image is written raw onto it, replacing its contents.
   destination = "/dev/sda1"
 
-  # optional, default "IMG". image types supported: IMG (TAR: planned), any letter case
+  # optional, default "IMG". image types: IMG or TAR, any letter case
   #   IMG: a raw disk or partition image, written to the destination device
-  # TAR (a tar archive unpacked into a folder, as in the original tool) is not
-  # supported yet: the clients cannot unpack archives, so a TAR image is rejected
-  # when the config is loaded rather than written raw onto a disk.
+  #   TAR: a tar archive extracted into the destination directory (which the
+  #        preImage script usually mounts), as in the original tool
   type        = "IMG"
 
   # optional, default "NONE". compression may be one of NONE | BZ2 | GZIP | XZ
   # (GZ is accepted as another name for GZIP). The image travels compressed;
   # every client decompresses it for its own disk.
   compression = "NONE"
+
+  # optional, default "write". How a client makes sure of its copy before it says DONE:
+  #   write:    the SHA-256 of the bytes it wrote equals the image's
+  #   readback: after the flush it reads the disk back, past every cache, and that
+  #             equals the image's: catches a disk that keeps other bytes than it
+  #             was given (costs one more read of the image; not for TAR images)
+  verify      = "readback"
 
   # optional, default "". preImage and postImage will be executed using sh -c "...commands..."
   # on every client: preImage before the image is received (if it fails, the client

@@ -152,8 +152,9 @@ def sha256_file(path: str) -> str:
             sha.update(view[:n])
 
 
-def write_config(image_dir: str, hosts: List[str], settings: str = "") -> None:
-    """As tests/conftest.write_config: one image, one group with these hosts in order.
+def write_config(image_dir: str, hosts: List[str], settings: str = "", image_extra: str = "") -> None:
+    """As tests/conftest.write_config: one image, one group with these hosts in order;
+    `image_extra` goes into the image block.
 
     `start = "manual"`: the bench starts every round itself (POST /api/groups/room/start)
     once all its clients are WAIT. With the default policy a host that ended DONE is no
@@ -164,7 +165,7 @@ def write_config(image_dir: str, hosts: List[str], settings: str = "") -> None:
     with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
         f.write(
             settings + 'image "img" {\n  filename = "disk.img"\n  destination = "/dev/null"\n'
-            '  compression = "NONE"\n}\n'
+            f'  compression = "NONE"\n{image_extra}}}\n'
             f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
             '  start = "manual"\n}\n'
         )
@@ -235,9 +236,10 @@ class Lab:
         except urllib.error.HTTPError as e:
             raise BenchError(f"POST {path}: {e.code} {e.read().decode(errors='replace')}") from None
 
-    def start_master(self, image_dir: str, hosts: List[str], settings: str = "") -> None:
+    def start_master(self, image_dir: str, hosts: List[str], settings: str = "",
+                     image_extra: str = "") -> None:
         self.stop_master()
-        write_config(image_dir, hosts, settings)
+        write_config(image_dir, hosts, settings, image_extra)
         self.port = free_port()
         self.master = self.spawn("master", [
             "-v", "master", "-S", image_dir, "-l", f"127.0.0.1:{self.port}",
@@ -672,10 +674,10 @@ def idle_client_baseline() -> dict:
     ru_maxrss is never below its parent's peak (see own_peak_rss_kb).
     """
     code = (
-        "import resource, thepusher.cli, thepusher.client, thepusher.hop;"
+        "import resource, thepusher.cli, thepusher.client, thepusher.hop, thepusher.wire;"
         "u = resource.getrusage(resource.RUSAGE_SELF);"
         "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')];"
-        "c = thepusher.hop.HopConfig('', b'');"
+        "c = thepusher.hop.HopConfig('', b'', thepusher.wire.Expected('', 0, 0, ''));"
         "print(hwm[0] if hwm else u.ru_maxrss, u.ru_utime + u.ru_stime,"
         " c.buffers, getattr(c, 'window', 0))"
     )

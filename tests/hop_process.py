@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 
+from thepusher import wire
 from thepusher.hop import Hop, HopConfig
 from thepusher.target import Target
 
@@ -28,6 +29,7 @@ def main() -> int:
         HopConfig(
             session=cfg["session"],
             secret=bytes.fromhex(cfg["secret"]),
+            expect=wire.Expected(**cfg["expect"]),
             position=cfg["position"],
             downstream=[tuple(a) for a in cfg["downstream"]],
             window=cfg["window"],

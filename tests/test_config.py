@@ -476,7 +476,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             4,
             3,
             "image 'u': unknown key 'zzz' (known keys: filename, comment, destination, type, "
-            "compression, preImage, postImage)",
+            "compression, preImage, postImage, verify)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -880,7 +880,7 @@ def test_bad_macs_are_named_at_their_line(tmp_path, macs, message):
     ("BZ2", gzip.compress(b"x"), 'is GZIP data (1f 8b 08'),
     ("GZIP", lzma.compress(b"x"), 'is XZ data (fd 37 7a 58 5a 00) but compression is "GZIP"; set compression = "XZ"'),
     ("XZ", b"\0" * 512, 'is not XZ data (it starts with 00 00 00 00 00 00); set compression = "NONE" if it is a raw image'),
-    ("BZ2", b"", "is not BZ2 data (it starts with nothing: the file is empty)"),
+    ("BZ2", b"", "is empty (0 bytes): nothing to deploy"),
 ])
 def test_image_file_contradicting_its_declared_compression_is_named(tmp_path, declared, content, problem):
     cfg = config.load(str(write(tmp_path, VALID.replace(

@@ -32,8 +32,8 @@ def tiny_fs(tmp_path):
 
 def test_full_filesystem_is_error_with_cause_and_next_hop_still_verifies(tmp_path, tiny_fs):
     image = os.urandom(3 * MiB)
-    last = RunningHop(tmp_path / "ok.img", position=2)
-    first = RunningHop(tiny_fs / "disk.img", downstream=[last.address])
+    last = RunningHop(tmp_path / "ok.img", image, position=2)
+    first = RunningHop(tiny_fs / "disk.img", image, downstream=[last.address])
     send_stream(first.address, image)
     bad, good = first.wait(), last.wait()
     assert not bad.verified
@@ -54,8 +54,8 @@ def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_pat
     device = dev.stdout.strip()
     try:
         image = os.urandom(4 * MiB)
-        last = RunningHop(tmp_path / "ok.img", position=2)
-        first = RunningHop(device, downstream=[last.address])
+        last = RunningHop(tmp_path / "ok.img", image, position=2)
+        first = RunningHop(device, image, downstream=[last.address])
         send_stream(first.address, image)
         bad, good = first.wait(), last.wait()
         assert not bad.verified and "Input/output error" in bad.error and device in bad.error
@@ -68,8 +68,8 @@ def test_mistyped_device_is_error_and_no_file_appears_in_dev(tmp_path):
     """On a netboot client /dev is RAM: a new file there would swallow the image and pass."""
     missing = f"/dev/thepusher-no-such-disk-{os.getpid()}"
     image = os.urandom(2 * MiB)
-    last = RunningHop(tmp_path / "ok.img", position=2)
-    first = RunningHop(missing, downstream=[last.address])
+    last = RunningHop(tmp_path / "ok.img", image, position=2)
+    first = RunningHop(missing, image, downstream=[last.address])
     send_stream(first.address, image)
     bad, good = first.wait(), last.wait()
     assert not bad.verified

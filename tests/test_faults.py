@@ -11,6 +11,7 @@ Invariants, for every run:
 - healing: every hop that was not killed or stopped ends DONE.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import pytest
 
 from tests.conftest import ENV, ROOT, fast_tmp
 from thepusher import wire
+from thepusher.master.images import ImageFile
 from thepusher.master.stream import Source, StreamFailed
 
 RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "50"))
@@ -49,6 +51,10 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
     data_digest = hashlib.sha256(image.read_bytes()).hexdigest()
     size = image.stat().st_size
     secret = os.urandom(32)
+    header = wire.StreamHeader(
+        session="faults", image="img", stream_size=size, content_size=size,
+        content_sha256=data_digest, record_size=RECORD,
+    )
     listeners = [socket.create_server((f"127.0.0.{21 + i}", 0)) for i in range(HOPS)]
     addresses = [s.getsockname()[:2] for s in listeners]
     procs = []
@@ -59,6 +65,7 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
             "destination": str(workdir / f"disk{i + 1}"), "timeout": TIMEOUT,
             "window": rng.choice([1 << 20, 4 << 20, 48 << 20]),
             "stream_ended": str(workdir / "stream-ended"),
+            "expect": dataclasses.asdict(wire.Expected.of(header)),
         }
         procs.append(subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "hop_process.py"), json.dumps(cfg)],
@@ -66,13 +73,10 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
             stderr=subprocess.PIPE, text=True,
         ))
         listener.close()
-    header = wire.StreamHeader(
-        session="faults", image="img", stream_size=size, content_size=size,
-        content_sha256=data_digest, record_size=RECORD,
-    )
     skipped_by_master = []
-    source = Source(str(image), header, secret, addresses, TIMEOUT,
-                    on_skip=lambda host, reason: skipped_by_master.append(host))
+    opened = ImageFile(str(image))
+    source = Source(opened, header, secret, addresses, TIMEOUT,
+                    on_skip=lambda host, reason: skipped_by_master.append(host), check=data_digest)
     outcome = {}
 
     def stream():
@@ -81,6 +85,7 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
         except StreamFailed as e:
             outcome["source_error"] = str(e)
         finally:
+            opened.release()
             (workdir / "stream-ended").touch()
 
     sender = threading.Thread(target=stream, daemon=True)

@@ -35,9 +35,12 @@ def make_header(data: bytes, session: str = "sess1", compression: str = "NONE", 
 
 
 class RunningHop:
-    """A Hop listening on 127.0.0.1, run in a thread, writing to `dest`."""
+    """A Hop listening on 127.0.0.1, run in a thread, writing to `dest`. `header` holds
+    the facts the master signed for it (what it checks against): by default those of
+    `make_header(data)`, the header send_stream sends for the same data."""
 
-    def __init__(self, dest, downstream=(), accept_timeout=5.0, io_timeout=5.0, position=1):
+    def __init__(self, dest, data: bytes = b"", downstream=(), accept_timeout=5.0, io_timeout=5.0,
+                 position=1, header=None, master_gone=None):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.hop = Hop(
@@ -45,10 +48,12 @@ class RunningHop:
             HopConfig(
                 session="sess1",
                 secret=SECRET,
+                expect=wire.Expected.of(header or make_header(data)),
                 position=position,
                 downstream=list(downstream),
                 accept_timeout=accept_timeout,
                 io_timeout=io_timeout,
+                master_gone=master_gone,
             ),
             Target(str(dest)),
         )
@@ -101,7 +106,7 @@ def test_buffer_pool_makes_buffers_as_needed_but_never_more_than_its_count():
 
 
 def test_hop_writes_exact_copy_and_verifies_digest(tmp_path, image):
-    h = RunningHop(tmp_path / "disk")
+    h = RunningHop(tmp_path / "disk", image)
     send_stream(h.address, image)
     hop = h.wait()
     assert hop.error is None and hop.verified
@@ -110,16 +115,16 @@ def test_hop_writes_exact_copy_and_verifies_digest(tmp_path, image):
 
 
 def test_hop_forwards_same_bytes_to_next_hop(tmp_path, image):
-    last = RunningHop(tmp_path / "d2", position=2)
-    first = RunningHop(tmp_path / "d1", downstream=[last.address])
+    last = RunningHop(tmp_path / "d2", image, position=2)
+    first = RunningHop(tmp_path / "d1", image, downstream=[last.address])
     send_stream(first.address, image)
     assert first.wait().verified and last.wait().verified
     assert (tmp_path / "d1").read_bytes() == image == (tmp_path / "d2").read_bytes()
 
 
 def test_upstream_closing_mid_stream_is_error_with_byte_offset_never_verified(tmp_path, image):
-    last = RunningHop(tmp_path / "d2", position=2)
-    first = RunningHop(tmp_path / "d1", downstream=[last.address])
+    last = RunningHop(tmp_path / "d2", image, position=2, accept_timeout=1.0)
+    first = RunningHop(tmp_path / "d1", image, downstream=[last.address], accept_timeout=1.0)
     send_stream(first.address, image, cut_at=2 * RECORD)
     for hop in (first.wait(), last.wait()):
         assert not hop.verified
@@ -127,7 +132,7 @@ def test_upstream_closing_mid_stream_is_error_with_byte_offset_never_verified(tm
 
 
 def test_wrong_content_with_matching_framing_is_digest_error(tmp_path, image):
-    h = RunningHop(tmp_path / "disk")
+    h = RunningHop(tmp_path / "disk", image)
     tampered = image[:100] + bytes([image[100] ^ 1]) + image[101:]
     send_stream(h.address, tampered, content=image)
     hop = h.wait()
@@ -135,7 +140,7 @@ def test_wrong_content_with_matching_framing_is_digest_error(tmp_path, image):
 
 
 def test_record_at_wrong_offset_is_refused(tmp_path, image):
-    h = RunningHop(tmp_path / "disk")
+    h = RunningHop(tmp_path / "disk", image, accept_timeout=1.0)
     header = make_header(image)
     sock, _ = wire.connect(h.address, header, SECRET, timeout=5)
     sock.sendall(wire.pack_head(wire.DATA, 10, 0) + b"x" * 10)
@@ -146,7 +151,7 @@ def test_record_at_wrong_offset_is_refused(tmp_path, image):
 
 
 def test_stalled_upstream_times_out_instead_of_hanging(tmp_path, image):
-    h = RunningHop(tmp_path / "disk", io_timeout=1.0)
+    h = RunningHop(tmp_path / "disk", image, io_timeout=1.0, accept_timeout=1.0)
     sock, _ = wire.connect(h.address, make_header(image), SECRET, timeout=5)
     sock.sendall(wire.pack_head(wire.DATA, 10, 0) + b"x" * 10)
     hop = h.wait()
@@ -156,7 +161,7 @@ def test_stalled_upstream_times_out_instead_of_hanging(tmp_path, image):
 
 def test_zero_run_records_are_written_as_zeros(tmp_path):
     content = b"a" * 1000 + bytes(5 << 20) + b"b" * 7
-    h = RunningHop(tmp_path / "disk")
+    h = RunningHop(tmp_path / "disk", content)
     header = make_header(content)
     sock, _ = wire.connect(h.address, header, SECRET, timeout=5)
     sock.sendall(wire.pack_head(wire.DATA, 1000, 0) + content[:1000])
@@ -173,16 +178,17 @@ def test_bz2_stream_is_decompressed_for_the_disk_and_forwarded_compressed(tmp_pa
 
     content = os.urandom(200_000) * 3
     packed = bz2.compress(content[:300_000]) + bz2.compress(content[300_000:])  # two streams
-    last = RunningHop(tmp_path / "d2", position=2)
-    first = RunningHop(tmp_path / "d1", downstream=[last.address])
-    send_stream(first.address, packed, header=make_header(packed, compression="BZ2", content=content))
+    header = make_header(packed, compression="BZ2", content=content)
+    last = RunningHop(tmp_path / "d2", header=header, position=2)
+    first = RunningHop(tmp_path / "d1", header=header, downstream=[last.address])
+    send_stream(first.address, packed, header=header)
     assert first.wait().verified and last.wait().verified
     assert (tmp_path / "d1").read_bytes() == content == (tmp_path / "d2").read_bytes()
 
 
 def test_disk_error_keeps_forwarding_to_next_hop(tmp_path, image):
-    last = RunningHop(tmp_path / "d2", position=2)
-    first = RunningHop(tmp_path / "no-such-dir" / "d1", downstream=[last.address])
+    last = RunningHop(tmp_path / "d2", image, position=2)
+    first = RunningHop(tmp_path / "no-such-dir" / "d1", image, downstream=[last.address])
     send_stream(first.address, image)
     bad, good = first.wait(), last.wait()
     assert not bad.verified and "cannot open destination" in bad.error
@@ -223,7 +229,7 @@ def header_bytes(header: wire.StreamHeader, secret: bytes, nonce: bytes) -> byte
 )
 def test_connection_without_valid_secret_writes_zero_bytes(tmp_path, name, payload):
     dest = tmp_path / "disk"
-    h = RunningHop(dest, accept_timeout=2.0)
+    h = RunningHop(dest, b"x" * 100, accept_timeout=2.0)
     answer = attack(h.address, payload)
     hop = h.wait()
     assert not answer.startswith(wire.ACCEPT_MAGIC), name
@@ -232,7 +238,7 @@ def test_connection_without_valid_secret_writes_zero_bytes(tmp_path, name, paylo
 
 
 def test_valid_sender_after_refused_attacker_still_gets_through(tmp_path, image):
-    h = RunningHop(tmp_path / "disk")
+    h = RunningHop(tmp_path / "disk", image)
     attack(h.address, os.urandom(100))
     send_stream(h.address, image)
     assert h.wait().verified
@@ -263,8 +269,9 @@ def read_device(device: str) -> bytes:
 
 def test_block_device_smaller_than_image_is_refused_before_writing(loop_device):
     """A 1 MiB device must not receive a 2 MiB image, not even its start."""
-    h = RunningHop(loop_device)
-    send_stream(h.address, os.urandom(2 << 20))
+    image = os.urandom(2 << 20)
+    h = RunningHop(loop_device, image)
+    send_stream(h.address, image)
     hop = h.wait()
     assert not hop.verified and "holds 1048576 bytes, the image needs 2097152" in hop.error
     assert read_device(loop_device) == b"\xaa" * (1 << 20)
@@ -273,7 +280,47 @@ def test_block_device_smaller_than_image_is_refused_before_writing(loop_device):
 def test_block_device_receives_image_and_keeps_its_tail(loop_device):
     """A block device is written in place, never truncated: bytes past the image stay."""
     image = os.urandom((1 << 20) - 4096)
-    h = RunningHop(loop_device)
+    h = RunningHop(loop_device, image)
     send_stream(h.address, image)
     assert h.wait().verified
     assert read_device(loop_device) == image + b"\xaa" * 4096
+
+
+# -- what a hop believes: only the master's start ---------------------------------------
+
+
+def test_header_whose_facts_differ_from_the_masters_start_is_refused_and_nothing_written(tmp_path, image):
+    """Anyone holding the round's secret can sign a header; the facts in it count only if
+    they are the ones the master signed for this hop."""
+    dest = tmp_path / "disk"
+    h = RunningHop(dest, image, accept_timeout=2.0)
+    forged = os.urandom(len(image))
+    with pytest.raises(wire.ProtocolError, match="stream facts differ from the master's start: "
+                                                 "content_sha256"):
+        send_stream(h.address, forged)
+    hop = h.wait()
+    assert not dest.exists()
+    assert "no upstream connected" in hop.error and "differ from the master's start" in hop.error
+
+
+def test_abort_from_upstream_ends_the_hop_and_its_downstream_at_once(tmp_path, image):
+    """ABORT: the upstream gave up, nobody above it can complete the stream. Both hops end
+    with its reason long before their accept timeout."""
+    last = RunningHop(tmp_path / "d2", image, position=2, accept_timeout=60)
+    first = RunningHop(tmp_path / "d1", image, downstream=[last.address], accept_timeout=60)
+    sock, _ = wire.connect(first.address, make_header(image), SECRET, timeout=5)
+    with sock:
+        sock.sendall(wire.pack_head(wire.DATA, RECORD, 0) + image[:RECORD])
+        sock.sendall(wire.abort_record(RECORD, "the master is gone", RECORD))
+        for hop in (first.wait(), last.wait()):  # wait() allows 30 s, not the 60 s timeout
+            assert not hop.verified
+            assert "gave up at byte" in hop.error and "the master is gone" in hop.error
+
+
+def test_lost_upstream_is_waited_for_one_io_timeout_once_the_master_is_gone(tmp_path, image):
+    h = RunningHop(tmp_path / "disk", image, accept_timeout=60, io_timeout=1.0,
+                   master_gone=lambda: "the master has not answered for 9 s")
+    send_stream(h.address, image, cut_at=RECORD)
+    hop = h.wait()  # within 30 s: the accept timeout (60 s) did not apply
+    assert f"stream ended at byte {RECORD}" in hop.error
+    assert "the master has not answered for 9 s: giving up" in hop.error

@@ -166,7 +166,7 @@ def test_long_polls_event_streams_and_slow_uploads_outlive_the_request_budget(ma
 
 def test_idle_and_trickling_data_connections_do_not_delay_the_real_upstream(tmp_path):
     image = bytes(range(256)) * 1024
-    h = RunningHop(tmp_path / "disk", accept_timeout=60, io_timeout=30)
+    h = RunningHop(tmp_path / "disk", image, accept_timeout=60, io_timeout=30)
     socks = []
     trickle = None
     try:
@@ -194,7 +194,7 @@ def test_idle_and_trickling_data_connections_do_not_delay_the_real_upstream(tmp_
 
 def test_a_flood_of_idle_data_connections_cannot_lock_the_port(tmp_path):
     image = b"flood" * 10000
-    h = RunningHop(tmp_path / "disk", accept_timeout=60, io_timeout=30)
+    h = RunningHop(tmp_path / "disk", image, accept_timeout=60, io_timeout=30)
     socks = []
     try:
         socks = [socket.create_connection(h.address, timeout=10)

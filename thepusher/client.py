@@ -30,6 +30,11 @@ log = logging.getLogger("thepusher.client")
 DEFAULT_DATA_PORT = 8081
 REPORT_EVERY = 1.0
 REFUSED_RETRY = 10.0  # seconds before registering again after an answer we do not trust
+# How long a final report is retried while the master does not answer. A DONE is worth
+# waiting for (a master restarting takes a while, and then it takes late reports); an
+# ERROR the master learns anyway when the client stays silent, and a machine whose
+# master is gone should be free to boot again soon.
+FINAL_PATIENCE = {"DONE": 120.0, "ERROR": 5.0}
 
 
 class MasterUnreachable(Exception):
@@ -48,6 +53,7 @@ class MasterLink:
         self.bind = bind
         self.token = token  # the admin token, for people's calls (start, abort, ...)
         self.local_host: Optional[str] = None  # our address on the last call, as sent
+        self.answered = time.monotonic()  # when the master last answered anything
 
     def call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
         conn = http.client.HTTPConnection(
@@ -72,6 +78,7 @@ class MasterLink:
             answer = json.loads(raw.decode("utf-8"))
         except ValueError:
             raise MasterUnreachable(f"master answered {resp.status} with non-JSON") from None
+        self.answered = time.monotonic()
         if resp.status >= 400:
             raise MasterRefused(f"master refused {path}: {answer.get('error', resp.status)}")
         return answer
@@ -167,7 +174,10 @@ class Client:
         self.destination = destination
         self.listener = socket.create_server((bind or "", data_port), backlog=8)
         self._streaming_until = 0.0
-        self._aborted: Optional[str] = None  # the master's reason, once an admin aborted the round
+        # The master's reason, once it ended our part in the round (an admin aborted it,
+        # the image changed, we were skipped or given up on, our DONE was refused).
+        self._aborted: Optional[str] = None
+        self._lost_round = False  # the master restarted and holds no stream for us
         self.data_port = self.listener.getsockname()[1]
 
     def run(self) -> int:
@@ -265,9 +275,19 @@ class Client:
 
     def _receive(self, start: dict, destination: str, task: dict) -> int:
         secret = bytes.fromhex(start["secret"])
+        io_timeout = float(start["io_timeout"])
         config = HopConfig(
             session=start["session"],
             secret=secret,
+            expect=wire.Expected(
+                image=start["image"],
+                stream_size=start["stream_size"],
+                content_size=start["content_size"],
+                content_sha256=start["sha256"],
+                compression=start["compression"],
+                record_size=start["record_size"],
+            ),
+            verify=start["verify"],
             position=start["position"],
             window=start["window"],
             downstream=[(h, p) for h, p in start["downstream"]],
@@ -275,8 +295,9 @@ class Client:
                 start["session"], secret, offset, length, float(start["io_timeout"])
             ),
             round_alive=lambda: time.monotonic() < self._streaming_until,
+            master_gone=lambda: self._master_gone(io_timeout),
             accept_timeout=float(start["accept_timeout"]),
-            io_timeout=float(start["io_timeout"]),
+            io_timeout=io_timeout,
             source=self.bind,
         )
         place = f'{start["position"]}/{start["chain_length"]}'
@@ -308,14 +329,24 @@ class Client:
             return 1
         if hop.error is None:
             final["sha256"] = hop.digest
+            final["verified_by"] = hop.verified_by
+            final["auth"] = wire.report_mac(secret, start["session"], "DONE", hop.digest,
+                                            final["bytes_done"])
             self._report(start, "DONE", final, final=True)
-            log.info("DONE: %s verified, sha256 %s", destination, hop.digest)
+            if self._aborted is not None:  # the master refused our DONE: it says why
+                log.error("ERROR: %s", self._aborted)
+                show_banner("ERROR", [self._aborted, f"image {task['image']} was written to "
+                                      f"{destination} but the master did not accept it; {where}, "
+                                      f"round {start['round']}"])
+                return 1
+            checked = "read back and verified" if hop.verified_by == "readback" else "verified"
+            log.info("DONE: %s %s, sha256 %s", destination, checked, hop.digest)
             for host, reason in hop.skipped:
                 log.warning("skipped next hop %s: %s", host, reason)
             if hop.forward_error:
                 log.warning("the next hop did not get the image: %s", hop.forward_error)
             show_banner("DONE", [
-                f"image {task['image']} written to {destination} and verified",
+                f"image {task['image']} written to {destination} and {checked}",
                 f"sha256 {hop.digest}",
                 f"{took}; {where}, round {start['round']}",
             ])
@@ -331,21 +362,43 @@ class Client:
         return 1
 
     def _report(self, start: dict, state: str, fields: dict, final: bool = False) -> None:
-        """Progress is best effort; the final state is retried so the master hears it."""
+        """Progress is best effort; the final state is retried so the master hears it,
+        for a while (FINAL_PATIENCE) if it does not answer.
+
+        What the master answers counts: `ok: false` means it ended our part in the
+        round (or refused our DONE), with the reason; `lost_round` that it restarted
+        and holds no stream for us any more."""
         body = dict(fields, state=state, session=start["session"])
-        for attempt in range(5 if final else 1):
+        give_up = time.monotonic() + (FINAL_PATIENCE[state] if final else 0.0)
+        delay = 1.0
+        while True:
             try:
                 answer = self.link.call("POST", "/api/report", body, timeout=5.0)
-                if answer.get("aborted"):
-                    self._aborted = answer["aborted"]
-                if answer.get("streaming"):
-                    # Believe it for a while: a master that stops answering stops counting.
-                    self._streaming_until = time.monotonic() + 2 * float(start["io_timeout"])
-                return
             except (MasterUnreachable, MasterRefused) as e:
                 log.warning("report failed: %s", e)
-                if final:
-                    time.sleep(min(2 ** attempt, 8))
+                if time.monotonic() + delay > give_up:
+                    return
+                time.sleep(delay)
+                delay = min(2 * delay, 8.0)
+                continue
+            if answer.get("ok") is False:
+                self._aborted = str(answer.get("aborted") or answer.get("reason")
+                                    or "the master ended this client's part in the round")
+            self._lost_round = bool(answer.get("lost_round"))
+            if answer.get("streaming"):
+                # Believe it for a while: a master that stops answering stops counting.
+                self._streaming_until = time.monotonic() + 2 * float(start["io_timeout"])
+            return
+
+    def _master_gone(self, io_timeout: float) -> Optional[str]:
+        """Why the master can no longer feed our chain, or None: it has not answered for
+        io_timeout, or it restarted and lost the round."""
+        if self._lost_round:
+            return "the master restarted and holds no stream for this round"
+        silent = time.monotonic() - self.link.answered
+        if silent >= io_timeout:
+            return f"the master has not answered for {silent:.0f} s"
+        return None
 
     def _call(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
         """A call that must succeed: retry until the master answers."""
@@ -391,6 +444,7 @@ class Sampler:
             "rate": self.rate,
             "queues": self.hop.queue_fill(),
             "skipped": [list(entry) for entry in self.hop.skipped],
+            "read_back": self.hop.read_back,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "max_rss_kb": usage.ru_maxrss,
         }

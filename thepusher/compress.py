@@ -264,7 +264,7 @@ def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
 def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompressor, source: str,
            tmp: str, output: str) -> ImageFacts:
     """Input -> compressor -> temp file, fsynced; the digest of the input on the way."""
-    sha = hashlib.sha256()
+    sha, stream_sha = hashlib.sha256(), hashlib.sha256()
     done = written = 0
     buf = bytearray(READ)
     view = memoryview(buf)
@@ -277,10 +277,12 @@ def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompresso
                     break
                 sha.update(view[:n])
                 for piece in compressor.feed(view[:n]):
+                    stream_sha.update(piece)
                     written += sink.write(piece)
                 done += n
                 progress.update(done, f"{size(written)} {compressor.fmt}")
             for piece in compressor.finish():
+                stream_sha.update(piece)
                 written += sink.write(piece)
             sink.flush()
             os.fsync(sink.fileno())
@@ -289,7 +291,7 @@ def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompresso
                             f"{e.strerror or e}") from None
     finally:
         progress.close(done, f"{size(written)} {compressor.fmt}")
-    return ImageFacts(written, done, sha.hexdigest())
+    return ImageFacts(written, done, sha.hexdigest(), stream_sha256=stream_sha.hexdigest())
 
 
 def _read(reader: BinaryIO, buf: bytearray, source: str, done: int) -> int:

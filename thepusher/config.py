@@ -56,6 +56,9 @@ class Image:
     compression: str = "NONE"
     pre_image: str = ""
     post_image: str = ""
+    # "write": DONE means the bytes handed to the disk hash to the image's digest;
+    # "readback": the bytes the disk gives back after the flush do.
+    verify: str = "write"
 
 
 @dataclass
@@ -155,6 +158,8 @@ def image_file_problem(image: Image) -> Optional[str]:
         problem = "does not exist"
     elif not os.path.isfile(image.path):
         problem = "is not a regular file"
+    elif os.path.getsize(image.path) == 0:
+        problem = "is empty (0 bytes): nothing to deploy"
     else:
         try:
             with open(image.path, "rb") as f:
@@ -285,11 +290,16 @@ def _count(minimum: int) -> Callable[[str, Any], int]:
     return convert
 
 
-def _start_policy(key: str, value: Any) -> str:
-    policy = _string(key, value).strip().lower()
-    if policy not in START_POLICIES:
-        raise Invalid(f"unsupported {key} '{value}'; supported: {', '.join(START_POLICIES)}")
-    return policy
+def _word(*allowed: str) -> Callable[[str, Any], str]:
+    """A case-insensitive enumeration of lower-case words."""
+
+    def convert(key: str, value: Any) -> str:
+        word = _string(key, value).strip().lower()
+        if word not in allowed:
+            raise Invalid(f"unsupported {key} '{value}'; supported: {', '.join(allowed)}")
+        return word
+
+    return convert
 
 
 def _choice(*allowed: str, aliases: Optional[Dict[str, str]] = None) -> Callable[[str, Any], str]:
@@ -450,6 +460,7 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, loader: "_
 COMPRESSIONS = ("NONE", "BZ2", "GZIP", "XZ")
 TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (untar.py)
 START_POLICIES = ("all", "manual")
+VERIFY = ("write", "readback")
 
 SETTINGS: Tuple[Key, ...] = (
     Key("arm_timeout", "arm_timeout", _seconds),
@@ -474,6 +485,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("compression", "compression", _choice(*COMPRESSIONS, aliases={"GZ": "GZIP"})),
             Key("preImage", "pre_image", _string),
             Key("postImage", "post_image", _string),
+            Key("verify", "verify", _word(*VERIFY)),
         ),
         table="images",
         build=_build_image,
@@ -482,7 +494,7 @@ BLOCKS: Dict[str, BlockSpec] = {
         keys=(
             Key("image", "image", _nonempty_string, required=True),
             Key("hosts", "hosts", _host_list, required=True),
-            Key("start", "start", _start_policy),
+            Key("start", "start", _word(*START_POLICIES)),
             Key("wait", "wait", _duration),
             Key("min_clients", "min_clients", _count(1)),
             Key("retries", "retries", _count(0)),
@@ -654,6 +666,16 @@ class _Loader:
                     self.error(attr.line, attr.col,
                                f"{entry.what}: macs names {host}, which is not in its hosts")
 
+    def check_verify(self) -> None:
+        """A TAR image is extracted into files: there is no disk range to read back."""
+        for entry in self.entries:
+            f = entry.fields
+            if entry.type == "image" and f.get("verify") == "readback" and f.get("type") == "TAR":
+                attr = entry.attrs["verify"]
+                self.error(attr.line, attr.col,
+                           f"{entry.what}: verify = \"readback\" reads a disk image back; a "
+                           f"TAR image is extracted into files (leave verify out for TAR)")
+
     def check_start_policies(self) -> None:
         """Keys that are each valid but make no sense together, reported where they stand."""
         for entry in self.entries:
@@ -742,6 +764,7 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
     loader.check_hosts()
     loader.check_start_policies()
     loader.check_macs()
+    loader.check_verify()
     if loader.errors:
         raise ConfigError(
             [
@@ -784,7 +807,8 @@ def describe(cfg: Config) -> str:
         if image.comment:
             out.append(f"    comment      {image.comment}")
         out.append(f"    file         {image.filename} ({_size(image.path)})")
-        out.append(f"    type         {image.type}, compression {image.compression}")
+        out.append(f"    type         {image.type}, compression {image.compression}, "
+                   f"verify {image.verify}")
         out.append(f"    destination  {image.destination}")
         for label, script in (("preImage", image.pre_image), ("postImage", image.post_image)):
             lines = script.rstrip("\n").split("\n") if script.strip() else []

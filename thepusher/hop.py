@@ -14,8 +14,13 @@ Failures stay where they happen, and the chain heals around dead hops:
   that hop lacks;
 - a dead upstream makes the reader wait for another one (an earlier hop skipping the
   dead one connects here); any bytes older than that hop's window are fetched from the
-  master. Only if nobody takes over in time does this hop end in ERROR, and then
-  without an END record nobody downstream can finish either.
+  master. Only if nobody takes over in time does this hop end in ERROR, and then it
+  sends the next hop ABORT instead of END: nobody downstream can finish either, and
+  they end at once instead of each waiting in turn.
+
+What the hop checks its copy against comes from the master's start (HopConfig.expect),
+never from a stream's header: every member of the round holds the secret that signs
+headers.
 """
 
 import collections
@@ -48,6 +53,7 @@ class HopConfig:
 
     session: str
     secret: bytes
+    expect: wire.Expected  # the stream's facts as the master signed them: nothing else counts
     position: int = 1  # our place in the chain; upstreams have lower positions
     downstream: List[Address] = field(default_factory=list)  # every hop after us, in order
     buffers: int = 32  # records in flight between reader, writer and forwarder
@@ -61,6 +67,13 @@ class HopConfig:
     # True while the master is still streaming: hops upstream may still be healing
     # towards us, so waiting for an upstream goes on past accept_timeout.
     round_alive: Optional[Callable[[], bool]] = None
+    # Why the master can no longer feed us (it has not answered for io_timeout, or it
+    # lost the round in a restart), else None. Then a lost upstream is waited for one
+    # io_timeout, not accept_timeout: only the hops before us could still heal.
+    master_gone: Optional[Callable[[], Optional[str]]] = None
+    # "readback": after the flush, the copy counts as verified only if what the disk
+    # returns hashes to the image's digest, not just what was handed to write().
+    verify: str = "write"
 
 
 class Chunk:
@@ -141,14 +154,21 @@ class BufferPool:
 
 
 class Failure:
-    """Queue message that ends a consumer: the stream broke with this reason."""
+    """Queue message that ends a consumer: the stream broke with this reason. With
+    `tell_downstream` the forwarder passes it on as an ABORT record: nobody above us
+    can complete the stream, so the hops after us need not wait for one either."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, tell_downstream: bool = False) -> None:
         self.reason = reason
+        self.tell_downstream = tell_downstream
 
 
 class HopAbort(Exception):
-    """No (further) upstream came within the accept timeout."""
+    """The hop cannot go on receiving (its writer is stuck, say)."""
+
+
+class NoUpstream(HopAbort):
+    """No (further) upstream came in time: nobody above us can complete the stream."""
 
 
 class Hop:
@@ -172,6 +192,9 @@ class Hop:
         self.skipped: List[Tuple[str, str]] = []  # (host, reason) of downstream hops we skipped
         self.digest: Optional[str] = None
         self.verified = False
+        self.verified_by = ""  # "write" or "readback", once verified
+        self.read_back = 0  # bytes read back from the disk so far (verify = "readback")
+        self._refused: Optional[str] = None  # the last would-be upstream we refused, and why
         self.done = threading.Event()
         self._forwarding = bool(config.downstream)
         self._reader_finished = False
@@ -307,6 +330,8 @@ class Hop:
             pass
         except (wire.ProtocolError, OSError) as e:
             log.warning("refused data connection from %s:%s: %s", peer[0], peer[1], e)
+            if not isinstance(e, OSError):
+                self._refused = f"refused {peer[0]}: {e}"
             try:
                 wire.send_reject(sock, str(e))
             except OSError:
@@ -327,25 +352,38 @@ class Hop:
                 f"sender at chain position {header.sender} is not upstream of us "
                 f"(position {self.config.position})"
             )
-        if self.header is not None and _facts(header) != _facts(self.header):
-            raise wire.ProtocolError("header describes a different stream than this round's")
+        why = self.config.expect.mismatch(header)
+        if why is not None:
+            raise wire.ProtocolError(f"stream facts differ from the master's start: {why}")
         if self._upstream_ok:
             raise wire.ProtocolError(f"this hop's upstream {self.upstream} is working")
 
     def _take_upstream(self, expected: int, why: Optional[str]) -> socket.socket:
-        """Wait for an offered upstream, tell it the first byte we lack, and use it."""
+        """Wait for an offered upstream, tell it the first byte we lack, and use it.
+
+        The wait is accept_timeout, longer while the master still streams to our chain
+        (hops before us may be healing towards us), and one io_timeout once the master
+        cannot feed us any more: then only hops before us could, and they find us
+        within that or not at all."""
         self._upstream_ok = False
-        deadline = time.monotonic() + self.config.accept_timeout
+        began = time.monotonic()
+        deadline = began + self.config.accept_timeout
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0 and self.config.round_alive and self.config.round_alive():
-                deadline, remaining = time.monotonic() + 1.0, 1.0
+                deadline, remaining = now + 1.0, 1.0
+            gone = self.config.master_gone() if self.config.master_gone else None
+            if gone and now - began >= self.config.io_timeout:
+                lost = why or f"no upstream connected within {now - began:.0f} s"
+                raise NoUpstream(f"{lost}, and {gone}: giving up" + self._refusal())
             if remaining <= 0:
                 if why is None:
-                    raise HopAbort(f"no upstream connected within {self.config.accept_timeout:.0f} s")
-                raise HopAbort(
+                    raise NoUpstream(f"no upstream connected within "
+                                     f"{self.config.accept_timeout:.0f} s" + self._refusal())
+                raise NoUpstream(
                     f"{why}, and no other upstream took over within "
-                    f"{self.config.accept_timeout:.0f} s"
+                    f"{self.config.accept_timeout:.0f} s" + self._refusal()
                 )
             try:
                 sock, header, host = self._offers.get(timeout=min(remaining, 1.0))
@@ -365,7 +403,11 @@ class Hop:
                 log.warning("%s; continuing at byte %d from upstream %s", why, expected, host)
             self.upstream = host
             self._upstream_ok = True
+            self._refused = None
             return sock
+
+    def _refusal(self) -> str:
+        return f" ({self._refused})" if self._refused else ""
 
     def _prepare_disk(self) -> None:
         """Open the target and the decoder; trouble here is local: we still relay."""
@@ -391,6 +433,9 @@ class Hop:
             while True:
                 try:
                     chunk = self._read_record(sock, expected, fresh)
+                except wire.UpstreamGaveUp as e:
+                    raise NoUpstream(f"upstream {self.upstream} gave up at byte {expected} "
+                                     f"of {size}: {e}") from None
                 except (wire.ProtocolError, OSError) as e:
                     sock.close()
                     sock = self._take_upstream(expected, self._describe_break(e, expected))
@@ -406,6 +451,8 @@ class Hop:
                 self._dispatch(chunk)
                 if chunk.kind == wire.END:
                     return
+        except NoUpstream as e:
+            self._fail(str(e), tell_downstream=True)
         except HopAbort as e:
             self._fail(str(e))
         except Exception as e:  # noqa: BLE001 - any failure must reach both consumers
@@ -438,6 +485,9 @@ class Hop:
                 return None
             if kind != wire.ZERO:
                 wire.recv_exact(sock, view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
+            if kind == wire.ABORT:
+                reason = bytes(view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
+                raise wire.UpstreamGaveUp(reason.decode("utf-8", "replace"))
         except BaseException:
             view.release()
             self.pool.put(buf)
@@ -452,6 +502,10 @@ class Hop:
         if kind == wire.KEEPALIVE:
             if length:
                 raise wire.ProtocolError("keep-alive record with a payload")
+            return
+        if kind == wire.ABORT:
+            if length > room - wire.HEAD_SIZE:
+                raise wire.ProtocolError(f"ABORT record of {length} bytes exceeds the record size")
             return
         if offset != expected and not (fresh and offset > expected):
             raise wire.ProtocolError(f"record at stream byte {offset}, expected byte {expected}")
@@ -518,12 +572,12 @@ class Hop:
         if self._forwarding:
             self.forward_q.put(chunk)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, tell_downstream: bool = False) -> None:
         self.stream_error = reason
         log.error("%s", reason)
         self.write_q.put(Failure(reason))
         if self._forwarding:
-            self.forward_q.put(Failure(reason))
+            self.forward_q.put(Failure(reason, tell_downstream))
 
     def _writer(self) -> None:
         """Queue -> decoder -> target, hashing what is written; verifies at END.
@@ -611,16 +665,38 @@ class Hop:
                 return
 
     def _verify(self, payload: bytes, sha) -> None:
+        """The copy against the master's signed facts (never the stream's own claims);
+        with verify = "readback", against what the disk gives back, too."""
         digest, size = wire.parse_end(payload)
+        expect = self.config.expect
         self.target.finish()
         self.digest = sha.hexdigest()
-        if size != self.written:
-            raise wire.ProtocolError(f"wrote {self.written} bytes, the image has {size}")
-        if digest != self.header.content_sha256:
-            raise wire.ProtocolError("END record digest differs from the header's")
-        if self.digest != digest:
-            raise wire.ProtocolError(f"digest mismatch: wrote {self.digest}, image is {digest}")
+        if self.written != expect.content_size:
+            raise wire.ProtocolError(f"wrote {self.written} bytes, the image has {expect.content_size}")
+        if (digest, size) != (expect.content_sha256, expect.content_size):
+            raise wire.ProtocolError("END record differs from the master's start")
+        if self.digest != expect.content_sha256:
+            raise wire.ProtocolError(
+                f"digest mismatch: wrote {self.digest}, image is {expect.content_sha256}")
+        if self.config.verify == "readback":
+            self._read_back(expect)
         self.verified = True
+        self.verified_by = self.config.verify
+
+    def _read_back(self, expect: wire.Expected) -> None:
+        """Hash what the disk returns, past every cache, and refuse a disk that lies."""
+        t0 = time.monotonic()
+
+        def progress(done: int) -> None:
+            self.read_back = done
+
+        got = self.target.read_back(expect.content_size, progress)
+        if got != expect.content_sha256:
+            raise TargetError(
+                f"read back from {self.target.path}: sha256 {got} differs from the image "
+                f"({expect.content_sha256}): the disk does not hold what was written to it")
+        log.info("read back from %s: %d bytes in %.1f s, sha256 %s matches the image",
+                 self.target.path, expect.content_size, time.monotonic() - t0, got)
 
     def _close_target(self) -> None:
         try:
@@ -648,6 +724,8 @@ class Hop:
             while True:
                 item = self._next(self.forward_q, idle)
                 if isinstance(item, Failure):
+                    if item.tell_downstream and live:
+                        self._send_abort(link, window[-1].end if window else 0, item.reason)
                     return
                 if item is not None:
                     window.append(item)
@@ -675,6 +753,13 @@ class Hop:
             link.close()
             for chunk in window:
                 chunk.release()
+
+    def _send_abort(self, link: Link, offset: int, reason: str) -> None:
+        """Tell the next hop we gave up, so it need not wait for an upstream of its own."""
+        try:
+            link.send(wire.abort_record(offset, reason, self.header.record_size), offset)
+        except LinkBroken:
+            pass
 
     def _cost(self, chunk: Chunk) -> int:
         """What a record in the window costs: its payload, or a whole pooled buffer for a
@@ -721,9 +806,3 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-
-
-def _facts(header: wire.StreamHeader) -> tuple:
-    """What must be equal between two upstreams' headers: the same stream, the same round."""
-    return (header.session, header.image, header.stream_size, header.content_size,
-            header.content_sha256, header.compression, header.record_size)

@@ -9,8 +9,6 @@ A slow hop that still answers the probe is waited for, never skipped.
 """
 
 import logging
-import os
-import select
 import socket
 import time
 from typing import Callable, List, Optional, Tuple
@@ -155,22 +153,6 @@ class Link:
                 raise LinkBroken(f"send failed at stream byte {offset}: {e}") from None
             view = view[n:]
 
-    def sendfile(self, f, file_offset: int, count: int) -> None:
-        """Send `count` bytes of file `f` from `file_offset` with sendfile(2): no copy."""
-        while count:
-            try:
-                n = os.sendfile(self.sock.fileno(), f.fileno(), file_offset, count)
-            except BlockingIOError:  # the socket is non-blocking under a timeout
-                n = 0
-            except OSError as e:
-                raise LinkBroken(f"send failed at stream byte {file_offset}: {e}") from None
-            if n == 0:
-                if not self._writable():
-                    self._stalled(file_offset)
-                continue
-            file_offset += n
-            count -= n
-
     def finish(self, offset: int) -> None:
         """After END, wait until the hop closes its end: only then has its reader taken
         everything. Until then the bytes may still sit in a stopped hop's socket buffer,
@@ -187,10 +169,6 @@ class Link:
                 self._stalled(offset)
             except OSError as e:
                 raise LinkBroken(f"connection lost at the end of the stream: {e}") from None
-
-    def _writable(self) -> bool:
-        _, w, _ = select.select([], [self.sock], [], self.timeout)
-        return bool(w)
 
     def _stalled(self, offset: int) -> None:
         """No progress for the I/O timeout: slow (alive) means wait on, stopped means skip."""

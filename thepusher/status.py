@@ -7,6 +7,9 @@ from thepusher.progress import duration
 from thepusher.progress import size as human_bytes
 
 
+VERIFIED = {"readback": "read back", "write": "write hash"}
+
+
 def _eta(seconds: Optional[float]) -> str:
     return "" if seconds is None else duration(seconds)
 
@@ -41,6 +44,8 @@ def render(status: dict) -> str:
     for group in status.get("groups", []):
         r = group.get("round")
         phase = f"round {r['number']} {r['phase']}" if r else "no round yet"
+        if r and r.get("interrupted"):
+            phase += " (interrupted by a master restart; late reports count)"
         lines.append("")
         lines.append(f"group {group['name']} (image {group['image']}): {phase}")
         if r and r.get("error"):
@@ -60,8 +65,11 @@ def render(status: dict) -> str:
             progress = f"{human_bytes(c['bytes_done'])} {pct}"
             rate = f"{c['rate'] / 1e6:.1f} MB/s" if c["rate"] else ""
             eta = _eta(c.get("eta_seconds"))
+            state = c["state"]
+            if state == "DONE" and c.get("verified_by"):
+                state += f" ({VERIFIED.get(c['verified_by'], c['verified_by'])})"
             lines.append(
-                f"  {c['position']:>3} {c['host']:<16} {c['state']:<6} {progress:>18} {rate:>11}"
+                f"  {c['position']:>3} {c['host']:<16} {state:<6} {progress:>18} {rate:>11}"
                 f" {eta:>6}  {c['error']}".rstrip()
             )
     if status.get("unassigned"):

@@ -15,18 +15,20 @@ verified copy.
 
 import errno
 import fcntl
+import hashlib
 import logging
 import mmap
 import os
 import stat
 import struct
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 from thepusher import sparse
 
 ZEROS = bytes(1 << 20)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
 ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks, hole punching whole pages
+READ_BACK = 4 << 20  # bytes per read when reading a copy back (a multiple of any sector)
 # "The filesystem cannot free this range": zeros are written instead.
 CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV,
                errno.EACCES)
@@ -181,6 +183,60 @@ class Target:
                 os.fsync(self.fd)
         except OSError as e:
             raise TargetError(self._describe(e)) from None
+
+    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
+        """SHA-256 of the first `size` bytes as the disk returns them after finish().
+
+        Not as the page cache remembers them: the cached pages are dropped (they are
+        clean after the fsync), and a block device is read with O_DIRECT where it
+        allows, so a disk that keeps other bytes than it was given, or a destination
+        changed after it was written, is found out. On tmpfs the page cache is the
+        storage: dropping it is a no-op and the reads see what is there."""
+        if not (self.is_regular or self.is_block):
+            raise TargetError(f"cannot read back {self.path}: not a file or a block device")
+        try:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as e:
+            log.info("%s: cannot drop cached pages (%s): reading back what is there", self.path, e)
+        fd, direct = self._open_for_read_back()
+        buf = mmap.mmap(-1, READ_BACK)  # page-aligned, as O_DIRECT wants
+        view = memoryview(buf)
+        sha = hashlib.sha256()
+        pos = 0
+        try:
+            while pos < size:
+                # O_DIRECT reads whole sectors: the last read asks for a whole buffer
+                # (a device ends on a sector) and only `size` bytes count.
+                want = READ_BACK if direct else min(READ_BACK, size - pos)
+                try:
+                    n = os.preadv(fd, [view[:want]], pos)
+                except OSError as e:
+                    raise TargetError(f"reading back {self.path} failed at byte {pos}: "
+                                      f"{e.strerror or e}") from None
+                if n <= 0:
+                    raise TargetError(f"reading back {self.path}: it ends at byte {pos}, "
+                                      f"the image has {size}")
+                n = min(n, size - pos)
+                sha.update(view[:n])
+                pos += n
+                progress(pos)
+        finally:
+            view.release()
+            buf.close()
+            if fd != self.fd:
+                os.close(fd)
+        return sha.hexdigest()
+
+    def _open_for_read_back(self):
+        """(fd, direct): a block device opened anew with O_DIRECT, else our own fd."""
+        if self.is_block and hasattr(os, "O_DIRECT"):
+            try:
+                return os.open(self.path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC), True
+            except OSError as e:
+                log.info("%s: no O_DIRECT (%s): reading back after dropping the cache", self.path, e)
+        if self.is_block:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
+        return self.fd, False
 
     def close(self) -> None:
         if self.fd is not None:

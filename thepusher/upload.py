@@ -91,6 +91,9 @@ class Uploader:
 
     def run(self) -> dict:
         source, self.size = open_source(self.path)
+        if self.size == 0:
+            source.close()
+            raise UploadError(f"{self.path} is empty (0 bytes): nothing to upload")
         log.info("put-image %s (%s) -> master %s:%d as %s%s", self.path,
                  "size unknown" if self.size is None else human_bytes(self.size),
                  self.host, self.port, self.name, f", compressing {self.fmt}" if self.fmt else "")

@@ -41,7 +41,8 @@ DATA = 1
 ZERO = 2
 END = 3
 KEEPALIVE = 4
-RECORD_TYPES = {DATA: "DATA", ZERO: "ZERO", END: "END", KEEPALIVE: "KEEPALIVE"}
+ABORT = 5  # the sender gave up: nobody above it can complete the stream
+RECORD_TYPES = {DATA: "DATA", ZERO: "ZERO", END: "END", KEEPALIVE: "KEEPALIVE", ABORT: "ABORT"}
 
 DEFAULT_RECORD_SIZE = 1 << 20
 MAX_RECORD = 16 << 20
@@ -51,6 +52,10 @@ END_PAYLOAD = struct.Struct("!32sQ")  # content sha256, content size
 
 class ProtocolError(Exception):
     """The peer sent something that is not a valid thepusher stream."""
+
+
+class UpstreamGaveUp(ProtocolError):
+    """The upstream sent ABORT: it lost its own upstream and nobody took over."""
 
 
 class PeerClosed(ProtocolError):
@@ -121,8 +126,43 @@ class StreamHeader:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The facts of a round's stream as the master announced them to a hop (in its
+    signed start): the only facts the hop checks a stream against. A header is only
+    the sender's claim; any member of the chain could make one up."""
+
+    image: str
+    stream_size: int
+    content_size: int
+    content_sha256: str
+    compression: str = "NONE"
+    record_size: int = DEFAULT_RECORD_SIZE
+
+    @classmethod
+    def of(cls, header: StreamHeader) -> "Expected":
+        return cls(header.image, header.stream_size, header.content_size,
+                   header.content_sha256, header.compression, header.record_size)
+
+    def mismatch(self, header: StreamHeader) -> Optional[str]:
+        """Which fact `header` states otherwise than the master did, or None."""
+        for name in ("content_sha256", "content_size", "stream_size", "compression",
+                     "record_size", "image"):
+            said, signed = getattr(header, name), getattr(self, name)
+            if said != signed:
+                return f"{name} {said!r}, the master's start says {signed!r}"
+        return None
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number")
+
+
+def report_mac(secret: bytes, session: str, state: str, sha256: str, size: int) -> str:
+    """Authenticates a client's final report: only a member of the round can vouch for a
+    disk, also to a master restarted since (it derives the round's secret again)."""
+    msg = f"thepusher-report-v1:{session}:{state}:{sha256}:{size}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 def range_mac(secret: bytes, session: str, offset: int, length: int) -> str:
@@ -277,6 +317,13 @@ def unpack_head(buf) -> Tuple[int, int, int]:
     if kind != ZERO and length > MAX_RECORD:
         raise ProtocolError(f"record of {length} bytes at stream byte {offset} exceeds {MAX_RECORD}")
     return kind, length, offset
+
+
+def abort_record(offset: int, reason: str, record_size: int) -> bytes:
+    """ABORT at stream byte `offset` (how far the sender got), the reason as UTF-8, cut
+    to fit a record of the stream."""
+    payload = reason.encode("utf-8")[: min(MAX_REASON, record_size)]
+    return pack_head(ABORT, len(payload), offset) + payload
 
 
 def end_record(stream_size: int, content_sha256: str, content_size: int) -> bytes:

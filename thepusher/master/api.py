@@ -152,20 +152,21 @@ class Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError):
             raise ApiError(400, "need session, offset and length") from None
         mac = self.headers.get("X-Thepusher-Auth", "")
-        path = self.server.controller.image_range(session, offset, length, mac)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.flush()
-        with open(path, "rb") as f:
-            while length:
-                n = self.connection.sendfile(f, offset, length)
-                if n == 0:
-                    break
-                offset += n
-                length -= n
+        image = self.server.controller.image_range(session, offset, length, mac)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.flush()
+            # A duplicate of the round's own descriptor: the file the round streams,
+            # even if another was renamed over its name since.
+            with os.fdopen(os.dup(image.fd), "rb") as f:
+                if self.connection.sendfile(f, offset, length) < length:
+                    self.close_connection = True  # cut short: the hop sees it and says so
+        finally:
+            image.release()
 
     def post_register(self) -> None:
         self._json(200, self.server.controller.register(self._host(), self._body()))

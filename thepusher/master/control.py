@@ -15,9 +15,10 @@ from typing import Dict, List, Optional
 
 from thepusher import signing, wire
 from thepusher.config import ClientGroup, normalize_host
-from thepusher.master import policy, wol
+from thepusher.master import keys, policy, wol
+from thepusher.master.history import INTERRUPTED
 from thepusher.master.hosts import HostBook
-from thepusher.master.images import Catalog
+from thepusher.master.images import Catalog, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import FINAL, Client, Round, State
 
@@ -30,6 +31,14 @@ class ApiError(Exception):
 
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
+
+
+class _RecordedFacts:
+    """What the history recorded of a round's image: what its late reports are judged by."""
+
+    def __init__(self, sha256: Optional[str], content_size: Optional[int]) -> None:
+        self.sha256 = sha256
+        self.content_size = content_size
 MAX_INT = (1 << 63) - 1  # largest integer a client may send (a byte count, a port)
 
 
@@ -145,6 +154,11 @@ class Controller:
                 st.changed.wait(remaining)
 
     def report(self, host: str, body: dict) -> dict:
+        """A client's progress or end. Its DONE or ERROR is in the outcome journal before
+        the answer goes out (history.py): a DONE the master acknowledged is never lost.
+
+        The answer tells the client whether to go on: `ok: false` (with `aborted` or
+        `reason`) ends its part in the round, e.g. once the master marked it ERROR."""
         state = _get(body, "state", str, required=True)
         session = _get(body, "session", str, required=True)
         if state not in ("BUSY", "DONE", "ERROR"):
@@ -153,40 +167,127 @@ class Controller:
         with st.lock:
             c = st.clients.get(host)
             r = st.active_round(host)
-            last = st.rounds.get(c.group) if c is not None and c.group else None
-            if r is None and last is not None and last.session == session and last.aborted:
-                return {"ok": False, "aborted": last.error}  # it may have finished already
-            if c is None or r is None or session != r.session:
-                return {"ok": False, "reason": "no running round with this session for this host"}
-            c.last_seen = time.monotonic()
-            c.bytes_done = _get(body, "bytes_done", int, 0)
-            c.bytes_total = _get(body, "bytes_total", int, 0)
-            c.rate = _get(body, "rate", float, 0.0)
-            c.queues = _get(body, "queues", dict, {})
-            c.cpu_seconds = _get(body, "cpu_seconds", float)
-            c.max_rss_kb = _get(body, "max_rss_kb", int)
-            st.touch()
-            for entry in _get(body, "skipped", list, []):
-                if isinstance(entry, list) and len(entry) == 2 and entry[0] in r.chain:
-                    skipped = st.clients[entry[0]]
-                    if skipped.state not in FINAL:
-                        st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
-            if r.aborted:
-                return {"ok": True, "streaming": False, "aborted": r.error}
-            if c.state in FINAL:
-                return {"ok": True, "streaming": r.streaming_to(host)}
-            if state == "BUSY":
-                r.armed.add(host)
-                st.set_state(c, "BUSY")
-            elif state == "DONE":
-                c.sha256 = _get(body, "sha256", str, "")
-                st.set_state(c, *self._judge_done(c, r))
+            if c is not None and r is not None and session == r.session:
+                answer, note = self._report_in_round(c, r, state, body)
             else:
-                st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
-            return {"ok": True, "streaming": r.streaming_to(host)}
+                answer, note = self._report_elsewhere(host, c, session, state, body)
+        if note is not None:
+            st.history.note_outcome(*note)
+        return answer
 
-    def image_range(self, session: str, offset: int, length: int, mac: str) -> str:
-        """Authorise a hop's gap fill: the image path, if the range and its MAC are right."""
+    def _report_in_round(self, c: Client, r: Round, state: str, body: dict):
+        st = self.state
+        c.last_seen = time.monotonic()
+        self._progress(c, body)
+        st.touch()
+        self._skips(r, c.host, _get(body, "skipped", list, []))
+        if r.aborted:
+            return {"ok": False, "streaming": False, "aborted": r.error}, None
+        if c.state == "ERROR":  # the master gave up on it: skipped, lost, image changed ...
+            return {"ok": False, "reason": c.error}, None
+        if c.state == "DONE":  # a repeated final report (the answer to the first got lost)
+            return {"ok": True, "state": "DONE", "streaming": False}, None
+        if state == "BUSY":
+            r.armed.add(c.host)
+            st.set_state(c, "BUSY")
+            return {"ok": True, "streaming": r.streaming_to(c.host)}, None
+        if state == "DONE":
+            verdict, why = self._judge_done(c, r.secret, r.session, r.image, r.facts, body)
+            st.set_state(c, verdict, why)
+            if verdict == "DONE":
+                r.verified_by = dict(r.verified_by, **{c.host: c.verified_by})
+        else:
+            st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
+        note = (r.number, c.host, c.state, c.error, c.verified_by)
+        return {"ok": c.state == "DONE", "state": c.state, "reason": c.error}, note
+
+    def _report_elsewhere(self, host: str, c: Optional[Client], session: str, state: str,
+                          body: dict):
+        """A report for a round that is not running for this host: one a master restart
+        interrupted (its clients may still finish, and say so late), one that ended, or
+        one this master never heard of."""
+        st = self.state
+        last = st.rounds.get(c.group) if c is not None and c.group else None
+        if last is not None and last.session == session:
+            if last.aborted:
+                return {"ok": False, "aborted": last.error}, None
+            if state == "DONE" and last.outcome.get(host) == "DONE":
+                return {"ok": True, "state": "DONE"}, None  # a repeat: the answer got lost
+            outcome = last.outcome.get(host, "ERROR")
+            return {"ok": False, "reason": f"round {last.number} is over for {host}: {outcome}"
+                                           f" {last.errors.get(host, '')}".rstrip()}, None
+        record = st.history.interrupted(session)
+        if c is not None and record is not None and host in record["chain"] \
+                and st.active_round(host) is None:
+            return self._late_report(c, record, state, body)
+        return {"ok": False, "reason": "no running round with this session for this host"}, None
+
+    def _late_report(self, c: Client, record: dict, state: str, body: dict):
+        """A client of a round interrupted by a master restart: it goes on with what it
+        has (nobody streams to it any more) and its end counts, a DONE only if it is
+        signed with the round's secret and is the digest the round announced."""
+        st = self.state
+        number, host = record["number"], c.host
+        if record["outcome"].get(host) == "DONE":
+            return {"ok": True, "state": "DONE", "lost_round": True}, None
+        if record["errors"].get(host) != INTERRUPTED:  # it reported its end before the crash
+            return {"ok": False, "reason": f"round {number}: {record['errors'].get(host)}"}, None
+        c.last_seen = time.monotonic()
+        self._progress(c, body)
+        st.touch()
+        if state == "BUSY":
+            return {"ok": True, "streaming": False, "lost_round": True}, None
+        if state == "DONE":
+            facts = _RecordedFacts(record.get("sha256"), record.get("content_size"))
+            secret = keys.round_secret(st.key, record["session"])
+            verdict, why = self._judge_done(c, secret, record["session"], record["image"], facts, body)
+        else:
+            verdict, why = "ERROR", _get(body, "error", str, "") or "client reported an error"
+        st.history.set_outcome(record, host, verdict, why, c.verified_by)
+        if st.running(c.group) is None:  # still the group's last round: shown as it is now
+            c.outcome = verdict
+            c.failures = 0 if verdict == "DONE" else c.failures
+            st.set_state(c, verdict, why)
+        log.info("round %d (interrupted by a master restart): %s reported %s late%s", number,
+                 host, verdict, f": {why}" if why else "")
+        note = (number, host, verdict, why, c.verified_by)
+        return {"ok": verdict == "DONE", "state": verdict, "reason": why, "lost_round": True}, note
+
+    @staticmethod
+    def _progress(c: Client, body: dict) -> None:
+        c.bytes_done = _get(body, "bytes_done", int, 0)
+        c.bytes_total = _get(body, "bytes_total", int, 0)
+        c.rate = _get(body, "rate", float, 0.0)
+        c.queues = _get(body, "queues", dict, {})
+        c.cpu_seconds = _get(body, "cpu_seconds", float)
+        c.max_rss_kb = _get(body, "max_rss_kb", int)
+        c.read_back = _get(body, "read_back", int, 0)
+
+    def _skips(self, r: Round, host: str, entries: list) -> None:
+        """A member's `skipped` list marks a host ERROR only when that member is the one
+        that fed it: the host comes after it in its chain, and every host between them
+        is out of the round already (or skipped by it earlier in this very list).
+        Anything else a member says about others is a lie or a mistake: it changes
+        nothing."""
+        st = self.state
+        chain = r.chains[r.chain_of[host]]
+        at = chain.index(host)
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
+                continue
+            victim = entry[0]
+            if victim not in chain[at + 1:]:
+                continue
+            between = chain[at + 1 : chain.index(victim)]
+            if any(st.clients[h].state not in FINAL for h in between):
+                continue
+            skipped = st.clients[victim]
+            if skipped.state not in FINAL:
+                st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
+
+    def image_range(self, session: str, offset: int, length: int, mac: str) -> ImageFile:
+        """Authorise a hop's gap fill: the round's open image file (acquired: the caller
+        releases it), if the range and its MAC are right."""
         st = self.state
         with st.lock:
             r = next(
@@ -199,11 +300,12 @@ class Controller:
             # as bytes: compare_digest refuses str with non-ASCII (headers are Latin-1)
             if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
                 raise ApiError(403, "range request not signed with this round's secret")
-            image = st.config.images[r.image]
-        facts = self.catalog.wait(r.image, 0)
+            facts, f = r.facts, r.image_file
         if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
-        return image.path
+        if not f.acquire():
+            raise ApiError(404, "the round is over")
+        return f
 
     # -- people's calls -------------------------------------------------------------
 
@@ -335,22 +437,33 @@ class Controller:
 
     # -- internals (lock held) -----------------------------------------------------
 
-    def _judge_done(self, c: Client, r: Round):
-        """The master's own check: DONE only for the image's exact digest and size."""
-        facts = self.catalog.wait(r.image, 0)
-        if facts is None:
-            return "ERROR", "image digest unknown to the master"
+    def _judge_done(self, c: Client, secret: bytes, session: str, image_name: str, facts,
+                    body: dict):
+        """The master's own check of a DONE: signed by a member of the round, for the
+        exact digest and size the round announced, checked the way the image asks."""
+        c.sha256 = _get(body, "sha256", str, "")
+        c.verified_by = _get(body, "verified_by", str, "write")
+        auth = _get(body, "auth", str, "")
+        expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
+        if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):
+            return "ERROR", "DONE report not signed with the round's secret"
+        if facts is None or facts.sha256 is None:
+            return "ERROR", "the round's image digest is unknown to the master"
         if c.sha256 != facts.sha256:
             return "ERROR", f"wrote digest {c.sha256 or 'none'}, image is {facts.sha256}"
         if c.bytes_done != facts.content_size:
             return "ERROR", f"wrote {c.bytes_done} bytes, image has {facts.content_size}"
+        image = self.state.config.images.get(image_name)
+        if image is not None and image.verify == "readback" and c.verified_by != "readback":
+            return "ERROR", (f"the image asks for verify = \"readback\", the client checked "
+                             f"only {c.verified_by!r}")
         return "DONE", ""
 
     @staticmethod
     def _reset(c: Client) -> None:
-        c.bytes_done = c.bytes_total = 0
+        c.bytes_done = c.bytes_total = c.read_back = 0
         c.rate = 0.0
-        c.sha256 = ""
+        c.sha256 = c.verified_by = ""
         c.queues = {}
         c.cpu_seconds = c.max_rss_kb = None
 
@@ -375,6 +488,7 @@ class Controller:
             "destination": image.destination,
             "type": image.type,
             "compression": image.compression,
+            "verify": image.verify,
             "preImage": image.pre_image,
             "postImage": image.post_image,
         }

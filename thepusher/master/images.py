@@ -1,11 +1,18 @@
-"""The master's view of its image files: size, content size and content digest.
+"""The master's view of its image files: size, content size and content digest, bound
+to the exact version of the file they were computed from.
 
 The digest is of the uncompressed content (what clients write and hash), so for a
-compressed image it costs one full decompression. It is computed once and kept in a
-JSON sidecar `<filename>.digest.json` that records the image's size and mtime, so an
-image replaced later is hashed again instead of trusted. For an uncompressed image the
-same pass finds its zero runs (sparse.py), kept in the sidecar too: the master streams
-them as ZERO records.
+compressed image it costs one full decompression; the digest of the stream as sent
+(the file's own bytes) comes with it, so the master can check what it sends. For an
+uncompressed image the same pass finds its zero runs (sparse.py): the master streams
+them as ZERO records. All of it is kept in a JSON sidecar `<filename>.digest.json`.
+
+Facts belong to one version of the file, told apart by its stamp: size, mtime, inode
+and ctime. `cp -p` or `rsync -t` keep size and mtime, a file renamed over the image
+brings another inode, and any write or metadata change moves the ctime, which nobody
+can set back. A sidecar is trusted only for the stamp it records, and a round opens
+the file first and then makes sure the facts are of that open file (Catalog.open), so
+a replaced image is hashed again, never streamed with the old digest and zero map.
 
 Images uploaded with put-image (uploads.py) arrive with their sidecar. Until the config
 names them they are listed as not configured, also after a restart: any file of the
@@ -18,57 +25,90 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from thepusher import sparse
 from thepusher.config import Config, Image, image_file_problem
-from thepusher.decode import Decoder, compression_of_name
+from thepusher.decode import DecodeError, Decoder, compression_of_name
 
 log = logging.getLogger("thepusher.images")
 
 READ_SIZE = 4 << 20
 SIDECAR = ".digest.json"
+HASH_ATTEMPTS = 3  # a file that changes under every one of these is refused for now
+
+Stamp = Tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
+
+
+class ImageUnusable(Exception):
+    """The image cannot be streamed now; the message says why."""
+
+
+class HashingStopped(ImageUnusable):
+    """The round that was hashing the image was aborted: nothing is wrong with it."""
 
 
 @dataclass
 class ImageFacts:
     stream_size: int
     content_size: int
-    sha256: str
+    sha256: str  # of the content, as clients write it
     zero_runs: Optional[List[sparse.Run]] = None  # None: not looked for (compressed)
+    stream_sha256: str = ""  # of the file's bytes as streamed; the same as sha256 when raw
+    stamp: Optional[Stamp] = None  # the version of the file these facts are of
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def describe_stamp(stamp: Stamp) -> str:
+    return f"{stamp[0]} bytes, mtime {stamp[1]}, inode {stamp[2]}, ctime {stamp[3]}"
 
 
 def sidecar_path(path: str) -> str:
     return path + SIDECAR
 
 
-def read_sidecar(path: str, zero_runs: bool = False) -> Optional[ImageFacts]:
-    """Trust a sidecar only if it was written for this very version of the image, and,
-    when `zero_runs` asks for them, by a version that looked for zero runs."""
+def read_sidecar(path: str, zero_runs: bool = False,
+                 stamp: Optional[Stamp] = None) -> Optional[ImageFacts]:
+    """Trust a sidecar only if it was written for this very version of the image (`stamp`,
+    by default the file's as it is now), and, when `zero_runs` asks for them, by a version
+    that looked for zero runs. A sidecar of an older thepusher (no stamp) is not trusted."""
     try:
-        st = os.stat(path)
+        if stamp is None:
+            stamp = stamp_of(os.stat(path))
         with open(sidecar_path(path), encoding="utf-8") as f:
             data = json.load(f)
-        if (data["stream_size"], data["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
+        recorded = (data["stream_size"], data["mtime_ns"], data["inode"], data["ctime_ns"])
+        if recorded != stamp or not data.get("stream_sha256"):
             return None
         if zero_runs and "zero_runs" not in data:
             return None
         runs = data.get("zero_runs")
         if runs is not None:
             runs = [(int(offset), int(length)) for offset, length in runs]
-        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"], runs)
+        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"], runs,
+                          data["stream_sha256"], stamp)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def write_sidecar(path: str, facts: ImageFacts) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written digest."""
+    """Write atomically (temp file + rename) so a crash never leaves a half-written digest.
+    The facts' stamp is recorded (the file's as it is now when they carry none: for a
+    file just made by us, which nobody else writes)."""
+    stamp = facts.stamp or stamp_of(os.stat(path))
     data = {
         "sha256": facts.sha256,
         "content_size": facts.content_size,
         "stream_size": facts.stream_size,
-        "mtime_ns": os.stat(path).st_mtime_ns,
-        "note": "sha256 and content_size are of the uncompressed image",
+        "stream_sha256": facts.stream_sha256,
+        "mtime_ns": stamp[1],
+        "inode": stamp[2],
+        "ctime_ns": stamp[3],
+        "note": "sha256 and content_size are of the uncompressed image; stream_sha256 of "
+                "the file; trusted only while size, mtime, inode and ctime are these",
     }
     if facts.zero_runs is not None:
         data["zero_runs"] = [list(run) for run in facts.zero_runs]
@@ -84,31 +124,100 @@ def atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+class ImageFile:
+    """An image file held open for a round: every chain, gap fill and repair of the round
+    reads this one open file, so a file renamed over the image meanwhile does not change
+    what the round sends. Closed when the last user lets go."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._users = 1
+        self._lock = threading.Lock()
+
+    def stamp(self) -> Stamp:
+        return stamp_of(os.fstat(self.fd))
+
+    def acquire(self) -> bool:
+        """One more user; False once it is closed."""
+        with self._lock:
+            if self._users == 0:
+                return False
+            self._users += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            os.close(self.fd)
+
+
+Cancelled = Callable[[], bool]
+
+
 def compute_facts(image: Image) -> ImageFacts:
-    if maps_zeros(image):
-        return _scan_raw(image.path)
-    sha = hashlib.sha256()
-    decoder = Decoder(image.compression)
+    """Hash the image file as it is now (tests and tools; rounds use Catalog.open)."""
+    f = ImageFile(image.path)
+    try:
+        return facts_of(f, image, lambda: False)
+    finally:
+        f.release()
+
+
+def facts_of(f: ImageFile, image: Image, cancelled: Cancelled) -> ImageFacts:
+    """The facts of the open file `f`, refused if it changes while being hashed."""
+    for _ in range(HASH_ATTEMPTS):
+        before = f.stamp()
+        if before[0] == 0:
+            raise ImageUnusable(f"file {image.path} is empty (0 bytes): nothing to deploy")
+        facts = _scan_raw(f.fd, before[0], cancelled) if maps_zeros(image) else \
+            _decode_all(f.fd, image.compression, cancelled)
+        if f.stamp() == before:
+            if facts.content_size == 0:
+                raise ImageUnusable(f"file {image.path} decompresses to 0 bytes: nothing to deploy")
+            facts.stamp = before
+            return facts
+        log.warning("image %s changed while it was hashed: hashing it again", image.path)
+    raise ImageUnusable(f"file {image.path} keeps changing while it is hashed: is a copy "
+                        f"still being written?")
+
+
+def _read(fd: int, view: memoryview, offset: int, cancelled: Cancelled) -> int:
+    if cancelled():
+        raise HashingStopped("hashing stopped: the round was aborted")
+    return os.preadv(fd, [view], offset)
+
+
+def _decode_all(fd: int, compression: str, cancelled: Cancelled) -> ImageFacts:
+    sha, stream_sha = hashlib.sha256(), hashlib.sha256()
+    try:
+        decoder = Decoder(compression)
+    except DecodeError as e:
+        raise ImageUnusable(str(e)) from None
     content = 0
     stream = 0
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
     try:
-        with open(image.path, "rb", buffering=0) as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                stream += n
-                for piece in decoder.feed(view[:n]):
-                    sha.update(piece)
-                    content += len(piece)
+        while True:
+            n = _read(fd, view, stream, cancelled)
+            if not n:
+                break
+            stream += n
+            stream_sha.update(view[:n])
+            for piece in decoder.feed(view[:n]):
+                sha.update(piece)
+                content += len(piece)
         for piece in decoder.finish():
             sha.update(piece)
             content += len(piece)
+    except DecodeError as e:
+        raise ImageUnusable(str(e)) from None
     finally:
         decoder.close()
-    return ImageFacts(stream, content, sha.hexdigest())
+    return ImageFacts(stream, content, sha.hexdigest(), stream_sha256=stream_sha.hexdigest())
 
 
 def maps_zeros(image: Image) -> bool:
@@ -117,29 +226,30 @@ def maps_zeros(image: Image) -> bool:
     return image.compression == "NONE" and image.type == "IMG"
 
 
-def _scan_raw(path: str) -> ImageFacts:
+def _scan_raw(fd: int, size: int, cancelled: Cancelled) -> ImageFacts:
     """Hash a raw image and map its zero runs in one pass. Holes are not read: hashing
     their zeros costs CPU but no disk time."""
     sha = hashlib.sha256()
     zeros = sparse.ZeroMap()
     buf = bytearray(READ_SIZE)
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        for offset, length, hole in sparse.extents(f.fileno(), size):
-            if hole:
-                zeros.add(offset, length)
-                sparse.hash_zeros(sha, length)
-                continue
-            f.seek(offset)
-            end = offset + length
-            while offset < end:
-                n = f.readinto(memoryview(buf)[: min(READ_SIZE, end - offset)])
-                if not n:
-                    raise OSError(f"{path} ended at byte {offset} while hashing it")
-                zeros.scan(buf, n, offset)
-                sha.update(memoryview(buf)[:n])
-                offset += n
-    return ImageFacts(size, size, sha.hexdigest(), [tuple(run) for run in zeros.runs])
+    for offset, length, hole in sparse.extents(fd, size):
+        if hole:
+            zeros.add(offset, length)
+            for at in range(0, length, READ_SIZE):  # a big hole takes CPU: stop on cancel
+                if cancelled():
+                    raise HashingStopped("hashing stopped: the round was aborted")
+                sparse.hash_zeros(sha, min(READ_SIZE, length - at))
+            continue
+        end = offset + length
+        while offset < end:
+            n = _read(fd, memoryview(buf)[: min(READ_SIZE, end - offset)], offset, cancelled)
+            if not n:
+                raise ImageUnusable(f"image ended at byte {offset} of {size} while hashing it")
+            zeros.scan(buf, n, offset)
+            sha.update(memoryview(buf)[:n])
+            offset += n
+    digest = sha.hexdigest()
+    return ImageFacts(size, size, digest, [tuple(run) for run in zeros.runs], digest)
 
 
 def _zero_bytes(facts: ImageFacts) -> Optional[int]:
@@ -156,8 +266,9 @@ def deploy_hint(filename: str, config_path: str) -> str:
 
 
 class Catalog:
-    """Digests of every configured image, computed in the background at start-up, and the
-    facts of uploaded images that no configured image uses (yet)."""
+    """Facts of every configured image, computed in the background at start-up and checked
+    again, against the file, whenever a round opens it; and the facts of uploaded images
+    that no configured image uses (yet)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -166,7 +277,9 @@ class Catalog:
         self._uploaded: Dict[str, ImageFacts] = {}  # by file name
         self.generation = 0  # grows whenever describe() would answer differently
         self._lock = threading.Lock()
-        self._ready: Dict[str, threading.Event] = {name: threading.Event() for name in config.images}
+        # One hashing of an image at a time: a round that opens an image the start-up
+        # hasher is still on waits for it, then finds its facts current.
+        self._hashing: Dict[str, threading.Lock] = {name: threading.Lock() for name in config.images}
 
     def start(self) -> None:
         self._find_uploads()
@@ -175,13 +288,13 @@ class Catalog:
     def add_upload(self, filename: str, facts: ImageFacts) -> None:
         """A finished upload (its sidecar written). Listed at once; a configured image that
         was waiting for this very file is hashed again, from that sidecar, and becomes usable."""
-        waiting = [(n, i) for n, i in self.config.images.items() if i.filename == filename]
+        waiting = [name for name, i in self.config.images.items() if i.filename == filename]
         if not waiting:
             with self._lock:
                 self._uploaded[filename] = facts
                 self.generation += 1
-        for name, image in waiting:
-            self._hash(name, image)
+        for name in waiting:
+            self._check(name)
 
     def _find_uploads(self) -> None:
         """Uploads of earlier runs: files with a valid sidecar that the config does not use."""
@@ -197,44 +310,94 @@ class Catalog:
                 self._uploaded[filename] = facts
 
     def _hash_all(self) -> None:
-        for name, image in self.config.images.items():
-            self._hash(name, image)
+        for name in self.config.images:
+            self._check(name)
 
-    def _hash(self, name: str, image: Image) -> None:
+    def _check(self, name: str) -> None:
+        """Bring an image's facts up to date now (for the page); errors are recorded."""
+        try:
+            f, _ = self.open(name)
+        except ImageUnusable:
+            return
+        f.release()
+
+    def open(self, name: str, cancelled: Cancelled = lambda: False) -> Tuple[ImageFile, ImageFacts]:
+        """The image opened for a round, and the facts of exactly that open file: its
+        known facts if the file is the version they are of, else its sidecar if that is,
+        else hashed now. The caller releases the file. ImageUnusable says why not."""
+        image = self.config.images[name]
         try:
             problem = image_file_problem(image)
             if problem is not None:
-                raise ValueError(f"image {problem}")
-            facts = read_sidecar(image.path, zero_runs=maps_zeros(image))
-            if facts is None:
-                log.info("hashing image %s (%s)", name, image.path)
-                facts = compute_facts(image)
-                try:
-                    write_sidecar(image.path, facts)
-                except OSError as e:
-                    log.warning("cannot write digest sidecar for %s: %s", image.path, e)
+                raise ImageUnusable(f"image {problem}")
+            try:
+                f = ImageFile(image.path)
+            except OSError as e:
+                raise ImageUnusable(f"cannot open {image.path}: {e.strerror or e}") from None
+            try:
+                with self._hashing[name]:
+                    facts = self._facts_of(name, image, f, cancelled)
+            except BaseException:
+                f.release()
+                raise
+        except HashingStopped:
+            # Its known facts are of another version of the file: hash it in the
+            # background, for the page and the next round.
             with self._lock:
-                self._facts[name] = facts
-                self._errors.pop(name, None)
+                self._facts.pop(name, None)
                 self.generation += 1
-            log.info("image %s: %d bytes, sha256 %s", name, facts.content_size, facts.sha256)
-        except Exception as e:  # noqa: BLE001 - reported on the page, never fatal
+            threading.Thread(target=self._check, args=(name,), name="image-hasher",
+                             daemon=True).start()
+            raise
+        except ImageUnusable as e:
             with self._lock:
-                self._errors[name] = str(e)
-                self.generation += 1
+                self._facts.pop(name, None)
+                if self._errors.get(name) != str(e):
+                    self._errors[name] = str(e)
+                    self.generation += 1
             log.error("image %s unusable: %s", name, e)
-        finally:
-            self._ready[name].set()
+            raise
+        except OSError as e:
+            error = f"reading {image.path} failed: {e.strerror or e}"
+            with self._lock:
+                self._facts.pop(name, None)
+                self._errors[name] = error
+                self.generation += 1
+            log.error("image %s unusable: %s", name, error)
+            raise ImageUnusable(error) from None
+        return f, facts
 
-    def wait(self, name: str, timeout: Optional[float] = None) -> Optional[ImageFacts]:
-        """The facts, once hashed; None if the image is unusable (see `error`)."""
-        self._ready[name].wait(timeout)
+    def _facts_of(self, name: str, image: Image, f: ImageFile, cancelled: Cancelled) -> ImageFacts:
+        stamp = f.stamp()
         with self._lock:
-            return self._facts.get(name)
+            known = self._facts.get(name)
+        if known is not None and known.stamp == stamp:
+            return known
+        facts = read_sidecar(image.path, maps_zeros(image), stamp)
+        if facts is None:
+            if known is not None:
+                log.warning("image %s changed on disk since it was hashed (was %s, now %s): "
+                            "hashing it again", name, describe_stamp(known.stamp),
+                            describe_stamp(stamp))
+            log.info("hashing image %s (%s)", name, image.path)
+            facts = facts_of(f, image, cancelled)
+            self._save_sidecar(image.path, facts)
+        with self._lock:
+            self._facts[name] = facts
+            self._errors.pop(name, None)
+            self.generation += 1
+        log.info("image %s: %d bytes, sha256 %s", name, facts.content_size, facts.sha256)
+        return facts
 
-    def error(self, name: str) -> Optional[str]:
-        with self._lock:
-            return self._errors.get(name)
+    @staticmethod
+    def _save_sidecar(path: str, facts: ImageFacts) -> None:
+        """Only while the name still leads to the version hashed: else the sidecar would
+        bind these facts to another file."""
+        try:
+            if stamp_of(os.stat(path)) == facts.stamp:
+                write_sidecar(path, facts)
+        except OSError as e:
+            log.warning("cannot write digest sidecar for %s: %s", path, e)
 
     def describe(self) -> list:
         out = []
@@ -252,7 +415,7 @@ class Catalog:
                     "content_size": facts.content_size if facts else None,
                     "sha256": facts.sha256 if facts else None,
                     "zero_bytes": _zero_bytes(facts) if facts and maps_zeros(image) else None,
-                    "state": "ready" if facts else ("error" if name in self._errors else "hashing"),
+                    "state": "error" if name in self._errors else ("ready" if facts else "hashing"),
                     "error": self._errors.get(name),
                     "configured": True,
                 })

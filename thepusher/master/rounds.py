@@ -1,8 +1,9 @@
 """One round of one group, start to finish, in its own thread.
 
-prepare (image digest) -> arm (every client takes the start and opens its listener)
--> stream (master sends to the first hop) -> settle (every client reports DONE or
-ERROR, or is declared lost after a bounded silence) -> finished.
+prepare (open the image, its facts of that very file) -> arm (every client takes the
+start and opens its listener) -> stream (master sends to the first hop of each chain)
+-> settle (every client reports DONE or ERROR, or is declared lost after a bounded
+silence) -> finished.
 """
 
 import logging
@@ -11,9 +12,9 @@ import time
 from typing import TYPE_CHECKING, List
 
 from thepusher import wire
-from thepusher.master.images import maps_zeros
+from thepusher.master.images import ImageUnusable, maps_zeros
 from thepusher.master.state import FINAL, STATES, Client, Round
-from thepusher.master.stream import Source, StreamFailed
+from thepusher.master.stream import ImageChanged, Source, StreamFailed
 from thepusher.progress import duration, eta, rate_text, size
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("thepusher.round")
 
 SUMMARY_EVERY = 10.0  # while a round runs, the log gets one line about it this often
+ABORT_GRACE = 5.0  # an aborted round waits this long for its streams to stop, no longer
 
 
 def run_round(ctl: "Controller", r: Round) -> None:
@@ -45,6 +47,8 @@ def run_round(ctl: "Controller", r: Round) -> None:
                     st.set_state(c, "ERROR", f"round aborted: {r.error}")
     with st.lock:
         st.finish_round(r)
+    if r.image_file is not None:
+        r.image_file.release()  # closed once the last stream or gap fill lets go too
     over.set()
     log.info("%s", summary(r))
 
@@ -114,14 +118,30 @@ def _fail_all(ctl: "Controller", r: Round, reason: str) -> None:
             st.set_state(st.clients[host], "ERROR", reason)
 
 
+def _prepare(ctl: "Controller", r: Round) -> bool:
+    """Open the image and bind the round to the facts of that open file (hashing it
+    again if it is not the version last hashed): every chain streams this file, and
+    every client is told these facts, signed."""
+    try:
+        f, facts = ctl.catalog.open(r.image, cancelled=lambda: r.aborted)
+    except ImageUnusable as e:
+        if not r.aborted:
+            _fail_all(ctl, r, f"image {r.image} unusable: {e}")
+        return False
+    with ctl.state.lock:
+        r.image_file, r.facts = f, facts
+        ctl.state.history.record(r.public())  # its digest, for late reports after a restart
+        ctl.state.touch()
+    return not r.aborted
+
+
 def _arm(ctl: "Controller", r: Round):
     """Hand every client its place in the chain and wait until all have taken it."""
     st = ctl.state
     t = ctl.settings
-    facts = ctl.catalog.wait(r.image)
-    if facts is None:
-        _fail_all(ctl, r, f"image {r.image} unusable: {ctl.catalog.error(r.image)}")
+    if not _prepare(ctl, r):
         return None
+    facts = r.facts
     image = st.config.images[r.image]
     header = wire.StreamHeader(
         session=r.session,
@@ -143,8 +163,14 @@ def _arm(ctl: "Controller", r: Round):
                 "position": i + 1,
                 "chain_length": len(addresses),
                 "downstream": addresses[i + 1 :],
+                # The facts the client checks its copy against, and nothing else.
+                "image": r.image,
+                "stream_size": facts.stream_size,
                 "content_size": facts.content_size,
                 "sha256": facts.sha256,
+                "compression": image.compression,
+                "record_size": header.record_size,
+                "verify": image.verify,
                 "accept_timeout": t.accept_timeout,
                 "io_timeout": t.io_timeout,
                 "window": int(t.replay_window * (1 << 20)),
@@ -166,9 +192,10 @@ def _arm(ctl: "Controller", r: Round):
         r.feeding = set(range(len(chains)))
     sources = [
         Source(
-            image.path, header, r.secret, addresses, t.io_timeout,
+            r.image_file, header, r.secret, addresses, t.io_timeout,
             on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
             zero_runs=facts.zero_runs if maps_zeros(image) else None,
+            check=facts.stream_sha256,
         )
         for addresses in chains
     ]
@@ -190,14 +217,19 @@ def _stream(ctl: "Controller", r: Round, sources: List[Source]) -> None:
 
 def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
     which = f"chain {i + 1}: " if len(r.chains) > 1 else ""
+    st = ctl.state
     try:
         source.run()
         log.info("round %d: %smaster sent all %d bytes", r.number, which, source.sent)
     except StreamFailed as e:
         log.error("round %d: %s%s", r.number, which, e)
-        with ctl.state.lock:
+        with st.lock:
             r.chain_errors[i] = str(e)
             r.error = r.error or which + str(e)
+            if isinstance(e, ImageChanged):  # nobody in this chain can end right
+                for host in r.chains[i]:
+                    if st.clients[host].state not in FINAL:
+                        st.set_state(st.clients[host], "ERROR", str(e))
     finally:
         with ctl.state.lock:
             r.feeding.discard(i)  # its hops stop waiting for a new upstream after their timeout
@@ -215,6 +247,7 @@ def _settle(ctl: "Controller", r: Round) -> None:
     st = ctl.state
     limit = ctl.settings.report_timeout
     repaired = set()
+    aborted_at = None
     with st.lock:
         while True:
             now = time.monotonic()
@@ -223,6 +256,12 @@ def _settle(ctl: "Controller", r: Round) -> None:
                 r.phase = "settling"
             if not pending and not r.feeding:
                 return
+            if r.aborted:  # its streams were told to stop; a stuck one is not waited for
+                aborted_at = aborted_at or now
+                if not pending and now - aborted_at >= ABORT_GRACE:
+                    log.warning("round %d: a stream did not stop within %.0f s of the abort; "
+                                "the round ends without it", r.number, ABORT_GRACE)
+                    return
             for c in pending:
                 if r.streaming_to(c.host):
                     continue
@@ -241,7 +280,9 @@ def _repair(r: Round, address, timeout: float) -> None:
     log.warning("round %d: %s lost its upstream after the others finished; "
                 "the master feeds it", r.number, address[0])
     first = r.sources[0]  # every chain's source sends the same image
-    source = Source(first.path, first.header, r.secret, [address], timeout,
+    # No check of the sent digest: it starts mid-stream. The hop checks its copy
+    # against the digest the master signed for it.
+    source = Source(first.image, first.header, r.secret, [address], timeout,
                     on_skip=lambda host, reason: None, zero_runs=first.zero_runs)
     try:
         source.run()

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from thepusher import config as config_mod
-from thepusher.master import guard, history, hosts, uploads
+from thepusher.master import guard, history, hosts, keys, uploads
 from thepusher.master.hosts import HostBook
 from thepusher.master.api import UPLOADS, Handler
 from thepusher.master.control import Controller
@@ -119,7 +119,8 @@ class MasterServer(ThreadingHTTPServer):
         self.token_throttle = guard.Throttle()  # wrong tokens, per peer (api.py)
         self.view = StatusView(self.state, self.catalog)
         self.uploads = uploads.Uploads(
-            self.state.config, self.catalog, (CONFIG_NAME, history.FILENAME, hosts.FILENAME),
+            self.state.config, self.catalog,
+            (CONFIG_NAME, history.FILENAME, hosts.FILENAME, keys.FILENAME),
             self.state.config.settings.io_timeout,
         )
 
@@ -145,7 +146,7 @@ def build(
     catalog = Catalog(cfg)
     catalog.start()
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
-    controller = Controller(State(cfg, rounds), catalog, book)
+    controller = Controller(State(cfg, rounds, keys.load_or_create(cfg.image_dir)), catalog, book)
     controller.start()
     return MasterServer(parse_listen(listen), controller, static_dir)
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from thepusher.config import ClientGroup, Config
+from thepusher.master import keys
 from thepusher.master.history import History
+from thepusher.master.images import ImageFacts, ImageFile
 
 log = logging.getLogger("thepusher.master")
 
@@ -35,6 +37,8 @@ class Client:
     rate: float = 0.0
     error: str = ""
     sha256: str = ""
+    verified_by: str = ""  # how its DONE was checked: "write" (hash of what was written) or "readback"
+    read_back: int = 0  # bytes read back from its disk so far (verify = "readback")
     queues: dict = field(default_factory=dict)
     cpu_seconds: Optional[float] = None
     max_rss_kb: Optional[int] = None
@@ -63,6 +67,8 @@ class Client:
             "eta_seconds": None if eta is None else round(eta, 1),
             "error": self.error,
             "sha256": self.sha256,
+            "verified_by": self.verified_by if self.state == "DONE" else "",
+            "read_back": self.read_back,
             "queues": self.queues,
             "cpu_seconds": self.cpu_seconds,
             "max_rss_kb": self.max_rss_kb,
@@ -93,6 +99,9 @@ class Round:
     outcome: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)  # the reason, for each host not DONE
     aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its sources stop
+    image_file: Optional[ImageFile] = None  # the open file every chain of the round streams
+    facts: Optional[ImageFacts] = None  # of that file: what the round announces, and judges by
+    verified_by: Dict[str, str] = field(default_factory=dict)  # host -> how its DONE was checked
 
     def __post_init__(self) -> None:
         self.chain = [h for hosts in self.chains for h in hosts]
@@ -122,13 +131,20 @@ class Round:
             "error": self.error,
             "outcome": self.outcome,
             "errors": self.errors,
+            "verified_by": self.verified_by,
             "aborted": self.aborted,
+            "interrupted": False,
+            # The image as this round sent it: late reports after a master restart are
+            # judged against these.
+            "sha256": self.facts.sha256 if self.facts else None,
+            "content_size": self.facts.content_size if self.facts else None,
         }
 
 
 class State:
-    def __init__(self, config: Config, history: History) -> None:
+    def __init__(self, config: Config, history: History, key: bytes) -> None:
         self.config = config
+        self.key = key  # the master's own key: each round's secret is derived from it (keys.py)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # clients' long-polls and round runners
         self.updated = threading.Condition(self.lock)  # the page's event streams
@@ -154,6 +170,7 @@ class State:
                 if c is not None and c.group == group.name:
                     c.state = c.outcome = outcome
                     c.error = record.get("errors", {}).get(host, "")
+                    c.verified_by = record.get("verified_by", {}).get(host, "")
 
     # -- helpers (call with the lock held) ------------------------------------
 
@@ -198,12 +215,13 @@ class State:
     def new_round(self, group: ClientGroup, hosts: List[str]) -> Round:
         """A round for `hosts` in the group's chains, recorded (and saved) as running
         before anything is sent."""
+        session = secrets.token_hex(8)
         r = Round(
             number=self.history.counter + 1,
             group=group.name,
             image=group.image,
-            session=secrets.token_hex(8),
-            secret=secrets.token_bytes(32),
+            session=session,
+            secret=keys.round_secret(self.key, session),
             chains=group.split(hosts),
             left_out=[h for h in group.hosts if h not in hosts and self.clients[h].state != "DONE"],
         )
@@ -224,7 +242,9 @@ class State:
         r.errors = {h: self.clients[h].error for h in r.chain if r.outcome[h] != "DONE"}
         r.phase = "finished"
         r.finished = time.time()
-        self.history.record(r.public())
+        saved = self.history.record(r.public())
+        if not any(x.phase != "finished" for x in self.rounds.values()):
+            self.history.rounds_done(saved)
         self.changed.notify_all()
         self.touch()
 

@@ -1,16 +1,23 @@
 """The head of the chain: the master sends the image file to the first hop.
 
-The master never copies image bytes through Python: each record is a 16-byte head
-followed by the file range via sendfile(2). The zero runs found when the image was
-hashed (sparse.py) go as ZERO records: a head, no payload.
+The master reads each record's bytes into one buffer behind the record's head, hashes
+them and sends head and bytes with one send. It could hand the file to the socket
+(sendfile) without looking, but then nothing would tie what it sent to the digest the
+round announced: a file rewritten or cut during the round would go out as it is now.
+Hashing the bytes it actually sends, the master withholds the END record, and fails the
+round, when they are not the image it announced (ImageChanged). The zero runs found when
+the image was hashed (sparse.py) go as ZERO records: a head, no payload, hashed as the
+zeros they stand for.
 """
 
+import hashlib
 import logging
 import os
 import socket
 from typing import Callable, List, Optional, Tuple
 
 from thepusher import sparse, wire
+from thepusher.master.images import ImageFile
 from thepusher.relay import Link, LinkBroken, NoHopLeft
 
 log = logging.getLogger("thepusher.stream")
@@ -22,26 +29,72 @@ class StreamFailed(Exception):
     """The first hop could not be reached or dropped the stream."""
 
 
+class ImageChanged(StreamFailed):
+    """What the file gives is not the image the round announced: no client of the chain
+    can end with it, so the round ends them all with this reason."""
+
+
+class SentDigest:
+    """SHA-256 of the stream in order, over what was actually sent: each byte counted the
+    first time it goes out (a resend after a skip repeats bytes already counted). Only
+    the master's main sources check it; a source that starts mid-stream (a repair) leaves
+    the check to the hop, which compares with the digest the master signed for it."""
+
+    def __init__(self, f: ImageFile) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.upto = 0  # stream bytes hashed so far, from 0
+
+    def data(self, pos: int, payload: memoryview) -> None:
+        end = pos + len(payload)
+        if pos > self.upto:  # a hop asked for later bytes than we ever sent: count the gap
+            self._read_gap(pos)
+        if end > self.upto:
+            self.sha.update(payload[self.upto - pos:])
+            self.upto = end
+
+    def zeros(self, pos: int, length: int) -> None:
+        end = pos + length
+        if pos > self.upto:
+            self._read_gap(pos)
+        if end > self.upto:
+            sparse.hash_zeros(self.sha, end - self.upto)
+            self.upto = end
+
+    def _read_gap(self, stop: int) -> None:
+        buf = bytearray(1 << 20)
+        while self.upto < stop:
+            n = os.preadv(self.f.fd, [memoryview(buf)[: min(len(buf), stop - self.upto)]], self.upto)
+            if not n:
+                raise ImageChanged(f"image file ended at byte {self.upto}: image changed "
+                                   "during the round")
+            self.sha.update(memoryview(buf)[:n])
+            self.upto += n
+
+
 class Source:
-    """Stream one image file down the chain; `sent` tracks progress for the status page.
+    """Stream one image down the chain; `sent` tracks progress for the status page.
 
     The master holds the whole file, so after skipping a dead first hop it simply
-    resumes from whatever byte the next hop asks for.
+    resumes from whatever byte the next hop asks for. `check` is the digest of the
+    stream as sent (images.ImageFacts.stream_sha256), verified before END goes out.
     """
 
     def __init__(
         self,
-        path: str,
+        image: ImageFile,
         header: wire.StreamHeader,
         secret: bytes,
         hops: List[Tuple[str, int]],
         timeout: float,
         on_skip: Callable[[str, str], None],
         zero_runs: Optional[List[sparse.Run]] = None,
+        check: Optional[str] = None,
     ) -> None:
-        self.path = path
+        self.image = image
         self.header = header
         self.zero_runs = zero_runs or []
+        self.check = check
         self.link = Link(hops, header, secret, timeout, on_skip=on_skip)
         self.sent = 0
         self.stopped = False
@@ -58,42 +111,78 @@ class Source:
                 pass
 
     def run(self) -> None:
-        size = self.header.stream_size
-        with open(self.path, "rb") as f:
-            if os.fstat(f.fileno()).st_size != size:
-                raise StreamFailed(f"image file {self.path} changed size since it was hashed")
-            try:
-                pos = self.link.open()
-                while True:
-                    try:
-                        self._send_from(f, pos)
-                        self.link.send(
-                            wire.end_record(size, self.header.content_sha256, self.header.content_size),
-                            size,
-                        )
-                        self.link.finish(size)
-                        return
-                    except LinkBroken as e:
-                        if self.stopped:
-                            raise StreamFailed("stream stopped: the round was aborted") from None
-                        pos = self.link.reopen(e)
-            except NoHopLeft:
-                raise StreamFailed(
-                    f"no hop of the chain took the stream (skipped: "
-                    f"{', '.join(h for h, _ in self.link.skipped) or 'none'})"
-                ) from None
-            finally:
-                self.link.close()
+        if not self.image.acquire():
+            raise StreamFailed("the round is over: its image file is closed")
+        try:
+            self._run()
+        finally:
+            self.image.release()
 
-    def _send_from(self, f, pos: int) -> None:
+    def _run(self) -> None:
         size = self.header.stream_size
+        digest = SentDigest(self.image) if self.check else None
+        buf = bytearray(wire.HEAD_SIZE + self.header.record_size)
+        try:
+            pos = self.link.open()
+            while True:
+                try:
+                    self._send_from(pos, buf, digest)
+                    if digest is not None:
+                        self._check(digest)
+                    self.link.send(
+                        wire.end_record(size, self.header.content_sha256, self.header.content_size),
+                        size,
+                    )
+                    self.link.finish(size)
+                    return
+                except LinkBroken as e:
+                    if self.stopped:
+                        raise StreamFailed("stream stopped: the round was aborted") from None
+                    pos = self.link.reopen(e)
+        except NoHopLeft:
+            raise StreamFailed(
+                f"no hop of the chain took the stream (skipped: "
+                f"{', '.join(h for h, _ in self.link.skipped) or 'none'})"
+            ) from None
+        finally:
+            self.link.close()
+
+    def _check(self, digest: SentDigest) -> None:
+        got = digest.sha.hexdigest()
+        if got != self.check:
+            raise ImageChanged(f"the bytes sent hash to {got}, the round announced "
+                               f"{self.check}: image changed during the round")
+
+    def _send_from(self, pos: int, buf: bytearray, digest: Optional[SentDigest]) -> None:
+        size = self.header.stream_size
+        view = memoryview(buf)
         pieces = sparse.segments(self.zero_runs, pos, size, self.header.record_size, MAX_ZERO_RECORD)
         for zero, pos, n in pieces:
             if self.stopped:
                 raise StreamFailed("stream stopped: the round was aborted")
             if zero:
+                if digest is not None:
+                    digest.zeros(pos, n)
                 self.link.send(wire.pack_head(wire.ZERO, n, pos), pos)
             else:
-                self.link.send(wire.pack_head(wire.DATA, n, pos), pos)
-                self.link.sendfile(f, pos, n)
+                wire.RECORD_HEAD.pack_into(buf, 0, wire.DATA, n, pos)
+                payload = view[wire.HEAD_SIZE : wire.HEAD_SIZE + n]
+                self._read(payload, pos)
+                if digest is not None:
+                    digest.data(pos, payload)
+                self.link.send(view[: wire.HEAD_SIZE + n], pos)
             self.sent = max(self.sent, pos + n)
+
+    def _read(self, view: memoryview, pos: int) -> None:
+        got = 0
+        while got < len(view):
+            try:
+                n = os.preadv(self.image.fd, [view[got:]], pos + got)
+            except OSError as e:
+                raise StreamFailed(f"reading the image failed at byte {pos + got}: "
+                                   f"{e.strerror or e}") from None
+            if not n:
+                raise ImageChanged(
+                    f"image file ended at byte {pos + got} of {self.header.stream_size}: "
+                    "image changed during the round")
+            got += n

@@ -29,7 +29,9 @@ from thepusher.config import Config
 from thepusher import sparse
 from thepusher.decode import SUFFIXES, DecodeError, Decoder, compression_of_name
 from thepusher.master.control import ApiError
-from thepusher.master.images import SIDECAR, Catalog, ImageFacts, deploy_hint, sidecar_path, write_sidecar
+from thepusher.master.images import (
+    SIDECAR, Catalog, ImageFacts, deploy_hint, sidecar_path, stamp_of, write_sidecar,
+)
 from thepusher.status import human_bytes
 
 log = logging.getLogger("thepusher.uploads")
@@ -48,6 +50,7 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 # `.NAME.upload-PID-N`, its sidecar while being placed, and that sidecar's own temp file
 LEFTOVER = re.compile(r"\..+\.upload-(\d+)-\d+(\.digest\.json(\.tmp\.\d+)?)?")
 COMPRESSION_NAMES = {"NONE": "NONE", "BZ2": "BZ2", "GZIP": "GZIP", "GZ": "GZIP", "XZ": "XZ"}
+EMPTY = "the upload is empty (0 bytes): nothing to store as an image"
 
 
 def _ended(offset: int) -> ApiError:
@@ -329,6 +332,8 @@ class Uploads:
         length = _header_int(headers, "Content-Length")
         if length is None:
             raise ApiError(411, "an upload needs Content-Length or Transfer-Encoding: chunked")
+        if length == 0:
+            raise ApiError(400, EMPTY)
         return SizedBody(rfile, length)
 
     # -- the body ----------------------------------------------------------------------
@@ -381,12 +386,15 @@ class Uploads:
     def _copy(name: str, body: Body, fd: int, decoder: Decoder, guard: SpaceGuard) -> ImageFacts:
         """Write the body as it comes, hashing the content (decoded) on the way."""
         sha = hashlib.sha256()
+        stream_sha = hashlib.sha256() if decoder.compression != "NONE" else sha
         content = 0
         zeros = sparse.ZeroMap() if decoder.compression == "NONE" else None
         try:
             for data in body.pieces():
                 guard.take(len(data), body.received)
                 _write_all(fd, memoryview(data))
+                if stream_sha is not sha:
+                    stream_sha.update(data)
                 if zeros is not None:
                     zeros.scan(data, len(data), content)
                 for piece in decoder.feed(data):
@@ -399,8 +407,12 @@ class Uploads:
             raise ApiError(400, f"{name} (byte {body.received}): {e}") from None
         finally:
             decoder.close()
+        if body.received == 0:
+            raise ApiError(400, EMPTY)
+        if content == 0:
+            raise ApiError(400, f"{name} decompresses to 0 bytes: nothing to store as an image")
         runs = None if zeros is None else [tuple(run) for run in zeros.runs]
-        return ImageFacts(body.received, content, sha.hexdigest(), runs)
+        return ImageFacts(body.received, content, sha.hexdigest(), runs, stream_sha.hexdigest())
 
     def _disk_failed(self, name: str, e: OSError, offset: int, guard: SpaceGuard) -> ApiError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):  # others filled the disk under us
@@ -416,7 +428,10 @@ class Uploads:
 
     def _install(self, tmp: str, name: str, facts: ImageFacts) -> None:
         """Sidecar first, then the hard link that claims the name: the image never shows
-        without its digest, and a name that exists is never replaced (link fails)."""
+        without its digest, and a name that exists is never replaced (link fails). The
+        link and the removal of the temp name move the file's ctime, so the sidecar is
+        written once more, for the file as it then is (images.py: facts are of one
+        version of a file)."""
         final = os.path.join(self.image_dir, name)
         write_sidecar(tmp, facts)
         taken = ApiError(409, f"an image named {name!r} appeared on the master during the "
@@ -430,6 +445,8 @@ class Uploads:
             _remove(sidecar_path(final))
             raise taken from None
         _remove(tmp)
+        facts.stamp = stamp_of(os.stat(final))
+        write_sidecar(final, facts)
         try:
             _fsync_dir(self.image_dir)
         except OSError as e:  # the image is in place: say so, but do not fail it

@@ -176,6 +176,20 @@ function stateBadge(state) {
   return h("span", {class: `state s-${state}`}, state);
 }
 
+const VERIFIED = {readback: "read back", write: "write hash"};
+
+/** How a DONE was checked (read back from the disk, or the hash of what was written),
+ * and how far a read-back has come while it runs. */
+function verification(c) {
+  if (c.state === "DONE" && c.verified_by)
+    return h("span", {class: "verified small muted", title: c.verified_by === "readback"
+      ? "the disk's content was read back and matches the image"
+      : "the bytes written hash to the image's digest"}, VERIFIED[c.verified_by] || c.verified_by);
+  if (c.state === "BUSY" && c.read_back > 0 && c.bytes_total > 0)
+    return h("span", {class: "verified small muted"}, `reading back ${fmtPercent(c.read_back / c.bytes_total)}`);
+  return null;
+}
+
 function bar(frac, state) {
   return h("span", {
     class: `bar s-${state}`, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
@@ -356,7 +370,7 @@ function clientTable(g) {
     cell("Host", {class: "lead c-host"}, h("span", {class: "mono"}, c.host),
       slow ? h("span", {class: "tag"}, "bottleneck") : null,
       c.mac ? h("div", {class: "muted mono small"}, c.mac) : null),
-    cell("State", {class: "c-state"}, stateBadge(c.state)),
+    cell("State", {class: "c-state"}, stateBadge(c.state), " ", verification(c)),
     cell("Progress", {class: "progress"}, bar(frac, c.state), " ", h("span", {class: "pct"}, fmtPercent(frac))),
     cell("Written", {class: "num c-written"},
       c.bytes_total ? `${fmtBytes(c.bytes_done)} / ${fmtBytes(c.bytes_total)}` : fmtBytes(c.bytes_done)),
@@ -457,8 +471,11 @@ function historyView(rounds) {
       cell("Took", {class: "num"}, r.started && r.finished ? fmtSeconds(r.finished - r.started) : "—"),
       cell("Outcome", null,
         h("div", {class: "outcomes"}, r.aborted ? h("span", {class: "state s-ERROR"}, "ABORTED") : null,
+          r.interrupted ? h("span", {class: "state s-WAIT", title: "the master restarted during "
+            + "this round; clients that finished told the new master"}, "INTERRUPTED") : null,
           hosts.map(host => h("span", {class: "outcome", title: errors[host] || null},
-            h("span", {class: "mono"}, host), " ", stateBadge(outcome[host] || "NONE")))),
+            h("span", {class: "mono"}, host), " ", stateBadge(outcome[host] || "NONE"),
+            (r.verified_by || {})[host] === "readback" ? h("small", {class: "muted"}, " read back") : null))),
         r.error ? h("div", {class: "error-line"}, r.error) : null,
         reasons(errors, r.error).map(([hosts, why]) =>
           h("div", {class: "error-line"}, `${hosts.join(", ")}: ${why}`))));

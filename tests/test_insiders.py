@@ -1,0 +1,144 @@
+"""Members of a round are not trusted with each other's disks or fates.
+
+Every member of a round holds its data-plane secret (and anyone sniffing /api/next on the
+LAN can learn it). Such an insider must not be able to make a hop write-and-bless an
+image the master did not sign for it, nor mark other hosts ERROR. The insiders here are
+the test itself, speaking HTTP and the wire format from a member's address; the hops
+they attack are real client processes.
+"""
+
+import hashlib
+import os
+import socket
+import threading
+
+import pytest
+
+from tests.conftest import sha256_file, write_config, write_image
+from thepusher import wire
+
+MiB = 1 << 20
+A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
+
+
+class Member:
+    """A member of the group played by the test: registers, says ready, takes its start,
+    reports what it likes. With `swallow` its data port takes whatever the master sends
+    (a hop that accepts from offset 0 and reads to the end), so the stream stays with it;
+    without, nothing listens there and the master skips it."""
+
+    def __init__(self, lab, host: str, swallow: bool = True) -> None:
+        self.lab, self.host = lab, host
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.start = None
+        if swallow:
+            threading.Thread(target=self._swallow, daemon=True).start()
+        else:
+            self.listener.close()
+
+    def _swallow(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with sock:
+                try:
+                    wire.send_hello(sock, wire.new_nonce())
+                    wire.recv_header(sock)
+                    wire.send_accept(sock, 0)
+                    while sock.recv(1 << 20):
+                        pass
+                except (OSError, wire.ProtocolError):
+                    pass
+
+    def join(self) -> None:
+        assert self.lab.call("POST", "/api/register", {"data_port": self.port},
+                             source=self.host)[0] == 200
+        assert self.lab.call("POST", "/api/ready", {}, source=self.host)[0] == 200
+
+    def take_start(self) -> dict:
+        while self.start is None or self.start.get("action") != "receive":
+            self.start = self.lab.call("GET", "/api/next?wait=20", source=self.host)[1]
+        return self.start
+
+    def report(self, state: str = "BUSY", **fields) -> dict:
+        body = dict(fields, state=state, session=self.start["session"])
+        return self.lab.call("POST", "/api/report", body, source=self.host)[1]
+
+
+def states(lab) -> dict:
+    return {h: (c["state"], c["error"]) for h, c in lab.clients().items()}
+
+
+@pytest.mark.parametrize("forged_facts", [True, False], ids=["forged-facts", "true-facts-forged-bytes"])
+def test_insider_feeding_a_waiting_hop_gets_no_disk_blessed(lab, forged_facts):
+    """The first member feeds the hop after it, before the master streams, with a header
+    signed with the round's secret. With forged facts (another image and its digest) the
+    hop refuses it and takes the master's stream; with the true facts and other bytes the
+    hop may write them but never calls them verified."""
+    image = lab.images / "disk.img"
+    write_image(image, 4 * MiB)
+    write_config(lab.images, [A, B, C], settings="arm_timeout = 20\n")
+    lab.start_master()
+    insider = Member(lab, A, swallow=False)
+    insider.join()
+    b, c = lab.start_client(B), lab.start_client(C)
+    start = insider.take_start()
+    lab.wait_for(lambda: all(states(lab)[h][0] == "BUSY" for h in (B, C)), 30, "B and C armed")
+    forged = os.urandom(4 * MiB)
+    header = wire.StreamHeader(
+        session=start["session"], image="img", stream_size=len(forged), content_size=len(forged),
+        content_sha256=hashlib.sha256(forged).hexdigest() if forged_facts else start["sha256"],
+        sender=1,
+    )
+    secret = bytes.fromhex(start["secret"])
+    try:
+        sock, _ = wire.connect(tuple(start["downstream"][0]), header, secret, timeout=5)
+    except wire.ProtocolError as e:
+        refused = str(e)
+    else:
+        refused = ""
+        with sock:
+            for pos in range(0, len(forged), MiB):
+                sock.sendall(wire.pack_head(wire.DATA, MiB, pos) + forged[pos:pos + MiB])
+            sock.sendall(wire.end_record(len(forged), header.content_sha256, len(forged)))
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(1)
+    insider.report("BUSY")  # armed: the master streams, skipping the insider's closed port
+    if forged_facts:
+        assert "differ from the master's start" in refused
+        assert b.wait(60) == 0 and c.wait(60) == 0, lab.dump()
+        for h in (B, C):
+            assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
+    else:
+        assert b.wait(90) == 1 and c.wait(90) == 1, lab.dump()
+        assert "DONE" not in {states(lab)[h][0] for h in (B, C)}
+
+
+def test_only_the_host_directly_upstream_may_report_a_skip(lab):
+    """A member's `skipped` list marks a host ERROR only if that member sits directly
+    before it in the chain (hosts between them already out of the round); a member
+    naming a host before itself, or one further on, changes nothing."""
+    write_image(lab.images / "disk.img", MiB)
+    write_config(lab.images, [A, B, C], settings="report_timeout = 60\n")
+    lab.start_master()
+    members = {h: Member(lab, h) for h in (A, B, C)}
+    for m in members.values():
+        m.join()
+    for m in members.values():
+        m.take_start()
+        m.report("BUSY")
+    lab.wait_for(lambda: lab.round()["phase"] in ("streaming", "settling"), 20, "the stream")
+
+    members[C].report(skipped=[[A, "C lies about A"]])  # A is before C
+    members[A].report(skipped=[[C, "A lies about C"]])  # B, still in, sits between them
+    members[B].report(skipped=[[B, "B lies about itself"]])
+    assert {h: s[0] for h, s in states(lab).items()} == {A: "BUSY", B: "BUSY", C: "BUSY"}
+
+    members[A].report(skipped=[[B, "B died"]])  # A sits directly before B
+    assert states(lab)[B] == ("ERROR", f"skipped by {A}: B died")
+    members[A].report(skipped=[[B, "B died"], [C, "C died too"]])  # B is out: C is next
+    assert states(lab)[C] == ("ERROR", f"skipped by {A}: C died too")
+    assert states(lab)[A][0] == "BUSY"
