@@ -142,3 +142,40 @@ def test_only_the_host_directly_upstream_may_report_a_skip(lab):
     members[A].report(skipped=[[B, "B died"], [C, "C died too"]])  # B is out: C is next
     assert states(lab)[C] == ("ERROR", f"skipped by {A}: C died too")
     assert states(lab)[A][0] == "BUSY"
+
+
+def test_a_host_given_up_on_that_proves_its_copy_is_done_and_a_bare_claim_changes_nothing(lab):
+    """A is declared lost (silent past report_timeout) while B keeps the round going. A
+    DONE without the round's proof changes nothing; one signed with the round's secret,
+    for the round's digest and size, makes A DONE after all."""
+    image = lab.images / "disk.img"
+    write_image(image, MiB)
+    write_config(lab.images, [A, B], settings="report_timeout = 1\n")
+    lab.start_master()
+    a, b = Member(lab, A), Member(lab, B)
+    for m in (a, b):
+        m.join()
+    for m in (a, b):
+        m.take_start()
+        m.report("BUSY")
+    b_reports = threading.Event()
+
+    def keep_b_alive() -> None:
+        while not b_reports.wait(0.2):
+            b.report("BUSY")
+
+    threading.Thread(target=keep_b_alive, daemon=True).start()
+    lab.wait_for(lambda: states(lab)[A][0] == "ERROR", 20, "A declared lost")
+    assert "(lost)" in states(lab)[A][1]
+    digest, size = sha256_file(image), MiB
+    claim = {"sha256": digest, "bytes_done": size, "bytes_total": size}
+    answer = a.report("DONE", **claim, auth="0" * 64)
+    assert answer["ok"] is False and "(lost)" in answer["reason"]
+    assert states(lab)[A][0] == "ERROR"
+    proof = wire.report_mac(bytes.fromhex(a.start["secret"]), a.start["session"], "DONE", digest, size)
+    answer = a.report("DONE", **claim, auth=proof)
+    assert answer["ok"] is True and states(lab)[A] == ("DONE", "")
+    b_reports.set()
+    b.report("ERROR", error="gave up")
+    r = lab.wait_for(lambda: (r := lab.round()) and r["phase"] == "finished" and r, 20, "the end")
+    assert r["outcome"] == {A: "DONE", B: "ERROR"}

@@ -183,16 +183,23 @@ class Controller:
         self._skips(r, c.host, _get(body, "skipped", list, []))
         if r.aborted:
             return {"ok": False, "streaming": False, "aborted": r.error}, None
-        if c.state == "ERROR":  # the master gave up on it: skipped, lost, image changed ...
-            return {"ok": False, "reason": c.error}, None
         if c.state == "DONE":  # a repeated final report (the answer to the first got lost)
             return {"ok": True, "state": "DONE", "streaming": False}, None
+        if c.state == "ERROR" and state != "DONE":  # the master gave up on it: skipped, lost ...
+            return {"ok": False, "reason": c.error}, None
         if state == "BUSY":
             r.armed.add(c.host)
             st.set_state(c, "BUSY")
             return {"ok": True, "streaming": r.streaming_to(c.host)}, None
         if state == "DONE":
+            # A copy proven right counts, even from a host given up on meanwhile (lost,
+            # skipped after it had the whole stream); one that is not keeps the reason
+            # the host was given up for, if any.
             verdict, why = self._judge_done(c, r.secret, r.session, r.image, r.facts, body)
+            if verdict == "ERROR" and c.state == "ERROR":
+                why = c.error
+            elif c.state == "ERROR":
+                log.info("%s proved a verified copy after it was marked ERROR (%s)", c.host, c.error)
             st.set_state(c, verdict, why)
             if verdict == "DONE":
                 r.verified_by = dict(r.verified_by, **{c.host: c.verified_by})
@@ -230,8 +237,9 @@ class Controller:
         number, host = record["number"], c.host
         if record["outcome"].get(host) == "DONE":
             return {"ok": True, "state": "DONE", "lost_round": True}, None
-        if record["errors"].get(host) != INTERRUPTED:  # it reported its end before the crash
-            return {"ok": False, "reason": f"round {number}: {record['errors'].get(host)}"}, None
+        earlier = record["errors"].get(host, INTERRUPTED)
+        if earlier != INTERRUPTED and state != "DONE":  # it reported its end before the crash
+            return {"ok": False, "reason": f"round {number}: {earlier}"}, None
         c.last_seen = time.monotonic()
         self._progress(c, body)
         st.touch()
@@ -241,10 +249,13 @@ class Controller:
             facts = _RecordedFacts(record.get("sha256"), record.get("content_size"))
             secret = keys.round_secret(st.key, record["session"])
             verdict, why = self._judge_done(c, secret, record["session"], record["image"], facts, body)
+            if verdict == "ERROR" and earlier != INTERRUPTED:
+                why = earlier
         else:
             verdict, why = "ERROR", _get(body, "error", str, "") or "client reported an error"
         st.history.set_outcome(record, host, verdict, why, c.verified_by)
-        if st.running(c.group) is None:  # still the group's last round: shown as it is now
+        if st.running(c.group) is None and st.history.latest(c.group) is record:
+            # the group's last round: its hosts' states are shown from it
             c.outcome = verdict
             c.failures = 0 if verdict == "DONE" else c.failures
             st.set_state(c, verdict, why)

@@ -138,6 +138,10 @@ class History:
         if saved:
             self._clear_journal()
 
+    def latest(self, group: str) -> Optional[dict]:
+        """The group's most recent round."""
+        return next((r for r in reversed(self.rounds) if r["group"] == group), None)
+
     def interrupted(self, session: str) -> Optional[dict]:
         """The round with this session if a master restart interrupted it."""
         return next((r for r in self.rounds if r.get("session") == session
