@@ -212,8 +212,10 @@ def test_abort_on_the_page_stops_the_round_after_asking_and_holds_the_group(lab,
     assert shown[HOSTS[-1]] == "ERROR", shown  # the slow last one cannot have finished
     text = page.text()
     assert "aborted by the admin" in text and "held" in text, text
-    assert page.evaluate("document.querySelector('article[data-group=\"room\"] "
-                         "button[data-action=\"abort\"]').disabled")
+    # The round ends a moment after its clients are ERROR (its stream stops): the page
+    # hears of it with the next status event.
+    page.wait_for("document.querySelector('article[data-group=\"room\"] "
+                  "button[data-action=\"abort\"]').disabled", 10, "Abort disabled: the round is over")
     assert page.errors == []
 
 

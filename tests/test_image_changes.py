@@ -98,33 +98,40 @@ def test_image_of_another_size_between_rounds_is_streamed_whole(lab, tmp_path):
         assert sha256_file(lab.disks / f"{h}.img") == sha256_file(image)
 
 
-def hold_mid_stream(lab, clients):
-    """The last client stopped as soon as data reaches it: backpressure holds the chain
-    (and the master's stream) mid-image until it goes on."""
+def held_round(lab):
+    """A round of A and B with a 256 MiB image, the last client stopped as soon as data
+    reaches it: backpressure holds the chain (and the master's stream) mid-image until
+    it goes on. (image path, clients)"""
+    image = lab.images / "disk.img"
+    image.write_bytes(os.urandom(256 * MiB))
+    write_config(lab.images, [A, B], settings="io_timeout = 10\n")
+    lab.start_master()
+    clients = [lab.start_client(h) for h in (A, B)]
     lab.wait_for(lambda: "receiving img" in clients[-1].output(), 60, "data reaching the last client")
     clients[-1].kill(signal.SIGSTOP)
     time.sleep(0.5)
+    return image, clients
+
+
+def ended_with_the_image_changed(lab, clients) -> dict:
+    """Every client ended ERROR saying the image changed; the round's record."""
+    for c in clients:
+        assert c.wait(60) == 1, lab.dump()
+        assert "image changed during the round" in c.output()
+    return lab.wait_for(lambda: (r := lab.round()) and r["phase"] == "finished" and r, 30,
+                        "the round to finish")
 
 
 def test_image_shortened_during_the_round_ends_every_client_error_and_the_group_can_start_again(lab, tmp_path):
     """`cp shorter.img disk.img` while streaming: the master's next read finds the end of
     the file before the declared size. The round ends, every client says why, and the
     next round starts (no 409, no restart)."""
-    image = lab.images / "disk.img"
-    image.write_bytes(os.urandom(256 * MiB))
-    write_config(lab.images, [A, B], settings="io_timeout = 10\n")
-    lab.start_master()
-    clients = [lab.start_client(h) for h in (A, B)]
-    hold_mid_stream(lab, clients)
+    image, clients = held_round(lab)
     shorter = tmp_path / "shorter.img"
     shorter.write_bytes(os.urandom(4 * MiB))
     subprocess.run(["cp", str(shorter), str(image)], check=True)
     clients[-1].kill(signal.SIGCONT)
-    for c in clients:
-        assert c.wait(60) == 1, lab.dump()
-        assert "image changed during the round" in c.output()
-    r = lab.wait_for(lambda: (r := lab.round()) and r["phase"] == "finished" and r, 30,
-                     "the round to finish")
+    r = ended_with_the_image_changed(lab, clients)
     assert "ended at byte" in r["error"] and "image changed during the round" in r["error"]
     assert {c["state"] for c in lab.clients().values()} == {"ERROR"}
     again = [lab.start_client(h) for h in (A, B)]
@@ -140,21 +147,12 @@ def test_image_shortened_during_the_round_ends_every_client_error_and_the_group_
 def test_image_rewritten_in_place_during_the_round_ends_every_client_error_with_the_reason(lab):
     """Same size, other bytes, written into the file while the master streams it: what
     the master sent does not hash to what the round announced, so no client is DONE."""
-    image = lab.images / "disk.img"
-    image.write_bytes(os.urandom(256 * MiB))
-    write_config(lab.images, [A, B], settings="io_timeout = 10\n")
-    lab.start_master()
-    clients = [lab.start_client(h) for h in (A, B)]
-    hold_mid_stream(lab, clients)
+    image, clients = held_round(lab)
     with open(image, "r+b") as f:
         f.seek(200 * MiB)
         f.write(os.urandom(MiB))
     clients[-1].kill(signal.SIGCONT)
-    for c in clients:
-        assert c.wait(60) == 1, lab.dump()
-        assert "image changed during the round" in c.output()
-    r = lab.wait_for(lambda: (r := lab.round()) and r["phase"] == "finished" and r, 30,
-                     "the round to finish")
+    r = ended_with_the_image_changed(lab, clients)
     assert "image changed during the round" in r["error"]
     assert set(r["outcome"].values()) == {"ERROR"}
 
@@ -163,13 +161,8 @@ def test_image_renamed_over_during_the_round_leaves_the_round_on_the_file_it_sta
     """rsync and most copy tools write a new file and rename it over the old one: the
     round keeps streaming the file it opened, verified, and the next round takes the
     new one."""
-    image = lab.images / "disk.img"
-    image.write_bytes(os.urandom(256 * MiB))
+    image, clients = held_round(lab)
     first = sha256_file(image)
-    write_config(lab.images, [A, B], settings="io_timeout = 10\n")
-    lab.start_master()
-    clients = [lab.start_client(h) for h in (A, B)]
-    hold_mid_stream(lab, clients)
     fresh = lab.images / ".disk.img.new"
     fresh.write_bytes(os.urandom(4 * MiB))
     os.replace(fresh, image)

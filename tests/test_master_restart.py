@@ -29,8 +29,17 @@ def status_exit(lab) -> int:
                           capture_output=True, text=True, timeout=30).returncode
 
 
-def sent_all(master) -> bool:
-    return "master sent all" in master.output()
+def restart_after_the_stream(lab, master, clients) -> None:
+    """Stop the last client as soon as data reaches it (the one before holds the rest of
+    the image in its buffers), kill the master once it sent everything, start a new one,
+    let the client go on; every client ends DONE."""
+    lab.wait_for(lambda: "receiving img" in clients[-1].output(), 30, "data reaching the last client")
+    clients[-1].kill(signal.SIGSTOP)
+    lab.wait_for(lambda: "master sent all" in master.output(), 30, "the master's stream to end")
+    restart_master(lab)
+    clients[-1].kill(signal.SIGCONT)
+    for c in clients:
+        assert c.wait(60) == 0, lab.dump()
 
 
 def test_master_killed_after_the_stream_records_the_late_done_reports(lab):
@@ -41,14 +50,7 @@ def test_master_killed_after_the_stream_records_the_late_done_reports(lab):
     write_image(lab.images / "disk.img", 64 * MiB)
     write_config(lab.images, [A, B], settings="io_timeout = 30\n")
     master = lab.start_master()
-    clients = [lab.start_client(h) for h in (A, B)]
-    lab.wait_for(lambda: "receiving img" in clients[1].output(), 30, "data reaching B")
-    clients[1].kill(signal.SIGSTOP)
-    lab.wait_for(lambda: sent_all(master), 30, "the master's stream to end")
-    restart_master(lab)
-    clients[1].kill(signal.SIGCONT)
-    for c in clients:
-        assert c.wait(60) == 0, lab.dump()
+    restart_after_the_stream(lab, master, [lab.start_client(h) for h in (A, B)])
     states = lab.wait_for(lambda: (s := lab.clients()) and s[B]["state"] == "DONE" and s, 20,
                           "B's late report")
     assert states[A]["state"] == "DONE", states[A]
@@ -97,13 +99,7 @@ def test_after_a_restart_the_straggler_alone_starts_the_follow_up_round(lab):
     clients = [lab.start_client(h) for h in (A, B)]
     lab.wait_for(lambda: all(lab.clients()[h]["state"] == "WAIT" for h in (A, B)), 30, "A, B WAIT")
     assert lab.cli("start", "room").returncode == 0
-    lab.wait_for(lambda: "receiving img" in clients[1].output(), 30, "data reaching B")
-    clients[1].kill(signal.SIGSTOP)
-    lab.wait_for(lambda: sent_all(master), 30, "the master's stream to end")
-    restart_master(lab)
-    clients[1].kill(signal.SIGCONT)
-    for c in clients:
-        assert c.wait(60) == 0, lab.dump()
+    restart_after_the_stream(lab, master, clients)
     lab.wait_for(lambda: all(lab.clients()[h]["state"] == "DONE" for h in (A, B)), 20, "A, B DONE")
     assert lab.start_client(C).wait(60) == 0, lab.dump()
     rounds = lab.wait_for(lambda: len(h := lab.status()["history"]) == 2 and h, 20, "round 2")
