@@ -211,6 +211,14 @@ class Target:
                 try:
                     n = os.preadv(fd, [view[:want]], pos)
                 except OSError as e:
+                    if direct and pos == 0 and e.errno == errno.EINVAL:
+                        # the device takes no O_DIRECT reads of this shape: read it
+                        # through the (dropped) cache instead
+                        log.info("%s: O_DIRECT reads refused (%s): reading back after dropping "
+                                 "the cache", self.path, e.strerror)
+                        os.close(fd)
+                        fd, direct = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
+                        continue
                     raise TargetError(f"reading back {self.path} failed at byte {pos}: "
                                       f"{e.strerror or e}") from None
                 if n <= 0:
