@@ -119,6 +119,35 @@ def test_status_prints_each_client_with_state(lab):
     c.stop()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["status", "-p", "127.0.0.1:abc"], "argument -p/--master: '127.0.0.1:abc': port 'abc' is not a number"),
+    (["status", "-p", "127.0.0.1:8080/x"], "argument -p/--master: '127.0.0.1:8080/x': port '8080/x' is not a number"),
+    (["status", "-p", "127.0.0.1:0"], "port 0 is not a TCP port (1 to 65535)"),
+    (["status", "-p", ":8080"], "argument -p/--master: ':8080': no host before the port"),
+    (["start", "room", "-p", "[::1]:x"], "argument -p/--master: '[::1]:x': port 'x' is not a number"),
+    (["put-image", "-i", "/dev/null", "-p", "m:99999"], "port 99999 is not a TCP port (1 to 65535)"),
+    (["client", "-p", "127.0.0.1:1", "--data-port", "99999"],
+     "argument --data-port: 99999 is not a TCP port (0 to 65535)"),
+    (["client", "-p", "127.0.0.1:1", "--data-port", "-1"],
+     "argument --data-port: -1 is not a TCP port (0 to 65535)"),
+    (["demo", "--port", "99999"], "argument --port: 99999 is not a TCP port (0 to 65535)"),
+])
+def test_bad_address_or_port_is_one_usage_line_never_a_traceback(args, message):
+    r = run(["-m", "thepusher", *args])
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and message in last and last.startswith("thepusher "), r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}/", "http://127.0.0.1:{port}/", "http://127.0.0.1:{port}"])
+def test_status_takes_the_url_the_master_prints(lab, form):
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, ["127.0.0.11"])
+    lab.start_master()
+    r = run(["-m", "thepusher", "status", "-p", form.format(port=lab.port)])
+    assert r.returncode == 0 and "127.0.0.11" in r.stdout, r.stderr
+
+
 def test_status_with_unreachable_master_exits_1():
     r = run(["-m", "thepusher", "status", "-p", f"127.0.0.1:{free_port()}"])
     assert r.returncode == 1 and "master 127.0.0.1" in r.stderr

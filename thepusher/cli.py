@@ -24,6 +24,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
 
 
+def master_address(text: str) -> str:
+    """argparse type of every -p: the master's address, checked now (one usage line)
+    rather than when the first request goes out (a traceback)."""
+    from thepusher.client import split_host_port
+
+    try:
+        split_host_port(text, 8080)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def tcp_port(text: str) -> int:
+    """argparse type of a port to listen on: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0 to 65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thepusher",
@@ -45,13 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_master)
 
     p = sub.add_parser("client", help="register with the master, receive, write and forward")
-    p.add_argument("-p", "--master", required=True, metavar="MASTER[:PORT]",
+    p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
                    help="the master's address (port 8080 unless given)")
     p.add_argument("--bind", metavar="IP",
                    help="source and listen address; the master knows clients by it")
     p.add_argument("--destination", metavar="PATH",
                    help="write here instead of the image's destination (file or block device)")
-    p.add_argument("--data-port", type=int, default=8081, metavar="PORT",
+    p.add_argument("--data-port", type=tcp_port, default=8081, metavar="PORT",
                    help="TCP port for the upstream hop to connect to (default 8081; 0 = any)")
     p.add_argument("--secret", metavar="SECRET",
                    help="the master's `secret`: run only tasks it signed (default: "
@@ -59,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_client)
 
     p = sub.add_parser("status", help="print the master's groups and clients")
-    p.add_argument("-p", "--master", default="127.0.0.1", metavar="MASTER[:PORT]")
+    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
     p.add_argument("--json", action="store_true", help="print the raw /api/status JSON")
     p.set_defaults(func=cmd_status)
 
@@ -69,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("wake", "send Wake-on-LAN packets to GROUP's hosts with a known MAC")):
         p = sub.add_parser(name, help=what)
         p.add_argument("group", metavar="GROUP")
-        p.add_argument("-p", "--master", default="127.0.0.1", metavar="MASTER[:PORT]")
+        p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
         p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
                        help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
                             "without one, run this on the master's host")
@@ -82,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("create-nbi", help="build the netboot image (PXE, iPXE, ISO) from TinyCore files")
-    p.add_argument("-p", "--master", metavar="MASTER[:PORT]",
+    p.add_argument("-p", "--master", type=master_address, metavar="MASTER[:PORT]",
                    help="bake in this master (thePusher= on the kernel command line still wins)")
     p.add_argument("--tinycore", required=True, metavar="DIR",
                    help="cache with vmlinuz64, corepure64.gz, python3.9.tcz and its dependencies")
@@ -104,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("put-image", help="upload a disk or image file to the master's image directory",
                        description="Stream DEVICE_OR_FILE to the master, which stores it as a new "
                        "image (never over an existing one) once its SHA-256 checks out.")
-    p.add_argument("-p", "--master", required=True, metavar="MASTER[:PORT]",
+    p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
                    help="the master's address (port 8080 unless given)")
     p.add_argument("-i", "--input", required=True, metavar="DEVICE_OR_FILE",
                    help="what to upload: a disk (/dev/sda), an image file, or a pipe")
@@ -140,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", metavar="DIR", help="work directory (default: a temporary one)")
     p.add_argument("--keep", action="store_true",
                    help="keep the master and its status page up until Ctrl-C")
-    p.add_argument("--port", type=int, default=8080, help="master HTTP port (default 8080)")
+    p.add_argument("--port", type=tcp_port, default=8080, help="master HTTP port (default 8080)")
     p.set_defaults(func=cmd_demo)
     return parser
 

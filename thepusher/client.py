@@ -103,13 +103,30 @@ class MasterLink:
 
 
 def split_host_port(text: str, default_port: int) -> Tuple[str, int]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
+    """The master's address as people write it: HOST, HOST:PORT, [IPv6]:PORT, or the URL
+    the master prints at start (http://HOST:PORT/). ValueError says what is wrong."""
+    rest = text.strip()
+    if rest.lower().startswith("http://"):
+        rest = rest[len("http://"):]
+    rest = rest[:-1] if rest.endswith("/") else rest
+    if rest.startswith("["):
+        host, _, port = rest[1:].partition("]")
+        if port and not port.startswith(":"):
+            raise ValueError(f"{text!r}: expected :PORT after ']'")
+        port = port[1:]
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    else:  # a bare host, or an IPv6 address without brackets
+        host, port = rest, ""
+    if not host:
+        raise ValueError(f"{text!r}: no host before the port")
+    if not port:
+        return host, default_port
+    if not port.isdigit():
+        raise ValueError(f"{text!r}: port {port!r} is not a number")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: port {int(port)} is not a TCP port (1 to 65535)")
+    return host, int(port)
 
 
 def local_mac() -> str:
