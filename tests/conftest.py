@@ -127,6 +127,17 @@ class Lab:
                 time.sleep(0.1)
         raise AssertionError(f"master did not answer:\n{p.output()}")
 
+    def kill_master(self) -> None:
+        """kill -9 the running master; its log stays in the dump."""
+        master = next(p for p in self.procs if p.name == "master" and p.popen.poll() is None)
+        master.kill()
+        master.popen.wait(10)
+
+    def restart_master(self) -> Proc:
+        """kill -9 the running master and start a new one on the same image dir and port."""
+        self.kill_master()
+        return self.start_master()
+
     def start_client(self, host: str, destination: Optional[str] = None, *extra: str) -> Proc:
         dest = destination or str(self.disks / f"{host}.img")
         p = Proc(f"client-{host}", ["-v", "client", "-p", f"127.0.0.1:{self.port}", "--bind", host,

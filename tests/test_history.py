@@ -14,13 +14,6 @@ def history_file(lab) -> dict:
     return json.loads((lab.images / "thepusher-history.json").read_text())
 
 
-def restart_master(lab):
-    """kill -9 the (first) master and start a new one on the same image directory."""
-    lab.procs[0].kill()
-    lab.procs[0].popen.wait(10)
-    return lab.start_master()
-
-
 def test_history_and_round_counter_survive_a_master_restart_between_rounds(lab):
     write_image(lab.images / "disk.img", 1 << 20)
     write_config(lab.images, [A])
@@ -29,7 +22,7 @@ def test_history_and_round_counter_survive_a_master_restart_between_rounds(lab):
     lab.wait_for(lambda: lab.status()["history"], 20, "round 1 in the history")
     saved = history_file(lab)
     assert saved["round_counter"] == 1 and saved["rounds"][0]["outcome"] == {A: "DONE"}
-    restart_master(lab)
+    lab.restart_master()
     status = lab.status()
     assert [r["number"] for r in status["history"]] == [1]
     assert status["history"][0]["outcome"] == {A: "DONE"}
@@ -58,7 +51,7 @@ def test_round_interrupted_by_a_master_crash_is_failed_after_restart(lab, phase)
             lab.call("POST", "/api/report", {"state": "BUSY", "session": start["session"]}, source=A)
         lab.wait_for(lambda: (r := lab.round()) and r["phase"] == phase, 20, f"round 1 {phase}")
         assert history_file(lab)["rounds"][0]["phase"] != "finished"
-        restart_master(lab)
+        lab.restart_master()
     (r,) = lab.status()["history"]
     assert r["number"] == 1 and r["error"] == "master restarted during the round"
     assert r["outcome"] == {A: "ERROR"} and r["errors"][A] == "master restarted during the round"

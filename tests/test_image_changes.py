@@ -38,13 +38,6 @@ def round_of(lab, hosts, timeout: float = 60) -> None:
         assert c.wait(timeout) == 0, lab.dump()
 
 
-def restart_master(lab):
-    lab.procs[0].kill()
-    lab.procs[0].popen.wait(10)
-    lab.procs.pop(0)
-    return lab.start_master()
-
-
 def test_image_replaced_by_cp_between_rounds_is_hashed_again_and_every_disk_gets_the_new_bytes(lab, tmp_path):
     image = lab.images / "disk.img"
     old = image_with_zero_run()
@@ -72,15 +65,13 @@ def test_image_replaced_by_cp_p_while_the_master_was_down_is_not_trusted_from_it
     lab.start_master()
     round_of(lab, [A])
     assert (lab.images / "disk.img.digest.json").exists()
-    lab.procs[0].kill()
-    lab.procs[0].popen.wait(10)
+    lab.kill_master()
     new_file = tmp_path / "new.img"
     new_file.write_bytes(inside_the_old_zero_run(old))
     mtime = image.stat().st_mtime_ns
     os.utime(new_file, ns=(mtime, mtime))
     subprocess.run(["cp", "-p", str(new_file), str(image)], check=True)
     assert image.stat().st_mtime_ns == mtime and image.stat().st_size == len(old)
-    lab.procs.pop(0)
     lab.start_master()
     round_of(lab, [A])
     assert sha256_file(lab.disks / f"{A}.img") == sha256_file(new_file)

@@ -16,14 +16,6 @@ MiB = 1 << 20
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 
 
-def restart_master(lab):
-    """kill -9 the running master, start a new one on the same image dir and port."""
-    master = next(p for p in lab.procs if p.name == "master" and p.popen.poll() is None)
-    master.kill()
-    master.popen.wait(10)
-    return lab.start_master()
-
-
 def status_exit(lab) -> int:
     return subprocess.run(thepusher("status", "-p", f"127.0.0.1:{lab.port}"), env=ENV,
                           capture_output=True, text=True, timeout=30).returncode
@@ -36,7 +28,7 @@ def restart_after_the_stream(lab, master, clients) -> None:
     lab.wait_for(lambda: "receiving img" in clients[-1].output(), 30, "data reaching the last client")
     clients[-1].kill(signal.SIGSTOP)
     lab.wait_for(lambda: "master sent all" in master.output(), 30, "the master's stream to end")
-    restart_master(lab)
+    lab.restart_master()
     clients[-1].kill(signal.SIGCONT)
     for c in clients:
         assert c.wait(60) == 0, lab.dump()
@@ -57,7 +49,7 @@ def test_master_killed_after_the_stream_records_the_late_done_reports(lab):
     (r,) = lab.status()["history"]
     assert r["outcome"] == {A: "DONE", B: "DONE"} and r["interrupted"] is True
     assert status_exit(lab) == 0
-    restart_master(lab)  # the late outcomes were journaled: they survive another crash
+    lab.restart_master()  # the late outcomes were journaled: they survive another crash
     assert lab.status()["history"][0]["outcome"] == {A: "DONE", B: "DONE"}
     saved = json.loads((lab.images / "thepusher-history.json").read_text())["rounds"][0]
     assert saved["outcome"] == {A: "DONE", B: "DONE"} and saved["verified_by"] == {A: "write", B: "write"}
@@ -78,7 +70,7 @@ def test_done_the_old_master_accepted_survives_its_crash(lab):
     b.kill(signal.SIGSTOP)
     assert a.wait(60) == 0, lab.dump()
     lab.wait_for(lambda: lab.clients()[A]["state"] == "DONE", 10, "A DONE")
-    restart_master(lab)
+    lab.restart_master()
     b.kill(signal.SIGCONT)
     assert b.wait(60) == 1, lab.dump()
     states = lab.wait_for(lambda: (s := lab.clients()) and s[B]["error"] != s[A]["error"] and s,

@@ -131,13 +131,6 @@ def crash(run: Run, plan: Plan, number: int, procs: List[Proc], hosts: List[str]
     threading.Thread(target=act, daemon=True).start()
 
 
-def restart_master(lab) -> None:
-    master = next(p for p in lab.procs if p.name == "master" and p.popen.poll() is None)
-    master.kill()
-    master.popen.wait(10)
-    lab.start_master()
-
-
 def rounds_finished(lab, count: int) -> List[dict]:
     return lab.wait_for(
         lambda: len(h := lab.status()["history"]) >= count and lab.round()["phase"] == "finished" and h,
@@ -147,21 +140,27 @@ def rounds_finished(lab, count: int) -> List[dict]:
 # -- the kinds ------------------------------------------------------------------------------
 
 
-def replace(run: Run, plan: Plan, keep_mtime: bool) -> int:
+def begin(run: Run, size: int, io_timeout: int = 2):
+    """A zeroed image of `size`, the config, the master up: (image, master)."""
     lab = run.lab
     image = lab.images / "disk.img"
-    old = zeroed_image(image, 16 * MiB)
-    write_config(lab.images, HOSTS, settings=SETTINGS)
-    lab.start_master()
+    zeroed_image(image, size)
+    write_config(lab.images, HOSTS, settings=SETTINGS.replace("io_timeout = 2",
+                                                              f"io_timeout = {io_timeout}"))
+    return image, lab.start_master()
+
+
+def replace(run: Run, plan: Plan, keep_mtime: bool) -> int:
+    lab = run.lab
+    image, _ = begin(run, 16 * MiB)
+    old = bytearray(image.read_bytes())
     procs = run.start_round(1, HOSTS, image)
     run.wait_all(procs)
     rounds_finished(lab, 1)
     new = lab.root / "new.img"
     new.write_bytes(other_inside_the_zero_run(old))
     if keep_mtime:
-        master = next(p for p in lab.procs if p.name == "master" and p.popen.poll() is None)
-        master.kill()
-        master.popen.wait(10)
+        lab.kill_master()
         mtime = image.stat().st_mtime_ns
         os.utime(new, ns=(mtime, mtime))
         subprocess.run(["cp", "-p", str(new), str(image)], check=True)
@@ -178,10 +177,7 @@ def shorten(run: Run, plan: Plan) -> int:
     """The first client is stopped once the stream is under way, which holds the master
     mid-image; the file is cut short; the client goes on."""
     lab = run.lab
-    image = lab.images / "disk.img"
-    zeroed_image(image, 64 * MiB)
-    write_config(lab.images, HOSTS, settings=SETTINGS.replace("io_timeout = 2", "io_timeout = 8"))
-    lab.start_master()
+    image, _ = begin(run, 64 * MiB, io_timeout=8)
     procs = run.start_round(1, HOSTS, image)
     crash(run, plan, 1, procs, HOSTS)
     lab.wait_for(lambda: any("receiving img" in p.output() or p.popen.poll() is not None
@@ -206,16 +202,13 @@ def shorten(run: Run, plan: Plan) -> int:
 
 def restart(run: Run, plan: Plan) -> int:
     lab = run.lab
-    image = lab.images / "disk.img"
-    zeroed_image(image, 64 * MiB)
-    write_config(lab.images, HOSTS, settings=SETTINGS.replace("io_timeout = 2", "io_timeout = 20"))
-    master = lab.start_master()
+    image, master = begin(run, 64 * MiB, io_timeout=20)
     procs = run.start_round(1, HOSTS, image)
     last = procs[-1]
     lab.wait_for(lambda: "receiving img" in last.output(), 30, "data reaching the last client")
     last.kill(signal.SIGSTOP)
     lab.wait_for(lambda: "master sent all" in master.output(), 30, "the stream to end")
-    restart_master(lab)
+    lab.restart_master()
     last.kill(signal.SIGCONT)
     crash(run, plan, 1, procs, HOSTS)
     run.wait_all(procs)
@@ -224,10 +217,7 @@ def restart(run: Run, plan: Plan) -> int:
 
 def insider(run: Run, plan: Plan) -> int:
     lab = run.lab
-    image = lab.images / "disk.img"
-    zeroed_image(image, 16 * MiB)
-    write_config(lab.images, HOSTS, settings=SETTINGS)
-    lab.start_master()
+    image, _ = begin(run, 16 * MiB)
     member = Member(lab, HOSTS[0], swallow=False)
     member.join()
     run.content[1] = sha256_file(image)

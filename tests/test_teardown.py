@@ -27,7 +27,7 @@ def test_chain_ends_within_an_io_timeout_once_the_master_is_dead(lab):
     lab.wait_for(lambda: "receiving img" in clients[-1].output(), 60, "data reaching the last client")
     clients[-1].kill(signal.SIGSTOP)
     time.sleep(0.3)
-    lab.procs[0].kill()
+    lab.kill_master()
     clients[-1].kill(signal.SIGCONT)
     for c in clients:
         assert c.wait(40) == 1, lab.dump()

@@ -309,7 +309,7 @@ class Client:
             window=start["window"],
             downstream=[(h, p) for h, p in start["downstream"]],
             fetch_range=lambda offset, length: self.link.fetch_range(
-                start["session"], secret, offset, length, float(start["io_timeout"])
+                start["session"], secret, offset, length, io_timeout
             ),
             round_alive=lambda: time.monotonic() < self._streaming_until,
             master_gone=lambda: self._master_gone(io_timeout),

@@ -376,15 +376,12 @@ class Hop:
             gone = self.config.master_gone() if self.config.master_gone else None
             if gone and now - began >= self.config.io_timeout:
                 lost = why or f"no upstream connected within {now - began:.0f} s"
-                raise NoUpstream(f"{lost}, and {gone}: giving up" + self._refusal())
+                raise NoUpstream(f"{lost}, and {gone}: giving up{self._refusal()}")
             if remaining <= 0:
-                if why is None:
-                    raise NoUpstream(f"no upstream connected within "
-                                     f"{self.config.accept_timeout:.0f} s" + self._refusal())
-                raise NoUpstream(
-                    f"{why}, and no other upstream took over within "
-                    f"{self.config.accept_timeout:.0f} s" + self._refusal()
-                )
+                waited = f"{self.config.accept_timeout:.0f} s"
+                raise NoUpstream((f"no upstream connected within {waited}" if why is None else
+                                  f"{why}, and no other upstream took over within {waited}")
+                                 + self._refusal())
             try:
                 sock, header, host = self._offers.get(timeout=min(remaining, 1.0))
             except queue.Empty:

@@ -32,13 +32,6 @@ class ApiError(Exception):
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
 
-
-class _RecordedFacts:
-    """What the history recorded of a round's image: what its late reports are judged by."""
-
-    def __init__(self, sha256: Optional[str], content_size: Optional[int]) -> None:
-        self.sha256 = sha256
-        self.content_size = content_size
 MAX_INT = (1 << 63) - 1  # largest integer a client may send (a byte count, a port)
 
 
@@ -195,14 +188,13 @@ class Controller:
             # A copy proven right counts, even from a host given up on meanwhile (lost,
             # skipped after it had the whole stream); one that is not keeps the reason
             # the host was given up for, if any.
-            verdict, why = self._judge_done(c, r.secret, r.session, r.image, r.facts, body)
+            sha256, size = (r.facts.sha256, r.facts.content_size) if r.facts else (None, None)
+            verdict, why = self._judge_done(c, r.secret, r.session, r.image, sha256, size, body)
             if verdict == "ERROR" and c.state == "ERROR":
                 why = c.error
             elif c.state == "ERROR":
                 log.info("%s proved a verified copy after it was marked ERROR (%s)", c.host, c.error)
             st.set_state(c, verdict, why)
-            if verdict == "DONE":
-                r.verified_by = dict(r.verified_by, **{c.host: c.verified_by})
         else:
             st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
         note = (r.number, c.host, c.state, c.error, c.verified_by)
@@ -246,9 +238,9 @@ class Controller:
         if state == "BUSY":
             return {"ok": True, "streaming": False, "lost_round": True}, None
         if state == "DONE":
-            facts = _RecordedFacts(record.get("sha256"), record.get("content_size"))
             secret = keys.round_secret(st.key, record["session"])
-            verdict, why = self._judge_done(c, secret, record["session"], record["image"], facts, body)
+            verdict, why = self._judge_done(c, secret, record["session"], record["image"],
+                                            record.get("sha256"), record.get("content_size"), body)
             if verdict == "ERROR" and earlier != INTERRUPTED:
                 why = earlier
         else:
@@ -448,22 +440,23 @@ class Controller:
 
     # -- internals (lock held) -----------------------------------------------------
 
-    def _judge_done(self, c: Client, secret: bytes, session: str, image_name: str, facts,
-                    body: dict):
+    def _judge_done(self, c: Client, secret: bytes, session: str, image_name: str,
+                    sha256: Optional[str], content_size: Optional[int], body: dict):
         """The master's own check of a DONE: signed by a member of the round, for the
-        exact digest and size the round announced, checked the way the image asks."""
+        exact digest and size the round announced (`sha256`, `content_size`; None where a
+        record from an older master lacks them), checked the way the image asks."""
         c.sha256 = _get(body, "sha256", str, "")
         c.verified_by = _get(body, "verified_by", str, "write")
         auth = _get(body, "auth", str, "")
         expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
         if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):
             return "ERROR", "DONE report not signed with the round's secret"
-        if facts is None or facts.sha256 is None:
+        if sha256 is None:
             return "ERROR", "the round's image digest is unknown to the master"
-        if c.sha256 != facts.sha256:
-            return "ERROR", f"wrote digest {c.sha256 or 'none'}, image is {facts.sha256}"
-        if c.bytes_done != facts.content_size:
-            return "ERROR", f"wrote {c.bytes_done} bytes, image has {facts.content_size}"
+        if c.sha256 != sha256:
+            return "ERROR", f"wrote digest {c.sha256 or 'none'}, image is {sha256}"
+        if c.bytes_done != content_size:
+            return "ERROR", f"wrote {c.bytes_done} bytes, image has {content_size}"
         image = self.state.config.images.get(image_name)
         if image is not None and image.verify == "readback" and c.verified_by != "readback":
             return "ERROR", (f"the image asks for verify = \"readback\", the client checked "

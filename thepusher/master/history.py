@@ -67,7 +67,7 @@ class History:
             r["errors"] = {host: INTERRUPTED for host in r["chain"]}
             r.setdefault("verified_by", {})
         if not (history._replay_journal() or interrupted) or history.save():
-            history._clear_journal()  # every outcome in it is in the file now
+            history.clear_journal()  # every outcome in it is in the file now
         return history
 
     def _replay_journal(self) -> int:
@@ -124,7 +124,8 @@ class History:
             except OSError as e:
                 log.error("cannot write the outcome journal %s: %s", self.journal, e)
 
-    def _clear_journal(self) -> None:
+    def clear_journal(self) -> None:
+        """Once the file holds every outcome the journal has (no round running, saved)."""
         with self._journal_lock:
             try:
                 os.unlink(self.journal)
@@ -132,11 +133,6 @@ class History:
                 pass
             except OSError as e:
                 log.error("cannot clear the outcome journal %s: %s", self.journal, e)
-
-    def rounds_done(self, saved: bool) -> None:
-        """No round is running: once the file holds every outcome, the journal can go."""
-        if saved:
-            self._clear_journal()
 
     def latest(self, group: str) -> Optional[dict]:
         """The group's most recent round."""

@@ -184,10 +184,17 @@ def facts_of(f: ImageFile, image: Image, cancelled: Cancelled) -> ImageFacts:
                         f"still being written?")
 
 
-def _read(fd: int, view: memoryview, offset: int, cancelled: Cancelled) -> int:
+def _stop_if(cancelled: Cancelled) -> None:
     if cancelled():
         raise HashingStopped("hashing stopped: the round was aborted")
-    return os.preadv(fd, [view], offset)
+
+
+def _read(fd: int, view: memoryview, offset: int, cancelled: Cancelled) -> int:
+    _stop_if(cancelled)
+    try:
+        return os.preadv(fd, [view], offset)
+    except OSError as e:
+        raise ImageUnusable(f"reading the image failed at byte {offset}: {e.strerror or e}") from None
 
 
 def _decode_all(fd: int, compression: str, cancelled: Cancelled) -> ImageFacts:
@@ -236,8 +243,7 @@ def _scan_raw(fd: int, size: int, cancelled: Cancelled) -> ImageFacts:
         if hole:
             zeros.add(offset, length)
             for at in range(0, length, READ_SIZE):  # a big hole takes CPU: stop on cancel
-                if cancelled():
-                    raise HashingStopped("hashing stopped: the round was aborted")
+                _stop_if(cancelled)
                 sparse.hash_zeros(sha, min(READ_SIZE, length - at))
             continue
         end = offset + length
@@ -357,14 +363,6 @@ class Catalog:
                     self.generation += 1
             log.error("image %s unusable: %s", name, e)
             raise
-        except OSError as e:
-            error = f"reading {image.path} failed: {e.strerror or e}"
-            with self._lock:
-                self._facts.pop(name, None)
-                self._errors[name] = error
-                self.generation += 1
-            log.error("image %s unusable: %s", name, error)
-            raise ImageUnusable(error) from None
         return f, facts
 
     def _facts_of(self, name: str, image: Image, f: ImageFile, cancelled: Cancelled) -> ImageFacts:

@@ -240,11 +240,12 @@ class State:
         # New dicts, not updates: status() serialises public() views outside the lock.
         r.outcome = {h: self.clients[h].state for h in r.chain}
         r.errors = {h: self.clients[h].error for h in r.chain if r.outcome[h] != "DONE"}
+        r.verified_by = {h: self.clients[h].verified_by for h in r.chain if r.outcome[h] == "DONE"}
         r.phase = "finished"
         r.finished = time.time()
         saved = self.history.record(r.public())
-        if not any(x.phase != "finished" for x in self.rounds.values()):
-            self.history.rounds_done(saved)
+        if saved and not any(x.phase != "finished" for x in self.rounds.values()):
+            self.history.clear_journal()
         self.changed.notify_all()
         self.touch()
 

@@ -36,40 +36,27 @@ class ImageChanged(StreamFailed):
 
 class SentDigest:
     """SHA-256 of the stream in order, over what was actually sent: each byte counted the
-    first time it goes out (a resend after a skip repeats bytes already counted). Only
-    the master's main sources check it; a source that starts mid-stream (a repair) leaves
-    the check to the hop, which compares with the digest the master signed for it."""
+    first time it goes out (a resend after a skip repeats bytes already counted, and a
+    hop resumes at most where the master got to: it has nothing the master did not
+    send). Only the master's main sources check it; a source that starts mid-stream (a
+    repair) leaves the check to the hop, which compares with the digest the master
+    signed for it."""
 
-    def __init__(self, f: ImageFile) -> None:
-        self.f = f
+    def __init__(self) -> None:
         self.sha = hashlib.sha256()
         self.upto = 0  # stream bytes hashed so far, from 0
 
     def data(self, pos: int, payload: memoryview) -> None:
         end = pos + len(payload)
-        if pos > self.upto:  # a hop asked for later bytes than we ever sent: count the gap
-            self._read_gap(pos)
         if end > self.upto:
             self.sha.update(payload[self.upto - pos:])
             self.upto = end
 
     def zeros(self, pos: int, length: int) -> None:
         end = pos + length
-        if pos > self.upto:
-            self._read_gap(pos)
         if end > self.upto:
             sparse.hash_zeros(self.sha, end - self.upto)
             self.upto = end
-
-    def _read_gap(self, stop: int) -> None:
-        buf = bytearray(1 << 20)
-        while self.upto < stop:
-            n = os.preadv(self.f.fd, [memoryview(buf)[: min(len(buf), stop - self.upto)]], self.upto)
-            if not n:
-                raise ImageChanged(f"image file ended at byte {self.upto}: image changed "
-                                   "during the round")
-            self.sha.update(memoryview(buf)[:n])
-            self.upto += n
 
 
 class Source:
@@ -120,7 +107,7 @@ class Source:
 
     def _run(self) -> None:
         size = self.header.stream_size
-        digest = SentDigest(self.image) if self.check else None
+        digest = SentDigest() if self.check else None
         buf = bytearray(wire.HEAD_SIZE + self.header.record_size)
         try:
             pos = self.link.open()
@@ -155,6 +142,9 @@ class Source:
 
     def _send_from(self, pos: int, buf: bytearray, digest: Optional[SentDigest]) -> None:
         size = self.header.stream_size
+        if digest is not None and pos > digest.upto:  # it cannot hold what was never sent
+            raise StreamFailed(f"hop {self.link.host} asks to resume at stream byte {pos}, "
+                               f"but the master sent only {digest.upto}")
         view = memoryview(buf)
         pieces = sparse.segments(self.zero_runs, pos, size, self.header.record_size, MAX_ZERO_RECORD)
         for zero, pos, n in pieces:
