@@ -674,10 +674,10 @@ def idle_client_baseline() -> dict:
     ru_maxrss is never below its parent's peak (see own_peak_rss_kb).
     """
     code = (
-        "import resource, thepusher.cli, thepusher.client, thepusher.hop, thepusher.wire;"
+        "import resource, thepusher.cli, thepusher.client.agent, thepusher.chain.hop, thepusher.chain.wire;"
         "u = resource.getrusage(resource.RUSAGE_SELF);"
         "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')];"
-        "c = thepusher.hop.HopConfig('', b'', thepusher.wire.Expected('', 0, 0, ''));"
+        "c = thepusher.chain.hop.HopConfig('', b'', thepusher.chain.wire.Expected('', 0, 0, ''));"
         "print(hwm[0] if hwm else u.ru_maxrss, u.ru_utime + u.ru_stime,"
         " c.buffers, getattr(c, 'window', 0))"
     )

@@ -126,7 +126,7 @@ def decode_speeds(images: List[Tuple[str, str]], repeat: int) -> Dict[str, Dict[
 
 _DECODE = """
 import sys, time
-from thepusher.decode import Decoder
+from thepusher.image.decode import Decoder
 path, compression, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 d = Decoder(compression, workers)
 n = 0

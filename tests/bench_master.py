@@ -154,7 +154,7 @@ class Sink(threading.Thread):
 
     def __init__(self, host: str, rate: float) -> None:
         super().__init__(name="sink", daemon=True)
-        from thepusher import wire
+        from thepusher.chain import wire
 
         self.wire = wire
         self.rate = rate

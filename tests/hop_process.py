@@ -9,9 +9,9 @@ import os
 import socket
 import sys
 
-from thepusher import wire
-from thepusher.hop import Hop, HopConfig
-from thepusher.target import Target
+from thepusher.chain import wire
+from thepusher.chain.hop import Hop, HopConfig
+from thepusher.disk.target import Target
 
 
 def main() -> int:

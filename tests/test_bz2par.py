@@ -12,9 +12,9 @@ from typing import Iterable, List, Optional
 
 import pytest
 
-from thepusher import bz2par
-from thepusher.bz2par import BLOCK, BLOCK_MAGIC, END, END_MAGIC, ParallelBz2Decoder, find_magics
-from thepusher.decode import DecodeError
+from thepusher.image import bz2par
+from thepusher.image.bz2par import BLOCK, BLOCK_MAGIC, END, END_MAGIC, ParallelBz2Decoder, find_magics
+from thepusher.image.decode import DecodeError
 
 KiB, MiB = 1 << 10, 1 << 20
 

@@ -178,7 +178,7 @@ def test_status_exit_code_is_0_all_done_2_some_failed_1_all_failed(lab, broken, 
 
 
 def test_status_table_shows_group_totals_eta_and_a_held_group():
-    from thepusher.status import render
+    from thepusher.client.status_table import render
 
     client = {"host": "10.0.0.11", "position": 1, "state": "BUSY", "bytes_done": 1 << 30,
               "bytes_total": 4 << 30, "rate": 100e6, "eta_seconds": 95.0, "error": "", "mac": ""}

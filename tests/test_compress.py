@@ -19,8 +19,8 @@ import pytest
 
 from tests.conftest import ENV, Proc, thepusher, write_config
 from tests.test_put_image import open_fifo_writer
-from thepusher.compress import FORMATS, ParallelCompressor, Refused
-from thepusher.decode import Decoder
+from thepusher.image.compress import FORMATS, ParallelCompressor, Refused
+from thepusher.image.decode import Decoder
 from thepusher.master.images import read_sidecar
 
 MiB = 1 << 20

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from thepusher import config, hcl
-from thepusher.config import ClientGroup, ConfigError, Image, Settings
+from thepusher.config import schema
+from thepusher.config import hcl
+from thepusher.config.describe import describe
+from thepusher.config.load import load
+from thepusher.config.model import ClientGroup, ConfigError, Image, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPAT = Path(__file__).resolve().parents[2] / "shared/compat/thePusher-config_example.hcl"
@@ -40,7 +43,7 @@ def write(tmp_path: Path, text: str, name: str = "thePusher-config.hcl") -> Path
 def errors_of(tmp_path: Path, text: str) -> list:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        config.load(str(path))
+        load(str(path))
     return info.value.errors
 
 
@@ -60,7 +63,7 @@ def one_error(tmp_path: Path, text: str) -> tuple:
 def test_compat_example_from_the_original_tool_loads_unchanged(tmp_path):
     if not COMPAT.is_file():
         pytest.skip(f"compat file {COMPAT} is absent (it lives beside the repo, in shared/compat)")
-    cfg = config.load(str(COMPAT), str(tmp_path))
+    cfg = load(str(COMPAT), str(tmp_path))
 
     assert list(cfg.images) == ["ubuntu1604", "fedora25"]
     ubuntu = cfg.images["ubuntu1604"]
@@ -100,30 +103,30 @@ def test_compat_example_from_the_original_tool_loads_unchanged(tmp_path):
 
 
 def test_example_config_in_the_repo_loads_cleanly_and_sets_every_key(tmp_path):
-    cfg = config.load(str(REPO / "example-config.hcl"), str(tmp_path))
+    cfg = load(str(REPO / "example-config.hcl"), str(tmp_path))
     assert cfg.images and cfg.groups
     body = hcl.parse((REPO / "example-config.hcl").read_text(encoding="utf-8"))
-    for block_type, spec in config.BLOCKS.items():
+    for block_type, spec in schema.BLOCKS.items():
         used = {a.key for b in body.blocks if b.type == block_type for a in b.body.attributes}
         assert used == {k.hcl for k in spec.keys}, block_type
-    assert {a.key for a in body.attributes} == {k.hcl for k in config.SETTINGS}
+    assert {a.key for a in body.attributes} == {k.hcl for k in schema.SETTINGS}
     # the example documents the defaults: it must not quietly change them
     assert cfg.settings == Settings()
 
 
 def test_example_config_uses_only_supported_types(tmp_path):
-    cfg = config.load(str(REPO / "example-config.hcl"), str(tmp_path))
-    assert {image.type for image in cfg.images.values()} <= set(config.TYPES)
+    cfg = load(str(REPO / "example-config.hcl"), str(tmp_path))
+    assert {image.type for image in cfg.images.values()} <= set(schema.TYPES)
     assert not re.search(r'^\s*type\s*=\s*"tar"', (REPO / "example-config.hcl").read_text(), re.I | re.M)
 
 
 def test_docs_describe_every_block_key_and_setting():
     docs = (REPO / "docs/config.md").read_text(encoding="utf-8")
-    for block_type, spec in config.BLOCKS.items():
+    for block_type, spec in schema.BLOCKS.items():
         assert f"`{block_type}`" in docs
         for key in spec.keys:
             assert f"`{key.hcl}`" in docs, key.hcl
-    for key in config.SETTINGS:
+    for key in schema.SETTINGS:
         assert f"`{key.hcl}`" in docs, key.hcl
 
 
@@ -141,21 +144,21 @@ def test_docs_table_gives_each_settings_default():
 
 def test_every_schema_key_fills_a_field_of_its_dataclass(tmp_path):
     """Adding a key to the schema without a dataclass field must fail here, not at run time."""
-    cfg = config.load(str(write(tmp_path, VALID)))
+    cfg = load(str(write(tmp_path, VALID)))
     built = {"images": cfg.images["u"], "groups": cfg.groups["g"]}
-    for spec in config.BLOCKS.values():
+    for spec in schema.BLOCKS.values():
         fields = {f.name for f in dataclasses.fields(built[spec.table])}
         for key in spec.keys:
             assert key.field in fields, key
     settings = {f.name for f in dataclasses.fields(Settings)}
-    assert {key.field for key in config.SETTINGS} == settings
+    assert {key.field for key in schema.SETTINGS} == settings
 
 
 # ---------------------------------------------------------------- values and defaults
 
 
 def test_optional_keys_take_their_defaults(tmp_path):
-    image = config.load(str(write(tmp_path, VALID))).images["u"]
+    image = load(str(write(tmp_path, VALID))).images["u"]
     assert (image.comment, image.type, image.compression, image.pre_image, image.post_image) == (
         "",
         "IMG",
@@ -184,12 +187,12 @@ def test_type_and_compression_are_case_insensitive_and_stored_upper(
         'destination = "/dev/sda"',
         f'destination = "/dev/sda"\n  type = "{type_}"\n  compression = "{compression}"',
     )
-    image = config.load(str(write(tmp_path, text))).images["u"]
+    image = load(str(write(tmp_path, text))).images["u"]
     assert (image.type, image.compression) == expected
 
 
 def test_settings_default_when_the_file_sets_none(tmp_path):
-    cfg = config.load(str(write(tmp_path, VALID)))
+    cfg = load(str(write(tmp_path, VALID)))
     assert cfg.settings == Settings()
     assert (
         cfg.settings.arm_timeout,
@@ -202,22 +205,22 @@ def test_settings_default_when_the_file_sets_none(tmp_path):
 def test_settings_given_at_top_level_are_loaded_as_float_seconds(tmp_path):
     head, tail = "arm_timeout = 5\naccept_timeout = 120\n", "io_timeout = 0.5\nreport_timeout = 86400\n"
     text = head + VALID + tail  # settings may stand before, between or after blocks
-    settings = config.load(str(write(tmp_path, text))).settings
+    settings = load(str(write(tmp_path, text))).settings
     assert settings == Settings(
         arm_timeout=5.0, accept_timeout=120.0, io_timeout=0.5, report_timeout=86400.0
     )
-    assert all(isinstance(getattr(settings, k.field), float) for k in config.SETTINGS
-               if k.convert is config._seconds)
+    assert all(isinstance(getattr(settings, k.field), float) for k in schema.SETTINGS
+               if k.convert is schema._seconds)
 
 
 @pytest.mark.parametrize("written", ["TAR", "tar", "Tar"])
 def test_tar_images_are_accepted_in_any_case_and_stored_upper_case(tmp_path, written):
     text = VALID.replace('destination = "/dev/sda"', f'destination = "/mnt"\n  type = "{written}"')
-    assert config.load(str(write(tmp_path, text))).images["u"].type == "TAR"
+    assert load(str(write(tmp_path, text))).images["u"].type == "TAR"
 
 
 def test_unset_settings_keep_their_defaults_next_to_given_ones(tmp_path):
-    settings = config.load(str(write(tmp_path, "io_timeout = 90\n" + VALID))).settings
+    settings = load(str(write(tmp_path, "io_timeout = 90\n" + VALID))).settings
     assert settings == Settings(io_timeout=90.0)
 
 
@@ -240,11 +243,11 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
 
 def test_image_path_is_absolute_inside_image_dir_which_defaults_to_the_config_dir(tmp_path, monkeypatch):
     path = write(tmp_path, VALID)
-    assert config.load(str(path)).images["u"].path == str(tmp_path / "u.img")
+    assert load(str(path)).images["u"].path == str(tmp_path / "u.img")
     other = tmp_path / "images"
-    assert config.load(str(path), str(other)).images["u"].path == str(other / "u.img")
+    assert load(str(path), str(other)).images["u"].path == str(other / "u.img")
     monkeypatch.chdir(tmp_path)
-    cfg = config.load("thePusher-config.hcl")
+    cfg = load("thePusher-config.hcl")
     assert cfg.image_dir == str(tmp_path) and os.path.isabs(cfg.path)
     assert cfg.images["u"].path == str(tmp_path / "u.img")
 
@@ -253,13 +256,13 @@ def test_hosts_keep_chain_order_and_ipv6_is_canonicalised(tmp_path):
     text = VALID.replace(
         '["10.0.0.1", "10.0.0.2"]', '["10.0.0.9", "FD00:0::1", "10.0.0.3", "::ffff:10.0.0.4"]'
     )
-    group = config.load(str(write(tmp_path, text))).groups["g"]
+    group = load(str(write(tmp_path, text))).groups["g"]
     assert group.hosts == ["10.0.0.9", "fd00::1", "10.0.0.3", "10.0.0.4"]
 
 
 def test_group_of_finds_the_group_of_a_host_as_a_socket_reports_it(tmp_path):
     text = VALID + 'clientgroup "v6" {\n  image = "u"\n  hosts = ["fd00::5"]\n}\n'
-    cfg = config.load(str(write(tmp_path, text)))
+    cfg = load(str(write(tmp_path, text)))
     assert cfg.group_of("10.0.0.2").name == "g"
     assert cfg.group_of("::ffff:10.0.0.1").name == "g"  # a dual-stack listener's view of an IPv4 peer
     assert cfg.group_of("FD00:0:0::5").name == "v6"
@@ -272,7 +275,7 @@ def test_heredoc_and_escapes_reach_the_scripts(tmp_path):
         'destination = "/dev/sda"',
         'destination = "/dev/sda"\n  preImage = <<-EOF\n    echo "a"\n    echo b\n  EOF\n  postImage = "echo \\"#MASTER#\\"\\treboot"',
     )
-    image = config.load(str(write(tmp_path, text))).images["u"]
+    image = load(str(write(tmp_path, text))).images["u"]
     assert image.pre_image == 'echo "a"\necho b\n'
     assert image.post_image == 'echo "#MASTER#"\treboot'
 
@@ -281,7 +284,7 @@ def test_heredoc_and_escapes_reach_the_scripts(tmp_path):
 
 
 def test_missing_image_file_is_not_a_load_error_but_is_reported_by_file_problems(tmp_path):
-    cfg = config.load(str(write(tmp_path, VALID)))
+    cfg = load(str(write(tmp_path, VALID)))
     assert cfg.file_problems() == [
         f"{tmp_path / 'thePusher-config.hcl'}:1: image 'u': file {tmp_path / 'u.img'} does not exist"
     ]
@@ -290,7 +293,7 @@ def test_missing_image_file_is_not_a_load_error_but_is_reported_by_file_problems
 
 
 def test_a_directory_in_place_of_an_image_file_is_reported(tmp_path):
-    cfg = config.load(str(write(tmp_path, VALID)))
+    cfg = load(str(write(tmp_path, VALID)))
     (tmp_path / "u.img").mkdir()
     [problem] = cfg.file_problems()
     assert problem.endswith(f"file {tmp_path / 'u.img'} is not a regular file")
@@ -303,7 +306,7 @@ def test_describe_lists_images_with_sizes_and_groups_in_chain_order(tmp_path):
     )
     text += 'image "missing" {\n  filename = "m.img"\n  destination = "/dev/sdb"\n}\n'
     (tmp_path / "u.img").write_bytes(b"x" * (3 * 1024 * 1024 // 2))
-    out = config.describe(config.load(str(write(tmp_path, text))))
+    out = describe(load(str(write(tmp_path, text))))
     assert "u.img (1.5 MiB)" in out
     assert "m.img (missing)" in out
     assert "Lab image" in out and "GZIP" in out and "/dev/sda" in out and "echo hi" in out
@@ -678,7 +681,7 @@ def test_images_may_be_defined_after_the_groups_using_them(tmp_path):
         'clientgroup "g" {\n  image = "u"\n  hosts = ["10.0.0.1"]\n}\n'
         'image "u" {\n  filename = "u.img"\n  destination = "/d"\n}\n'
     )
-    assert config.load(str(write(tmp_path, text))).groups["g"].image == "u"
+    assert load(str(write(tmp_path, text))).groups["g"].image == "u"
 
 
 def test_a_group_naming_a_broken_image_does_not_also_report_it_undefined(tmp_path):
@@ -690,20 +693,20 @@ def test_a_group_naming_a_broken_image_does_not_also_report_it_undefined(tmp_pat
 def test_syntax_error_becomes_a_config_error_with_that_one_message(tmp_path):
     path = write(tmp_path, 'image "u" {\n  hosts ["10.0.0.1"]\n}\n')
     with pytest.raises(ConfigError) as info:
-        config.load(str(path))
+        load(str(path))
     assert info.value.errors == [f"{path}:2:9: expected '=' after key 'hosts', found '['"]
 
 
 def test_missing_config_file_names_the_path_and_the_os_error(tmp_path):
     path = tmp_path / "nowhere" / "thePusher-config.hcl"
     with pytest.raises(ConfigError) as info:
-        config.load(str(path))
+        load(str(path))
     assert info.value.errors == [f"cannot read config file {path}: No such file or directory"]
 
 
 def test_directory_as_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
-        config.load(str(tmp_path))
+        load(str(tmp_path))
     assert str(tmp_path) in str(info.value)
 
 
@@ -711,7 +714,7 @@ def test_config_that_is_not_utf8_is_a_config_error_with_its_position(tmp_path):
     path = tmp_path / "thePusher-config.hcl"
     path.write_bytes(b'image "u" {\n  comment = "caf\xe9"\n}\n')
     with pytest.raises(ConfigError) as info:
-        config.load(str(path))
+        load(str(path))
     assert info.value.errors == [f"{path}:2:17: not UTF-8 text (byte 0xe9)"]
 
 
@@ -740,7 +743,7 @@ else:
         path = tmp_path_factory.mktemp("cfg") / "thePusher-config.hcl"
         path.write_bytes(data)
         try:
-            config.load(str(path))
+            load(str(path))
         except ConfigError as e:
             assert e.errors and all(isinstance(x, str) for x in e.errors)
 
@@ -755,7 +758,7 @@ def group_with(keys: str) -> str:
 
 
 def test_start_policy_defaults_to_the_original_start_when_all_are_ready(tmp_path):
-    group = config.load(str(write(tmp_path, VALID))).groups["g"]
+    group = load(str(write(tmp_path, VALID))).groups["g"]
     assert (group.start, group.wait, group.min_clients, group.retries) == ("all", None, 1, 0)
 
 
@@ -764,13 +767,13 @@ def test_start_policy_defaults_to_the_original_start_when_all_are_ready(tmp_path
     ("20", 20.0), ("0.5", 0.5), ('" 2m "', 120.0),
 ])
 def test_wait_is_a_duration_in_seconds_minutes_hours_or_a_number(tmp_path, value, seconds):
-    group = config.load(str(write(tmp_path, group_with(f"wait = {value}\n")))).groups["g"]
+    group = load(str(write(tmp_path, group_with(f"wait = {value}\n")))).groups["g"]
     assert group.wait == seconds and group.min_clients == 1
 
 
 def test_all_start_policy_keys_are_loaded(tmp_path):
     text = group_with('start = "ALL"\nwait = "2m"\nmin_clients = 2\nretries = 3\n')
-    group = config.load(str(write(tmp_path, text))).groups["g"]
+    group = load(str(write(tmp_path, text))).groups["g"]
     assert (group.start, group.wait, group.min_clients, group.retries) == ("all", 120.0, 2, 3)
     assert group.start_rule() == (
         "when all hosts are ready, or 120 s after the first is ready with at least 2; "
@@ -831,7 +834,7 @@ def test_chains_cut_hosts_in_order_into_runs_differing_by_at_most_one(hosts, k, 
 
 def test_manual_start_with_retries_0_is_fine(tmp_path):
     text = group_with('start = "manual"\nretries = 0\n')
-    assert config.load(str(write(tmp_path, text))).groups["g"].start == "manual"
+    assert load(str(write(tmp_path, text))).groups["g"].start == "manual"
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -851,7 +854,7 @@ def test_bad_admin_token_or_wake_address_is_named_at_its_line(tmp_path, setting,
 
 def test_control_settings_are_loaded(tmp_path):
     text = 'admin_token = "correct-horse-battery"\nwake_address = "10.0.0.255"\n' + VALID
-    settings = config.load(str(write(tmp_path, text))).settings
+    settings = load(str(write(tmp_path, text))).settings
     assert settings.admin_token == "correct-horse-battery"
     assert settings.wake_address == "10.0.0.255"
 
@@ -859,7 +862,7 @@ def test_control_settings_are_loaded(tmp_path):
 def test_group_macs_are_normalised_per_host(tmp_path):
     text = VALID.replace('hosts = ["10.0.0.1", "10.0.0.2"]',
                          'hosts = ["10.0.0.1", "10.0.0.2"]\n  macs = { "10.0.0.2" = "52-54-00-AB-CD-EF" }')
-    assert config.load(str(write(tmp_path, text))).groups["g"].macs == {"10.0.0.2": "52:54:00:ab:cd:ef"}
+    assert load(str(write(tmp_path, text))).groups["g"].macs == {"10.0.0.2": "52:54:00:ab:cd:ef"}
 
 
 @pytest.mark.parametrize("macs, message", [
@@ -883,7 +886,7 @@ def test_bad_macs_are_named_at_their_line(tmp_path, macs, message):
     ("BZ2", b"", "is empty (0 bytes): nothing to deploy"),
 ])
 def test_image_file_contradicting_its_declared_compression_is_named(tmp_path, declared, content, problem):
-    cfg = config.load(str(write(tmp_path, VALID.replace(
+    cfg = load(str(write(tmp_path, VALID.replace(
         'destination = "/dev/sda"', f'destination = "/dev/sda"\n  compression = "{declared}"'))))
     (tmp_path / "u.img").write_bytes(content)
     [line] = cfg.file_problems()
@@ -899,7 +902,7 @@ def test_image_file_contradicting_its_declared_compression_is_named(tmp_path, de
     ("NONE", b"BZh"),
 ])
 def test_image_file_matching_its_declaration_has_no_problem(tmp_path, declared, content):
-    cfg = config.load(str(write(tmp_path, VALID.replace(
+    cfg = load(str(write(tmp_path, VALID.replace(
         'destination = "/dev/sda"', f'destination = "/dev/sda"\n  compression = "{declared}"'))))
     (tmp_path / "u.img").write_bytes(content)
     assert cfg.file_problems() == []

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from thepusher.decode import DecodeError, Decoder, compression_of_name
+from thepusher.image.decode import DecodeError, Decoder, compression_of_name
 
 
 @pytest.mark.parametrize("compression", ["GZIP", "BZ2", "XZ"])

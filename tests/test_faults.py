@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENV, ROOT, fast_tmp
-from thepusher import wire
+from thepusher.chain import wire
 from thepusher.master.images import ImageFile
-from thepusher.master.stream import Source, StreamFailed
+from thepusher.master.source import Source, StreamFailed
 
 RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "35"))
 HOPS = 8

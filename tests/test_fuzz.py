@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from thepusher import config, hcl, wire
+from thepusher.chain import wire
+from thepusher.config import hcl
+from thepusher.config.load import load
+from thepusher.config.model import ConfigError
 
 from tests.conftest import Lab, fast_tmp, write_config
 
@@ -128,8 +131,8 @@ def load_bytes(data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
         try:
-            config.load(path)
-        except config.ConfigError as e:
+            load(path)
+        except ConfigError as e:
             assert e.errors and all(isinstance(x, str) and x for x in e.errors)
 
 
@@ -148,8 +151,8 @@ def test_config_load_of_byte_flipped_configs_raises_only_config_error(data):
 def test_config_load_of_deep_nesting_is_a_config_error(tmp_path):
     path = tmp_path / "thePusher-config.hcl"
     path.write_bytes(b'image "x" { filename = ' + b"[" * 100000 + b"\n")
-    with pytest.raises(config.ConfigError, match="nesting deeper than"):
-        config.load(str(path))
+    with pytest.raises(ConfigError, match="nesting deeper than"):
+        load(str(path))
 
 
 # ---------------------------------------------------------------- data-plane header

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from thepusher import hcl
-from thepusher.hcl import HCLError, parse
+from thepusher.config import hcl
+from thepusher.config.hcl import HCLError, parse
 
 
 def attrs(text: str) -> dict:

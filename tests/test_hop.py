@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from thepusher import wire
-from thepusher.hop import BufferPool, Hop, HopConfig
-from thepusher.target import Target
+from thepusher.chain import wire
+from thepusher.chain.hop import BufferPool, Hop, HopConfig
+from thepusher.disk.target import Target
 
 SECRET = b"s" * 32
 RECORD = 64 * 1024

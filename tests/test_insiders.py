@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from tests.conftest import sha256_file, write_config, write_image
-from thepusher import wire
+from thepusher.chain import wire
 
 MiB = 1 << 20
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"

@@ -1,6 +1,6 @@
 """The start rules as pure functions: who a group waits for, when, and who goes in."""
 
-from thepusher.config import ClientGroup
+from thepusher.config.model import ClientGroup
 from thepusher.master import policy
 from thepusher.master.state import Client
 

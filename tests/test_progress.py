@@ -9,10 +9,11 @@ import subprocess
 import pytest
 
 from tests.conftest import ENV, thepusher, write_config, write_image
-from thepusher import progress
+from thepusher import console
 from thepusher.master import rounds
 from thepusher.master.state import Client, Round
-from thepusher.progress import ProgressLine, banner, duration, eta, plain, render
+from thepusher.console import ProgressLine, banner, plain, render
+from thepusher.units import duration, eta
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -164,7 +165,7 @@ def test_without_a_terminal_a_plain_line_every_log_every_seconds_and_the_final_o
         line.update(i * MiB // 2)
     line.close()
     assert stream.getvalue() == ""
-    assert len(lines) == 20 / progress.LOG_EVERY + 1
+    assert len(lines) == 20 / console.LOG_EVERY + 1
     assert lines[0] == "put-image x: 25.0 MiB of 100.0 MiB (25.0%), 5.2 MB/s, ETA 15s"
     assert lines[-1] == "put-image x: 100.0 MiB of 100.0 MiB (100.0%), 5.2 MB/s, in 20s"
 
@@ -196,7 +197,7 @@ def test_on_a_terminal_the_line_is_redrawn_at_most_4_times_a_second(records):
     line.close(100 * MiB)
     out = stream.getvalue()
     draws = out.split("\r")[1:]
-    assert 10 * 3 <= len(draws) <= 10 / progress.DRAW_EVERY + 2
+    assert 10 * 3 <= len(draws) <= 10 / console.DRAW_EVERY + 2
     assert all(len(d.rstrip("\n")) <= 79 for d in draws)
     assert out.endswith("100.0% 100/100 MiB   10 MB/s in 10s\n")
     assert lines == []  # nothing goes to the log on a terminal
@@ -215,14 +216,14 @@ def test_log_lines_erase_the_line_and_it_is_drawn_again_below(records):
         clock.now += 1
         line.update(10 * MiB)
         drawn = stream.getvalue()
-        logging.getLogger("thepusher.test-progress.other").warning("skipping hop 10.0.0.7")
+        logging.getLogger("thepusher.test-console.other").warning("skipping hop 10.0.0.7")
         after = stream.getvalue()[len(drawn):]
         shown = drawn.lstrip("\r")
         assert after == "\r" + " " * len(shown) + "\r" + "WARNING skipping hop 10.0.0.7\n" \
             + "\r" + shown
         line.close()
         assert handler.stream is stream  # given back
-        logging.getLogger("thepusher.test-progress.other").warning("after")
+        logging.getLogger("thepusher.test-console.other").warning("after")
         assert stream.getvalue().endswith("\nWARNING after\n")
     finally:
         root.removeHandler(handler)

@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import (
     ENV, Proc, free_port, read_to_end, thepusher, write_config, write_image,
 )
-from thepusher.compress import ParallelCompressor
-from thepusher.upload import LEVELS
+from thepusher.image.compress import ParallelCompressor
+from thepusher.client.upload import LEVELS
 
 MiB = 1 << 20
 HINT = "add an image block"

@@ -37,7 +37,7 @@ import pytest
 
 from tests.conftest import Proc, sha256_file, write_config
 from tests.test_insiders import Member
-from thepusher import wire
+from thepusher.chain import wire
 
 RUNS = int(os.environ.get("THEPUSHER_ROUND_FAULTS", "5"))
 KINDS = ["replace", "replace-cp-p", "shorten", "restart", "insider"]

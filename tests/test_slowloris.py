@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from thepusher import wire
-from thepusher.hop import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
+from thepusher.chain import wire
+from thepusher.chain.hop import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
 
 from tests.conftest import write_config
 from tests.test_hop import RunningHop, send_stream

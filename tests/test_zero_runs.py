@@ -12,10 +12,10 @@ import subprocess
 import pytest
 
 from tests.conftest import sha256_file, write_config
-from thepusher import sparse
-from thepusher.config import Image
+from thepusher.image import sparse
+from thepusher.config.model import Image
 from thepusher.master.images import compute_facts, read_sidecar, write_sidecar
-from thepusher.target import Target
+from thepusher.disk.target import Target
 
 MiB = 1 << 20
 B = sparse.ZERO_BLOCK

@@ -27,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def master_address(text: str) -> str:
     """argparse type of every -p: the master's address, checked now (one usage line)
     rather than when the first request goes out (a traceback)."""
-    from thepusher.client import split_host_port
+    from thepusher.client.master_link import split_host_port
 
     try:
         split_host_port(text, 8080)
@@ -169,13 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_master(args) -> int:
-    from thepusher import config
+    from thepusher.config.model import ConfigError
     from thepusher.master import server
 
     log = logging.getLogger("thepusher.master")
     try:
         srv = server.build(args.image_storage, args.static_content, args.listen, args.config)
-    except config.ConfigError as e:
+    except ConfigError as e:
         print(f"thepusher master: the config has errors:\n{e}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as e:
@@ -195,7 +195,7 @@ def cmd_master(args) -> int:
 
 
 def cmd_client(args) -> int:
-    from thepusher.client import Client
+    from thepusher.client.agent import Client
     from thepusher.signing import check_secret
 
     secret = args.secret if args.secret is not None else os.environ.get("THEPUSHER_SECRET", "")
@@ -215,8 +215,8 @@ def cmd_client(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
-    from thepusher.status import exit_code, render
+    from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
+    from thepusher.client.status_table import exit_code, render
 
     try:
         status = MasterLink(args.master, None).call("GET", "/api/status")
@@ -231,7 +231,7 @@ def cmd_group(args) -> int:
     """`start`, `retry`, `abort`, `wake`: ask the master to act on a group."""
     from urllib.parse import quote
 
-    from thepusher.client import MasterLink, MasterRefused, MasterUnreachable
+    from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 
     path = f"/api/groups/{quote(args.group, safe='')}/{args.action}"
     try:
@@ -244,14 +244,16 @@ def cmd_group(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from thepusher import config
+    from thepusher.config.describe import describe
+    from thepusher.config.load import load
+    from thepusher.config.model import ConfigError
 
     try:
-        cfg = config.load(args.file, args.image_storage)
-    except config.ConfigError as e:
+        cfg = load(args.file, args.image_storage)
+    except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
-    print(config.describe(cfg))
+    print(describe(cfg))
     missing = cfg.file_problems()
     for problem in missing:
         print(problem, file=sys.stderr)
@@ -290,7 +292,7 @@ def cmd_create_nbi(args) -> int:
 
 def cmd_put_image(args) -> int:
     """`put-image`, also what the netboot image runs for putImage=/dev/sdX."""
-    from thepusher.upload import UploadError, put_image
+    from thepusher.client.upload import UploadError, put_image
 
     try:
         answer = put_image(args.master, args.input, args.name, args.compress, args.upload_token)
@@ -303,7 +305,7 @@ def cmd_put_image(args) -> int:
 
 def cmd_compress(args) -> int:
     """`compress`: exit 2 when refused (nothing done), 1 when it failed on the way."""
-    from thepusher.compress import CompressError, Refused, compress_image
+    from thepusher.image.compress import CompressError, Refused, compress_image
 
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:

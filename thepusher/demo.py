@@ -17,7 +17,7 @@ from typing import List
 
 import thepusher
 from thepusher.master import server
-from thepusher.status import human_bytes
+from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.demo")
 

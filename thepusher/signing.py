@@ -14,7 +14,7 @@ import re
 import secrets
 from typing import Optional
 
-from thepusher.config import normalize_host
+from thepusher.config.model import normalize_host
 
 TASK = "thepusher-task-v1"  # the answer to POST /api/register
 START = "thepusher-start-v1"  # the answers to GET /api/next

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
-from thepusher.config import normalize_host
+from thepusher.config.model import normalize_host
 from thepusher.master import metrics, uploads
 from thepusher.master.control import ApiError
 

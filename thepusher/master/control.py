@@ -13,14 +13,15 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from thepusher import signing, wire
-from thepusher.config import ClientGroup, normalize_host
+from thepusher import signing
+from thepusher.chain import wire
+from thepusher.config.model import ClientGroup, normalize_host
 from thepusher.master import keys, policy, wol
 from thepusher.master.history import INTERRUPTED
 from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
-from thepusher.master.state import FINAL, Client, Round, State
+from thepusher.master.state import Client, FINAL, Round, State
 
 
 class ApiError(Exception):

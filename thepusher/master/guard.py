@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, Deque
 
-from thepusher.config import normalize_host
+from thepusher.config.model import normalize_host
 
 LIMIT = 5
 WINDOW = 60.0

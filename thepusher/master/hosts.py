@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Dict, List
 
-from thepusher.config import Config, normalize_host, normalize_mac
+from thepusher.config.model import Config, normalize_host, normalize_mac
 from thepusher.master.images import atomic_write
 
 log = logging.getLogger("thepusher.master")

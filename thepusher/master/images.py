@@ -27,9 +27,9 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from thepusher import sparse
-from thepusher.config import Config, Image, image_file_problem
-from thepusher.decode import DecodeError, Decoder, compression_of_name
+from thepusher.image import sparse
+from thepusher.config.model import Config, Image, image_file_problem
+from thepusher.image.decode import DecodeError, Decoder, compression_of_name
 
 log = logging.getLogger("thepusher.images")
 

@@ -17,7 +17,7 @@ Pure functions of the config and the clients' states, so the rules read in one p
 
 from typing import Dict, List, Optional, Tuple
 
-from thepusher.config import ClientGroup
+from thepusher.config.model import ClientGroup
 from thepusher.master.state import Client
 
 

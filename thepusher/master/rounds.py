@@ -11,11 +11,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, List
 
-from thepusher import wire
+from thepusher.chain import wire
 from thepusher.master.images import ImageUnusable, maps_zeros
-from thepusher.master.state import FINAL, STATES, Client, Round
-from thepusher.master.stream import ImageChanged, Source, StreamFailed
-from thepusher.progress import duration, eta, rate_text, size
+from thepusher.master.state import Client, FINAL, Round, STATES
+from thepusher.master.source import ImageChanged, Source, StreamFailed
+from thepusher.units import duration, eta, rate_text, size
 
 if TYPE_CHECKING:
     from thepusher.master.control import Controller

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
-from thepusher import config as config_mod
+from thepusher.config.load import load as load_config
 from thepusher.master import guard, history, hosts, keys, uploads
 from thepusher.master.hosts import HostBook
 from thepusher.master.api import UPLOADS, Handler
@@ -18,11 +18,11 @@ from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
 from thepusher.master.state import State
 from thepusher.master.view import StatusView
+from thepusher.plan import DEFAULT_PORT
 
 log = logging.getLogger("thepusher.master")
 
 CONFIG_NAME = "thePusher-config.hcl"
-DEFAULT_PORT = 8080
 
 
 def parse_listen(text: str) -> Tuple[str, int]:
@@ -137,7 +137,7 @@ def build(
     if static_dir is not None and not os.path.isdir(static_dir):
         raise ValueError(f"static directory {static_dir} does not exist")
     path = config_path or os.path.join(image_dir, CONFIG_NAME)
-    cfg = config_mod.load(path, image_dir)
+    cfg = load_config(path, image_dir)
     for problem in cfg.file_problems():
         log.warning("%s", problem)
     uploads.remove_leftovers(cfg.image_dir)

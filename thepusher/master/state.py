@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from thepusher.config import ClientGroup, Config
+from thepusher.config.model import ClientGroup, Config
 from thepusher.master import keys
 from thepusher.master.history import History
 from thepusher.master.images import ImageFacts, ImageFile

@@ -25,14 +25,12 @@ import time
 from email.message import Message
 from typing import Callable, Dict, Iterator, Optional, Set, Tuple, Union
 
-from thepusher.config import Config
-from thepusher import sparse
-from thepusher.decode import SUFFIXES, DecodeError, Decoder, compression_of_name
+from thepusher.config.model import Config
+from thepusher.image import sparse
+from thepusher.image.decode import DecodeError, Decoder, SUFFIXES, compression_of_name
 from thepusher.master.control import ApiError
-from thepusher.master.images import (
-    SIDECAR, Catalog, ImageFacts, deploy_hint, sidecar_path, stamp_of, write_sidecar,
-)
-from thepusher.status import human_bytes
+from thepusher.master.images import Catalog, ImageFacts, SIDECAR, deploy_hint, sidecar_path, stamp_of, write_sidecar
+from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.uploads")
 

@@ -130,7 +130,7 @@ def _engine(compression: str, workers: int):
             import bz2  # noqa: F401 - TinyCore's Python may lack it: say so before any thread starts
         except ImportError as e:
             raise DecodeError(f"cannot decode BZ2 here: Python lacks {e.name}") from None
-        from thepusher.bz2par import ParallelBz2Decoder
+        from thepusher.image.bz2par import ParallelBz2Decoder
 
         return ParallelBz2Decoder(workers)
     return _StreamEngine(compression)

@@ -23,7 +23,7 @@ import stat
 import struct
 from typing import Callable, Iterable, Iterator, Optional, Union
 
-from thepusher import sparse
+from thepusher.image import sparse
 
 ZEROS = bytes(1 << 20)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
@@ -268,7 +268,7 @@ class TarTarget:
                               f"(the image's preImage script usually mounts it)")
 
     def consume(self, pieces: Iterable[Piece]) -> None:
-        from thepusher.untar import extract
+        from thepusher.disk.untar import extract
 
         extract(_as_bytes(pieces), self.path)
 

@@ -48,7 +48,7 @@ import weakref
 from collections import deque
 from typing import Deque, Iterator, List, NamedTuple, Optional, Tuple
 
-from thepusher.decode import OUTPUT_PIECE, DecodeError
+from thepusher.image.decode import DecodeError, OUTPUT_PIECE
 
 BLOCK_MAGIC = 0x314159265359
 END_MAGIC = 0x177245385090

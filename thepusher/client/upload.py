@@ -23,12 +23,12 @@ import socket
 from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
-from thepusher.client import split_host_port
-from thepusher.compress import FORMATS, CompressError, ParallelCompressor, open_input
-from thepusher.decode import SUFFIXES
-from thepusher.master.server import DEFAULT_PORT
-from thepusher.progress import ProgressLine
-from thepusher.status import human_bytes
+from thepusher.client.master_link import split_host_port
+from thepusher.image.compress import CompressError, FORMATS, ParallelCompressor, open_input
+from thepusher.image.decode import SUFFIXES
+from thepusher.plan import DEFAULT_PORT
+from thepusher.console import ProgressLine
+from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.upload")
 

@@ -16,9 +16,10 @@ import os
 import socket
 from typing import Callable, List, Optional, Tuple
 
-from thepusher import sparse, wire
+from thepusher.chain import wire
+from thepusher.image import sparse
 from thepusher.master.images import ImageFile
-from thepusher.relay import Link, LinkBroken, NoHopLeft
+from thepusher.chain.link import Link, LinkBroken, NoHopLeft
 
 log = logging.getLogger("thepusher.stream")
 

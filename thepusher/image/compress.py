@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import BinaryIO, Callable, Deque, Dict, Iterator, Optional, Tuple
 
-from thepusher.decode import SUFFIXES
+from thepusher.image.decode import SUFFIXES
 from thepusher.master.images import ImageFacts, write_sidecar
-from thepusher.progress import ProgressLine, rate_text, size
+from thepusher.console import ProgressLine
+from thepusher.units import rate_text, size
 
 log = logging.getLogger("thepusher.compress")
 

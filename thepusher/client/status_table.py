@@ -3,8 +3,8 @@ code scripts can act on."""
 
 from typing import List, Optional
 
-from thepusher.progress import duration
-from thepusher.progress import size as human_bytes
+from thepusher.units import duration
+from thepusher.units import size as human_bytes
 
 
 VERIFIED = {"readback": "read back", "write": "write hash"}

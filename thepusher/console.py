@@ -21,68 +21,14 @@ import time
 from collections import deque
 from typing import Callable, Deque, List, Optional, Tuple
 
+from thepusher.units import duration, eta, rate_text, size, size_pair
+
 DRAW_EVERY = 0.25  # a terminal line is redrawn at most 4 times a second
 LOG_EVERY = 5.0  # elsewhere, a plain line this often
 RATE_WINDOW = 5.0  # the rate shown (and the ETA) is over about the last 5 s
 WIDTH = 80  # the widest console to count on; lines stay one column narrower
 MIN_BAR = 8
 MAX_BAR = 40
-
-
-# -- text ---------------------------------------------------------------------------
-
-
-def duration(seconds: float) -> str:
-    """A short time: '42s', '1m12s', '2h05m' ('>99h' beyond)."""
-    s = max(0, int(seconds + 0.5))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 100 * 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return ">99h"
-
-
-def _scale(n: float) -> Tuple[float, str]:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return n, unit
-        n /= 1024
-    return n, "TiB"
-
-
-def size(n: float) -> str:
-    """'512 B', '1.5 MiB', '8.0 GiB'."""
-    value, unit = _scale(n)
-    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-
-
-def size_pair(done: int, total: int) -> str:
-    """'2.1/8.0 GiB', '381/954 MiB', '100/466 GiB': both in the total's unit, with tenths
-    only where a tenth is worth seeing (a total of 1 to 100 GiB or TiB)."""
-    value, unit = _scale(total)
-    factor = 1024 ** ("B", "KiB", "MiB", "GiB", "TiB").index(unit)
-    if unit in ("B", "KiB", "MiB") or value >= 99.95:
-        return f"{done / factor:.0f}/{total / factor:.0f} {unit}"
-    return f"{done / factor:.1f}/{total / factor:.1f} {unit}"
-
-
-def rate_text(rate: float) -> str:
-    """'112 MB/s', '4.5 MB/s' (MB = 10^6 bytes, as disks and links are sold)."""
-    mb = rate / 1e6
-    return f"{mb:.1f} MB/s" if mb < 9.95 else f"{mb:.0f} MB/s"
-
-
-def eta(done: int, total: Optional[int], rate: float) -> str:
-    """Time left at `rate`: '--' when it cannot be told (no total, nothing moving)."""
-    if not total:
-        return "--"
-    if done >= total:
-        return "0s"
-    if rate <= 0:
-        return "--"
-    return duration((total - done) / rate)
 
 
 def _fit(label: str, room: int) -> str:

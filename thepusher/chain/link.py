@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Callable, List, Optional, Tuple
 
-from thepusher import wire
+from thepusher.chain import wire
 
 log = logging.getLogger("thepusher.relay")
 

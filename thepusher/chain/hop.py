@@ -34,11 +34,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
 
-from thepusher import sparse, wire
-from thepusher.decode import DecodeError, Decoder
-from thepusher.relay import Link, LinkBroken, NoHopLeft
-from thepusher.target import Piece, Target, TargetError
-from thepusher.untar import TarError
+from thepusher.chain import wire
+from thepusher.image import sparse
+from thepusher.image.decode import DecodeError, Decoder
+from thepusher.chain.link import Link, LinkBroken, NoHopLeft
+from thepusher.disk.target import Piece, Target, TargetError
+from thepusher.disk.untar import TarError
 
 log = logging.getLogger("thepusher.hop")
 

@@ -1,0 +1,1 @@
+"""The master's configuration: HCL text -> checked model (hcl, schema, load, model, describe)."""

@@ -1,0 +1,59 @@
+"""`thepusher check-config`: what a loaded config would deploy where, for a person."""
+
+import os
+
+from thepusher.config.model import Config
+from thepusher.config.schema import TIMEOUTS
+
+
+
+
+def _size(path: str) -> str:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return "missing"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # not reached
+
+
+def describe(cfg: Config) -> str:
+    """A human summary for `thepusher check-config`: what would be deployed where."""
+    out = [f"config     {cfg.path}", f"image dir  {cfg.image_dir}"]
+    timeouts = ", ".join(f"{k.hcl} {getattr(cfg.settings, k.field):g} s" for k in TIMEOUTS)
+    admin = "admin token set" if cfg.settings.admin_token else "no admin token (control from the master's host only)"
+    out += [f"timeouts   {timeouts}", f"replay     {cfg.settings.replay_window:g} MiB",
+            f"control    {admin}; Wake-on-LAN to {cfg.settings.wake_address}", ""]
+    out.append(f"images ({len(cfg.images)}):")
+    for image in cfg.images.values():
+        out.append(f"  {image.name}")
+        if image.comment:
+            out.append(f"    comment      {image.comment}")
+        out.append(f"    file         {image.filename} ({_size(image.path)})")
+        out.append(f"    type         {image.type}, compression {image.compression}, "
+                   f"verify {image.verify}")
+        out.append(f"    destination  {image.destination}")
+        for label, script in (("preImage", image.pre_image), ("postImage", image.post_image)):
+            lines = script.rstrip("\n").split("\n") if script.strip() else []
+            for i, text in enumerate(lines):
+                out.append(f"    {label if i == 0 else '':<12} {text}")
+    out.append("")
+    out.append(f"client groups ({len(cfg.groups)}):")
+    for group in cfg.groups.values():
+        count = f"{len(group.hosts)} host{'s' if len(group.hosts) != 1 else ''}"
+        chains = group.split(group.hosts)
+        shape = "in chain order" if len(chains) == 1 else f"in {len(chains)} chains"
+        out.append(f"  {group.name}: image {group.image}, {count} {shape}")
+        out.append(f"    starts {group.start_rule()}")
+        for n, chain in enumerate(chains, 1):
+            if len(chains) > 1:
+                out.append(f"    chain {n}:")
+            for i, host in enumerate(chain, 1):
+                out.append(f"    {i:>3}. {host}")
+    return "\n".join(out)

@@ -1,0 +1,292 @@
+"""The master's configuration: `thePusher-config.hcl` in the image directory.
+
+The file format is the original tool's (see `example-config.hcl` and `docs/config.md`):
+`image "name" { ... }` blocks describe images, `clientgroup "name" { ... }` blocks say
+which hosts, in chain order, receive which image.
+
+The schema is a table (`BLOCKS`): adding a key is one `Key(...)` line there plus a field
+on the dataclass it fills; adding a block type is one `BlockSpec` entry. Every semantic
+problem in the file is collected and reported at once, each as `file:line:col: message`,
+so an administrator fixes the whole file in one pass instead of one error per restart.
+
+A missing image *file* is deliberately not a load error: the master may start before
+an image has been uploaded with `put-image`. `Config.file_problems()` reports those,
+and files whose first bytes contradict their declared compression.
+"""
+
+
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from thepusher.config import hcl
+from thepusher.config.model import Config, ConfigError, Settings
+from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
+
+
+
+
+def _suggest(word: str, known: List[str]) -> str:
+    """'; did you mean 'x'?' for a likely typo (case-insensitive), else ''."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""
+
+
+@dataclass
+class _Entry:
+    """A block as read, kept even when it has errors so cross-checks still see it."""
+
+    type: str
+    name: Optional[str]  # None when the block lacks its single label
+    what: str  # how messages name it: "clientgroup 'g'", or "clientgroup block"
+    block: hcl.Block
+    fields: Dict[str, Any]  # converted values of the keys that were valid
+    attrs: Dict[str, hcl.Attribute]
+    complete: bool  # no error inside this block
+
+
+class _Loader:
+    def __init__(self, path: str, image_dir: str) -> None:
+        self.path = path
+        self.image_dir = image_dir
+        self.errors: List[Tuple[int, int, str]] = []
+        self.entries: List[_Entry] = []
+        self.settings: Dict[str, Any] = {}
+
+    def error(self, line: int, col: int, message: str) -> None:
+        self.errors.append((line, col, message))
+
+    def read(self, body: hcl.Body) -> None:
+        settings = {k.hcl: k for k in SETTINGS}
+        for attr in body.attributes:
+            key = settings.get(attr.key)
+            if key is None:
+                hint = _suggest(attr.key, list(settings)) or (
+                    f" (top-level settings: {', '.join(settings)}; image and group keys go "
+                    f"inside {' or '.join(BLOCKS)} blocks)"
+                )
+                self.error(attr.line, attr.col, f"unknown setting '{attr.key}'{hint}")
+                continue
+            try:
+                self.settings[key.field] = key.convert(attr.key, attr.value)
+            except Invalid as e:
+                for message in e.messages:
+                    self.error(attr.line, attr.col, message)
+        for block in body.blocks:
+            spec = BLOCKS.get(block.type)
+            if spec is None:
+                self.error(
+                    block.line,
+                    block.col,
+                    f"unknown block type '{block.type}'{_suggest(block.type, list(BLOCKS))} "
+                    f"(known: {', '.join(sorted(BLOCKS))})",
+                )
+                continue
+            self.entries.append(self.read_block(block, spec))
+
+    def read_block(self, block: hcl.Block, spec: BlockSpec) -> _Entry:
+        before = len(self.errors)
+        name: Optional[str] = None
+        if len(block.labels) == 1:
+            name = block.labels[0]
+            what = f"{block.type} '{name}'"
+        else:
+            found = "none" if not block.labels else ", ".join(f'"{x}"' for x in block.labels)
+            self.error(
+                block.line,
+                block.col,
+                f"{block.type} block must have exactly one label, its name, "
+                f'as in {block.type} "name" {{ ... }}; found {found}',
+            )
+            what = f"{block.type} block"
+        keys = {k.hcl: k for k in spec.keys}
+        fields: Dict[str, Any] = {}
+        attrs: Dict[str, hcl.Attribute] = {}
+        for attr in block.body.attributes:
+            key = keys.get(attr.key)
+            if key is None:
+                hint = _suggest(attr.key, list(keys)) or f" (known keys: {', '.join(keys)})"
+                self.error(attr.line, attr.col, f"{what}: unknown key '{attr.key}'{hint}")
+                continue
+            attrs[attr.key] = attr
+            try:
+                fields[key.field] = key.convert(attr.key, attr.value)
+            except Invalid as e:
+                for message in e.messages:
+                    self.error(attr.line, attr.col, f"{what}: {message}")
+                if e.partial is not None:
+                    fields[key.field] = e.partial
+        for inner in block.body.blocks:
+            self.error(
+                inner.line, inner.col, f"{what}: unexpected block '{inner.type}' (only key = value here)"
+            )
+        for key in spec.keys:
+            if key.required and key.hcl not in attrs:
+                self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
+        return _Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
+
+    def check_names(self) -> None:
+        first: Dict[Tuple[str, str], _Entry] = {}
+        for entry in self.entries:
+            if entry.name is None:
+                continue
+            seen = first.setdefault((entry.type, entry.name), entry)
+            if seen is not entry:
+                entry.complete = False
+                self.error(
+                    entry.block.line,
+                    entry.block.col,
+                    f"duplicate {entry.type} '{entry.name}': already defined at line {seen.block.line}",
+                )
+
+    def check_image_refs(self) -> None:
+        images = list(
+            dict.fromkeys(e.name for e in self.entries if e.type == "image" and e.name is not None)
+        )
+        for entry in self.entries:
+            ref = entry.fields.get("image") if entry.type == "clientgroup" else None
+            if ref is None or ref in images:
+                continue
+            attr = entry.attrs["image"]
+            hint = _suggest(ref, images) or (
+                f" (defined images: {', '.join(images)})" if images else " (no images are defined)"
+            )
+            self.error(attr.line, attr.col, f"{entry.what}: image '{ref}' is not defined{hint}")
+
+    def check_hosts(self) -> None:
+        """A host is one machine in one chain: it may appear in one group only."""
+        owner: Dict[str, _Entry] = {}
+        for entry in self.entries:
+            for host in entry.fields.get("hosts", []) if entry.type == "clientgroup" else []:
+                other = owner.setdefault(host, entry)
+                if other is entry:
+                    continue
+                here, there = entry.attrs["hosts"], other.attrs["hosts"]
+                self.error(
+                    here.line,
+                    here.col,
+                    f"host {host} is in {other.what} (line {there.line}) "
+                    f"and in {entry.what} (line {here.line}); a host belongs to one group only",
+                )
+
+    def check_macs(self) -> None:
+        """A MAC for a host the group does not list is a typo in one of the two."""
+        for entry in self.entries:
+            if entry.type != "clientgroup" or "macs" not in entry.attrs:
+                continue
+            hosts = entry.fields.get("hosts", [])
+            attr = entry.attrs["macs"]
+            for host in entry.fields.get("macs", {}):
+                if host not in hosts:
+                    self.error(attr.line, attr.col,
+                               f"{entry.what}: macs names {host}, which is not in its hosts")
+
+    def check_verify(self) -> None:
+        """A TAR image is extracted into files: there is no disk range to read back."""
+        for entry in self.entries:
+            f = entry.fields
+            if entry.type == "image" and f.get("verify") == "readback" and f.get("type") == "TAR":
+                attr = entry.attrs["verify"]
+                self.error(attr.line, attr.col,
+                           f"{entry.what}: verify = \"readback\" reads a disk image back; a "
+                           f"TAR image is extracted into files (leave verify out for TAR)")
+
+    def check_start_policies(self) -> None:
+        """Keys that are each valid but make no sense together, reported where they stand."""
+        for entry in self.entries:
+            if entry.type != "clientgroup":
+                continue
+            f, attrs = entry.fields, entry.attrs
+            manual = f.get("start") == "manual"
+            hosts = f.get("hosts")
+            if "min_clients" in attrs and "min_clients" in f:
+                attr = attrs["min_clients"]
+                if "wait" not in attrs:
+                    self.error(
+                        attr.line, attr.col,
+                        f"{entry.what}: 'min_clients' needs 'wait': without a wait, the group "
+                        f"starts only when all its hosts are ready",
+                    )
+                if hosts and f["min_clients"] > len(hosts):
+                    self.error(
+                        attr.line, attr.col,
+                        f"{entry.what}: 'min_clients' is {f['min_clients']} but the group has "
+                        f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}",
+                    )
+            if "chains" in attrs and "chains" in f and hosts and f["chains"] > len(hosts):
+                attr = attrs["chains"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'chains' is {f['chains']} but the group has "
+                    f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: a chain needs one",
+                )
+            if manual and "wait" in f:
+                attr = attrs["wait"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'wait' has no effect with start = \"manual\" "
+                    f"(rounds start only with thepusher start)",
+                )
+            if manual and f.get("retries"):
+                attr = attrs["retries"]
+                self.error(
+                    attr.line, attr.col,
+                    f"{entry.what}: 'retries' has no effect with start = \"manual\" "
+                    f"(follow-up rounds start only with thepusher retry)",
+                )
+
+    def config(self) -> Config:
+        tables: Dict[str, Dict[str, Any]] = {spec.table: {} for spec in BLOCKS.values()}
+        for entry in self.entries:
+            spec = BLOCKS[entry.type]
+            assert entry.name is not None and entry.complete
+            tables[spec.table][entry.name] = spec.build(entry.name, entry.fields, entry.block, self.image_dir)
+        return Config(
+            path=self.path, image_dir=self.image_dir, settings=Settings(**self.settings), **tables
+        )
+
+
+def load(path: str, image_dir: Optional[str] = None) -> Config:
+    """Read and check a config file; raise ConfigError listing every problem in it.
+
+    `image_dir` (the master's -S) defaults to the directory holding the config file.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError([f"cannot read config file {path}: {e.strerror or e}"]) from None
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise ConfigError([f"cannot read config file {path!r}: {e}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(
+            [f"{path}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x})"]
+        ) from None
+    try:
+        body = hcl.parse(text, path)
+    except hcl.HCLError as e:
+        raise ConfigError([str(e)]) from None
+    if image_dir is None:
+        image_dir = os.path.dirname(path)
+    loader = _Loader(os.path.abspath(path), os.path.abspath(image_dir))
+    loader.read(body)
+    loader.check_names()
+    loader.check_image_refs()
+    loader.check_hosts()
+    loader.check_start_policies()
+    loader.check_macs()
+    loader.check_verify()
+    if loader.errors:
+        raise ConfigError(
+            [
+                f"{path}:{line}:{col}: {msg}"
+                for line, col, msg in sorted(loader.errors, key=lambda e: e[:2])
+            ]
+        )
+    return loader.config()

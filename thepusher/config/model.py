@@ -1,0 +1,173 @@
+"""What a config file says, once read and checked: images, client groups, settings.
+
+Everything here is plain data the rest of thepusher reads (the master's plan, the page,
+`check-config`); how the file becomes this is schema.py and load.py.
+"""
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from thepusher.image.decode import HEAD, declaration_problem
+
+
+@dataclass
+class Image:
+    name: str
+    filename: str
+    path: str  # absolute: image_dir/filename
+    destination: str
+    line: int
+    comment: str = ""
+    type: str = "IMG"
+    compression: str = "NONE"
+    pre_image: str = ""
+    post_image: str = ""
+    # "write": DONE means the bytes handed to the disk hash to the image's digest;
+    # "readback": the bytes the disk gives back after the flush do.
+    verify: str = "write"
+
+
+@dataclass
+class ClientGroup:
+    name: str
+    image: str
+    hosts: List[str]  # chain order: the master streams to hosts[0], which forwards to hosts[1], ...
+    line: int
+    start: str = "all"  # "all": automatically, by the rules below; "manual": `thepusher start` only
+    wait: Optional[float] = None  # seconds: also start this long after the first host is ready ...
+    min_clients: int = 1  # ... if at least this many are ready
+    retries: int = 0  # automatic follow-up rounds a host that ended in ERROR is taken into
+    chains: int = 1  # a round's hosts split into this many chains, each fed by the master
+    macs: Dict[str, str] = field(default_factory=dict)  # host -> MAC, for Wake-on-LAN
+
+    def split(self, hosts: List[str]) -> List[List[str]]:
+        """A round's hosts (in `hosts` order) as its chains: `chains` runs of near-equal
+        length, in order, so hosts listed together (a rack, a switch) share a chain.
+        Fewer hosts than `chains` give one chain each."""
+        k = min(self.chains, len(hosts)) or 1
+        size, longer = divmod(len(hosts), k)
+        out, at = [], 0
+        for i in range(k):
+            n = size + (1 if i < longer else 0)
+            out.append(hosts[at:at + n])
+            at += n
+        return out
+
+    def start_rule(self) -> str:
+        """The start policy in words, for check-config and the master's log."""
+        if self.start == "manual":
+            return "by hand (thepusher start / retry)"
+        rule = "when all hosts are ready"
+        if self.wait is not None:
+            rule += f", or {self.wait:g} s after the first is ready with at least {self.min_clients}"
+        if self.retries:
+            rule += f"; a failed host gets up to {self.retries} automatic retries"
+        return rule
+
+
+@dataclass
+class Settings:
+    """Top-level `key = value` lines: master-wide knobs. Every wait in a round is bounded
+    by one of these (seconds); docs/protocol.md says what happens when each runs out."""
+
+    arm_timeout: float = 30.0  # clients must take a round's start within this
+    accept_timeout: float = 60.0  # a hop waits this long for its upstream to connect
+    io_timeout: float = 30.0  # silence on a data connection that counts as a failure
+    report_timeout: float = 15.0  # a client silent this long during a round is lost
+    # MiB of recently sent records each hop keeps to replay after skipping a dead next
+    # hop: covers what can be in flight past one hop (its 32 MiB of buffers + sockets).
+    replay_window: float = 48.0
+    # Required by every call that changes what the master does (start, abort, ...),
+    # from anywhere; "" means none, and then only the master's own host may make them.
+    admin_token: str = ""
+    wake_address: str = "255.255.255.255:9"  # where Wake-on-LAN packets are broadcast
+    # Who may store images with put-image: addresses and networks; empty means only the
+    # master's own host. With upload_token set, uploads must also carry it.
+    put_allowed: List[str] = field(default_factory=list)
+    upload_token: str = ""
+    # Shared with the netboot image (create-nbi --secret, or thePusherSecret= on the
+    # kernel command line): clients then run only tasks the master signed with it.
+    secret: str = ""
+
+
+@dataclass
+class Config:
+    path: str  # absolute path of the config file
+    image_dir: str  # absolute
+    images: Dict[str, Image]
+    groups: Dict[str, ClientGroup]
+    settings: Settings = field(default_factory=Settings)
+
+    def group_of(self, host: str) -> Optional[ClientGroup]:
+        """The group `host` (an address as a socket reports it) belongs to, if any."""
+        key = normalize_host(host)
+        for group in self.groups.values():
+            if key in group.hosts:
+                return group
+        return None
+
+    def file_problems(self) -> List[str]:
+        """One line per image whose file is not (yet) in the image directory, is not a
+        regular file, or is not compressed the way its block says."""
+        problems = []
+        for image in self.images.values():
+            problem = image_file_problem(image)
+            if problem is None:
+                continue
+            problems.append(f"{self.path}:{image.line}: image '{image.name}': {problem}")
+        return problems
+
+
+def image_file_problem(image: Image) -> Optional[str]:
+    """What is wrong with an image's file, as "file PATH <problem>", or None."""
+    if not os.path.exists(image.path):
+        problem = "does not exist"
+    elif not os.path.isfile(image.path):
+        problem = "is not a regular file"
+    elif os.path.getsize(image.path) == 0:
+        problem = "is empty (0 bytes): nothing to deploy"
+    else:
+        try:
+            with open(image.path, "rb") as f:
+                head = f.read(HEAD)
+        except OSError as e:
+            return f"file {image.path} cannot be read: {e.strerror or e}"
+        problem = declaration_problem(head, image.compression)
+        if problem is None:
+            return None
+    return f"file {image.path} {problem}"
+
+
+class ConfigError(Exception):
+    """Everything wrong with a config file; `str()` is one `file:line:col: message` per line."""
+
+    def __init__(self, errors: List[str]) -> None:
+        if isinstance(errors, str):
+            errors = [errors]
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+def normalize_host(host: str) -> str:
+    """Canonical text of an address, so '::FFFF:10.0.0.1', '10.0.0.1' and '0:0::1'/'::1' compare
+    equal to what the config holds; anything that is not an address comes back unchanged."""
+    try:
+        addr = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return host
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return str(mapped or addr)
+
+
+MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
+
+
+def normalize_mac(text: str) -> Optional[str]:
+    """`aa:bb:cc:dd:ee:ff` from the usual spellings, or None if it is not a MAC address."""
+    if not MAC_RE.match(text.strip()):
+        return None
+    digits = re.sub(r"[:-]", "", text.strip()).lower()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))

@@ -1,0 +1,1 @@
+"""Where a hop puts the stream: a raw disk or file, or a directory a TAR archive unpacks into."""

@@ -1,0 +1,1 @@
+"""Image files: formats, facts (digest, sizes, zero map), decoding and compressing."""
