@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from thepusher.disk.untar import TarError, extract
+from thepusher.disk.tar import TarError, extract
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="owners and device nodes need root")
@@ -492,7 +492,7 @@ def test_a_device_node_without_the_privilege_is_an_error():
 
 def check_device_node_refused(dest: Path) -> None:
     data = archive(entry("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0))
-    script = ("import os, sys\nfrom thepusher.disk.untar import TarError, extract\n"
+    script = ("import os, sys\nfrom thepusher.disk.tar import TarError, extract\n"
               "os.setgid(65534); os.setuid(65534)\n"
               "try:\n    extract([sys.stdin.buffer.read()], sys.argv[1])\n"
               "except TarError as e:\n    print(e)\n")

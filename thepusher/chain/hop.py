@@ -39,7 +39,7 @@ from thepusher.image import sparse
 from thepusher.image.decode import DecodeError, Decoder
 from thepusher.chain.link import Link, LinkBroken, NoHopLeft
 from thepusher.disk.target import Piece, Target, TargetError
-from thepusher.disk.untar import TarError
+from thepusher.disk.tar import TarError
 
 log = logging.getLogger("thepusher.hop")
 

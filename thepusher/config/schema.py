@@ -266,7 +266,7 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir:
 
 
 COMPRESSIONS = ("NONE", "BZ2", "GZIP", "XZ")
-TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (untar.py)
+TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (disk/tar/)
 START_POLICIES = ("all", "manual")
 VERIFY = ("write", "readback")
 

@@ -21,7 +21,7 @@ import mmap
 import os
 import stat
 import struct
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Union
 
 from thepusher.image import sparse
 
@@ -41,6 +41,38 @@ Piece = Union[memoryview, bytes, int]
 
 class TargetError(Exception):
     """The destination cannot take the image; the message names device and cause."""
+
+
+class HopTarget(Protocol):
+    """All a hop knows of its destination, called in this order: open, consume, finish,
+    read_back (verify = "readback" only), close.
+
+    It exists so that a new kind of destination plugs in here and nothing in chain/
+    changes: a filesystem-aware target that writes only the blocks in use, say, is a
+    class with these members that the client picks for the image's type
+    (client/agent.py), as it picks `Target` (a raw disk or file) or `TarTarget` (a
+    directory a tar stream is extracted into). Failures are TargetErrors (TarErrors
+    while extracting): their message is the client's disk error, so it names the
+    destination.
+    """
+
+    path: str  # named in every message about the destination
+
+    def open(self, content_size: int) -> None:
+        """Get ready before the first byte; refuse a destination the image cannot fit."""
+
+    def consume(self, pieces: Iterable[Piece]) -> None:
+        """Take the decoded stream as it comes, up to its end or the end of the content
+        (the hop hashes and drops what is left)."""
+
+    def finish(self) -> None:
+        """Make what was written durable: only then may the hop call its copy verified."""
+
+    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
+        """SHA-256 of the first `size` bytes as the storage returns them after finish()."""
+
+    def close(self) -> None:
+        """Release the destination, whether or not the copy succeeded."""
 
 
 class Target:
@@ -256,7 +288,7 @@ class Target:
 
 
 class TarTarget:
-    """A directory that a TAR image is extracted into as it arrives (untar.py says what
+    """A directory that a TAR image is extracted into as it arrives (disk/tar/ says what
     is refused). The preImage script usually mounts a fresh filesystem there."""
 
     def __init__(self, path: str) -> None:
@@ -268,7 +300,7 @@ class TarTarget:
                               f"(the image's preImage script usually mounts it)")
 
     def consume(self, pieces: Iterable[Piece]) -> None:
-        from thepusher.disk.untar import extract
+        from thepusher.disk.tar import extract
 
         extract(_as_bytes(pieces), self.path)
 
@@ -276,6 +308,12 @@ class TarTarget:
         """Everything extracted reaches the disk before the copy is called verified
         (Python has no syncfs; on a netboot client sync costs nothing more)."""
         os.sync()
+
+    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
+        """Never asked for: the config refuses verify = "readback" for a TAR image, as
+        extracted files are no byte range that could be hashed like the stream."""
+        raise TargetError(f"cannot read back {self.path}: a TAR image is extracted into "
+                          f"files, there is no disk image to read back")
 
     def close(self) -> None:
         pass
