@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark thepusher over emulated links: a network namespace per machine, shaped veths.
 
-A script (`make bench-link`, or `python3 tests/bench_link.py --help`) and a small module
-other bench modes import (`from bench_link import LinkLab, run_round`). Root and Linux
+A script (`make bench-link`, or `python3 tests/bench/link.py --help`) and a small module
+other bench modes import (`from link import LinkLab, run_round`). Root and Linux
 only (`ip`, `tc`); stdlib only; runs under Python 3.9.
 
 Network: one namespace per machine, `tpb<PID>-m` (the master) and `tpb<PID>-c1` ...
@@ -57,10 +57,10 @@ from bench import (  # noqa: E402
     MAX_CLIENTS, cpu_report, machine_cpu, median, parse_clients, parse_size,
 )
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from thepusher.demo import make_image  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYZ = os.path.join(ROOT, "thepusher.pyz")
 SHM = "/dev/shm"
 PREFIX = "tpb"  # namespaces tpb<PID>-br, tpb<PID>-m, tpb<PID>-c<i>; files /dev/shm/tpb<PID>-*
@@ -511,7 +511,7 @@ def compression_of(path: str) -> str:
 
 def _write_config(image_dir: str, filename: str, compression: str, hosts: List[str],
                   chains: int = 1) -> None:
-    """As tests/bench.py: one image, one group of these hosts in this order (in `chains`
+    """As tests/bench/bench.py: one image, one group of these hosts in this order (in `chains`
     chains), started by the bench (start = "manual") once every host is WAIT."""
     quoted = ", ".join(f'"{h}"' for h in hosts)
     with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
@@ -1056,7 +1056,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--image", action="append", metavar="PATH[:COMPRESSION]",
                         help="--mode images: an image file, compression NONE/GZIP/BZ2/XZ "
                              "(default from .gz/.bz2/.xz); repeat for more (default: the "
-                             "standard set of tests/bench_images.py)")
+                             "standard set of tests/bench/bench_images.py)")
     parser.add_argument("--dest", choices=("shm", "null"), default="shm",
                         help="clients write files in /dev/shm (default) or /dev/null")
     parser.add_argument("--pyz", default=PYZ, help=f"the zipapp to run (default {PYZ})")
