@@ -48,7 +48,7 @@ lint: $(VENV)/.done
 
 # The whole suite under both Pythons; under 3.9 (the floor) the randomized chain fault runs
 # are the first 5 of the same 35 plans, which keeps a CI run within 15 minutes on 2 cores.
-# Both run one whole-system fault plan of each kind (tests/test_round_faults.py);
+# Both run one whole-system fault plan of each kind (tests/system/test_round_faults.py);
 # `make test-long` runs many more of both.
 test: thepusher.pyz $(VENV)/.done $(VENV39)/.done test-debs lint smoke
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
@@ -57,7 +57,7 @@ test: thepusher.pyz $(VENV)/.done $(VENV39)/.done test-debs lint smoke
 # The randomized fault tests at length: 200 chain plans, 120 whole-system plans (~25 min).
 test-long: thepusher.pyz $(VENV)/.done test-debs
 	THEPUSHER_FAULT_RUNS=200 THEPUSHER_ROUND_FAULTS=120 $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) \
-	  tests/test_faults.py tests/test_round_faults.py
+	  tests/system/test_faults.py tests/system/test_round_faults.py
 
 # The zipapp itself on every other Python 3.9-3.13 this machine has: one small demo round each.
 smoke: thepusher.pyz
@@ -90,15 +90,15 @@ demo: thepusher.pyz
 	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M
 
 bench: thepusher.pyz
-	$(PYTHON) tests/bench.py
-	$(PYTHON) tests/bench_master.py
-	$(PYTHON) tests/bench_verify.py
-	$(PYTHON) tests/bench_link.py
-	$(PYTHON) tests/bench_link.py --mode chains
+	$(PYTHON) tests/bench/bench.py
+	$(PYTHON) tests/bench/bench_master.py
+	$(PYTHON) tests/bench/bench_verify.py
+	$(PYTHON) tests/bench/link.py
+	$(PYTHON) tests/bench/link.py --mode chains
 
 # The chain over emulated 1 Gbit/s links: a network namespace per machine (root, Linux).
 bench-link: thepusher.pyz
-	$(PYTHON) tests/bench_link.py $(BENCH_LINK_ARGS)
+	$(PYTHON) tests/bench/link.py $(BENCH_LINK_ARGS)
 
 clean:
 	rm -rf build thepusher.pyz $(VENV) $(VENV39) .pytest_cache tests/artifacts

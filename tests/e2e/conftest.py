@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import fast_tmp
 from tests.e2e import debian_nbi
-from tests.e2e.netlab import MASTER, Netns
+from tests.support.netlab import MASTER, Netns
 from tests.e2e.qemu_vm import Vm
 
 HERE = Path(__file__).resolve().parent

@@ -17,7 +17,7 @@ import time
 
 from tests.conftest import sha256_file, write_image
 from tests.e2e.conftest import create_nbi, pxelinux_append
-from tests.e2e.netlab import HOST_IP, MASTER, PREFIX
+from tests.support.netlab import HOST_IP, MASTER, PREFIX
 
 MiB = 1 << 20
 IMAGE_SIZE = 64 * MiB

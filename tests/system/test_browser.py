@@ -1,5 +1,5 @@
 """The status page in a real browser: headless Chromium, driven over the DevTools
-protocol (tests/browser.py), against a real master and real client processes.
+protocol (tests/support/browser.py), against a real master and real client processes.
 
 Screenshots go to tests/artifacts/ (ignored by git): look at them after a change to
 the page.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import browser
+from tests.support import browser
 from tests.conftest import write_config, write_image
 
 pytestmark = pytest.mark.skipif(
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs headless Chromium: Debian's chromium package (`make test` installs it)",
 )
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 MANUAL = '  start = "manual"\n'
 

@@ -2,7 +2,7 @@
 """What verification costs: read-back against the write-side hash, and the master's
 hash of what it sends against handing the file to the socket unseen.
 
-A script, not a pytest test (`make bench`, or `python3 tests/bench_verify.py`).
+A script, not a pytest test (`make bench`, or `python3 tests/bench/bench_verify.py`).
 
 * send path: one process sends a file from tmpfs to a reader on loopback, in 1 MiB
   records, either with sendfile(2) (the kernel copies file to socket, the bytes never

@@ -18,8 +18,8 @@ from thepusher.config.describe import describe
 from thepusher.config.load import load
 from thepusher.config.model import ClientGroup, ConfigError, Image, Settings
 
-REPO = Path(__file__).resolve().parents[1]
-COMPAT = Path(__file__).resolve().parents[2] / "shared/compat/thePusher-config_example.hcl"
+REPO = Path(__file__).resolve().parents[2]
+COMPAT = Path(__file__).resolve().parents[3] / "shared/compat/thePusher-config_example.hcl"
 
 VALID = """\
 image "u" {

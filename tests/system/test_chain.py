@@ -8,12 +8,9 @@ import time
 import pytest
 
 from tests.conftest import sha256_file, write_config, write_image
+from tests.support.hosts import hosts
 
 MiB = 1 << 20
-
-
-def hosts(n):
-    return [f"127.0.0.{11 + i}" for i in range(n)]
 
 
 def kill_mid_stream(lab, victim, frozen):

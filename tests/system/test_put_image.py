@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -24,6 +23,7 @@ import pytest
 from tests.conftest import (
     ENV, Proc, free_port, read_to_end, thepusher, write_config, write_image,
 )
+from tests.support.fifo import open_fifo_writer
 from thepusher.image.compress import ParallelCompressor
 from thepusher.client.upload import LEVELS
 
@@ -102,21 +102,6 @@ def answer(sock: socket.socket) -> Tuple[int, dict]:
 
 def chunked(*chunks: bytes, trailer: str = "") -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + f"0\r\n{trailer}\r\n".encode()
-
-
-def open_fifo_writer(path: Path, timeout: float = 20.0) -> int:
-    """The write end of a FIFO, once its reader (the uploader) has opened it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: no reader yet
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nobody opened {path} for reading")
-            time.sleep(0.05)
-            continue
-        os.set_blocking(fd, True)
-        return fd
 
 
 def uploading(lab, least: int = 1) -> List[Path]:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ENV, sha256_file, thepusher, write_config
 
 MiB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def hosts(n):

@@ -1,6 +1,6 @@
 """One real hop as its own process, for fault tests that kill -9 hops mid-stream.
 
-Run by tests/test_faults.py: argv[1] is JSON with the listener's inherited fd, the
+Run by tests/system/test_faults.py: argv[1] is JSON with the listener's inherited fd, the
 round's facts and the chain after this hop. Exit 0 only for a verified copy.
 """
 

@@ -6,7 +6,7 @@ import signal
 import time
 
 from tests.conftest import sha256_file, write_config, write_image
-from tests.test_chain import hosts
+from tests.support.hosts import hosts
 
 MiB = 1 << 20
 

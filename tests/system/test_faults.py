@@ -1,7 +1,7 @@
 """Randomized fault injection on a real chain: hops are real processes, killed for real.
 
 The master's streaming side (master/stream.Source, with its healing Link) runs here in
-the test process; each hop is tests/hop_process.py, a real process with its own
+the test process; each hop is tests/support/hop_process.py, a real process with its own
 listener. Faults: kill -9 of one to three hops at random stream offsets (first,
 middle, last, adjacent pairs all come up), and SIGSTOP (a hop stalled, not dead).
 
@@ -68,7 +68,7 @@ def run_chain(image: Path, workdir: Path, rng: random.Random, faults: dict) -> d
             "expect": dataclasses.asdict(wire.Expected.of(header)),
         }
         procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "hop_process.py"), json.dumps(cfg)],
+            [sys.executable, str(ROOT / "tests" / "support" / "hop_process.py"), json.dumps(cfg)],
             pass_fds=[listener.fileno()], env=ENV, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         ))

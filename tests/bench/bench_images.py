@@ -1,4 +1,4 @@
-"""The images `bench_link.py --mode images` restores when none are given, and how fast
+"""The images `link.py --mode images` restores when none are given, and how fast
 thepusher decodes each format.
 
 The set (issue 6's targets), made once and kept in build/bench-images/ (a stamp file
@@ -23,10 +23,10 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from thepusher.demo import make_image  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, "build", "bench-images")
 MiB = 1 << 20
 COMPRESSORS = {".gz": ["gzip", "-6"], ".bz2": ["bzip2", "-9"], ".xz": ["xz", "-3", "-T2"]}

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 import pytest
 
-from tests import browser
+from tests.support import browser
 from tests.conftest import ENV, read_to_end, thepusher, write_config, write_image
 from thepusher.master.guard import LIMIT, Throttle, peer_key
 

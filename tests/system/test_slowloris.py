@@ -18,7 +18,7 @@ from thepusher.chain import wire
 from thepusher.chain.hop import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
 
 from tests.conftest import write_config
-from tests.test_hop import RunningHop, send_stream
+from tests.support.hops import RunningHop, send_stream
 
 MASTER_TIMEOUT = 3  # the master's io_timeout in these tests: its request budget
 MARGIN = 10

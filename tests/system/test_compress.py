@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import pytest
 
 from tests.conftest import ENV, Proc, thepusher, write_config
-from tests.test_put_image import open_fifo_writer
+from tests.support.fifo import open_fifo_writer
 from thepusher.image.compress import FORMATS, ParallelCompressor, Refused
 from thepusher.image.decode import Decoder
 from thepusher.master.images import read_sidecar

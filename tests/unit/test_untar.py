@@ -497,7 +497,7 @@ def check_device_node_refused(dest: Path) -> None:
               "try:\n    extract([sys.stdin.buffer.read()], sys.argv[1])\n"
               "except TarError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", script, str(dest)], input=data, capture_output=True,
-                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
     assert out.stdout.decode().strip() == ("creating device node dev/sda (tar byte 0) failed: "
                                            "Operation not permitted (device nodes need root)"), out
     assert not (dest / "dev" / "sda").exists()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark thepusher on one machine: chain scaling, relay speed, CPU, memory, healing.
 
-A script, not a pytest test (`make bench`, or `python3 tests/bench.py [--quick]`).
+A script, not a pytest test (`make bench`, or `python3 tests/bench/bench.py [--quick]`).
 It starts a real master and real client processes on loopback (127.0.0.11, .12, ...)
 exactly as tests/conftest.py does, runs whole rounds and reads every figure from the
 master's /api/status:
@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
 
 RECORD_SIZE = 1 << 20  # wire default record size

@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from tests.conftest import Proc, sha256_file, write_config
-from tests.test_insiders import Member
+from tests.support.members import Member
 from thepusher.chain import wire
 
 RUNS = int(os.environ.get("THEPUSHER_ROUND_FAULTS", "5"))

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.test_hop import RunningHop, send_stream
+from tests.support.hops import RunningHop, send_stream
 
 MiB = 1 << 20
 

@@ -2,8 +2,8 @@
 """Benchmark the master's control plane: a room of 1000 simulated clients reporting once a
 second while `GET /api/status` is timed and the master's CPU is counted.
 
-A script, not a pytest test (`make bench` runs it after tests/bench.py, or
-`python3 tests/bench_master.py [--clients N] [--seconds S] [--keepalive]`).
+A script, not a pytest test (`make bench` runs it after tests/bench/bench.py, or
+`python3 tests/bench/bench_master.py [--clients N] [--seconds S] [--keepalive]`).
 
 What runs:
 
@@ -55,7 +55,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 ENV = dict(os.environ, PYTHONPATH=os.environ.get("BENCH_PYTHONPATH", ROOT), PYTHONUNBUFFERED="1")
 
