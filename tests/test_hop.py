@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from thepusher.chain import wire
-from thepusher.chain.hop import BufferPool, Hop, HopConfig
+from thepusher.chain.hop import Hop, HopConfig
+from thepusher.chain.hop.buffers import BufferPool
 from thepusher.disk.target import Target
 
 SECRET = b"s" * 32
