@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.hops import RECORD, SECRET, RunningHop, make_header, send_stream
 from thepusher.chain import wire
-from thepusher.chain.hop import BufferPool
+from thepusher.chain.hop.buffers import BufferPool
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from thepusher.chain import wire
-from thepusher.chain.hop import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
+from thepusher.chain.hop.admission import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
 
 from tests.conftest import write_config
 from tests.support.hops import RunningHop, send_stream

@@ -1,0 +1,198 @@
+"""The writer thread: its feed -> decoder -> target, hashing what is written; verifies at END.
+
+The target pulls the decoded stream (a TAR target extracts it as it comes, see
+disk/tar/), so pieces are produced by a generator over the feed. After a disk
+error, and after a TAR archive's end, the rest of the feed is still taken: the reader
+needs its buffers back to keep forwarding. A disk error stays this hop's: it never
+stops the forwarding.
+
+Owns (writes): written, decode_seconds, write_seconds, digest, verified, verified_by,
+read_back, disk_error; the decoder and the target. open() runs on run()'s thread before
+this one starts.
+Reads: its feed (and through it shared.reader_done), the config.
+Sets no events.
+"""
+
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING, Generator, Iterator, Optional
+
+from thepusher.chain import wire
+from thepusher.chain.hop.buffers import Failure, Feed
+from thepusher.disk.target import Piece, Target, TargetError
+from thepusher.disk.tar import TarError
+from thepusher.image import sparse
+from thepusher.image.decode import DecodeError, Decoder
+
+if TYPE_CHECKING:
+    from thepusher.chain.hop import HopConfig
+
+log = logging.getLogger("thepusher.hop")
+
+# The decoded stream as the writer produces it: pieces, then END's payload (None if the
+# stream failed instead).
+Stream = Generator[Piece, None, Optional[bytes]]
+
+
+class Writer:
+    def __init__(self, config: "HopConfig", target: HopTarget, feed: Feed) -> None:
+        self.config = config
+        self.target = target
+        self.feed = feed
+        self.written = 0
+        self.decode_seconds = 0.0  # time spent decompressing
+        self.write_seconds = 0.0  # time spent writing (and hashing) what it decoded
+        self.digest: Optional[str] = None
+        self.verified = False
+        self.verified_by = ""  # "write" or "readback", once verified
+        self.read_back = 0  # bytes read back from the disk so far (verify = "readback")
+        self.disk_error: Optional[str] = None
+        self._decoder: Optional[Decoder] = None
+        self._sha = hashlib.sha256()
+
+    def open(self, header: wire.StreamHeader) -> None:
+        """Open the target and the decoder; trouble here is local: we still relay."""
+        try:
+            self._decoder = Decoder(header.compression)
+            self.target.open(header.content_size)
+        except (TargetError, DecodeError) as e:
+            self.disk_error = str(e)
+            log.error("%s; still forwarding to the next hop", e)
+
+    def run(self) -> None:
+        """Write the stream, or after a disk error just give its buffers back, to its end."""
+        pieces = _Pulled(self._stream())
+        try:
+            if self.disk_error is None:
+                self.target.consume(pieces)
+                for _ in pieces:  # what follows a TAR archive's end: hashed, not written
+                    pass
+                if pieces.result is not None:
+                    self._verify(pieces.result)
+        except (TargetError, DecodeError, TarError, wire.ProtocolError) as e:
+            self.disk_error = str(e)
+            log.error("%s", e)
+        except Exception as e:  # noqa: BLE001 - a bug here must not stop the forwarding
+            self.disk_error = f"writing {self.target.path} failed: {e!r}"
+            log.exception("writer failed")
+        finally:
+            pieces.close()
+            if self._decoder is not None:
+                self._decoder.close()
+            self._close_target()
+        if not pieces.returned:
+            self._drain()
+
+    def _stream(self) -> Stream:
+        """The decoded stream: bytes, or an int for a zero run. Also accounts where the
+        writer's time goes, so the master can tell a slow disk from slow decompression
+        when it names what holds the chain back."""
+        decoder = self._decoder
+        while True:
+            item = self.feed.next(self.config.io_timeout)
+            if item is None:
+                continue
+            if isinstance(item, Failure):
+                return None
+            try:
+                if item.kind == wire.DATA:
+                    yield from self._timed(decoder.feed(item.payload))
+                elif item.kind == wire.ZERO:
+                    t0 = time.perf_counter()
+                    sparse.hash_zeros(self._sha, item.length)
+                    self.written += item.length
+                    yield item.length
+                    self.write_seconds += time.perf_counter() - t0
+                elif item.kind == wire.END:
+                    yield from self._timed(decoder.finish())
+                    return bytes(item.payload)
+            finally:
+                item.release()
+
+    def _timed(self, decoded: Iterator) -> Iterator[Piece]:
+        t0 = time.perf_counter()
+        for piece in decoded:
+            t1 = time.perf_counter()
+            self.decode_seconds += t1 - t0
+            self._sha.update(piece)
+            self.written += len(piece)
+            yield piece
+            t0 = time.perf_counter()
+            self.write_seconds += t0 - t1
+        self.decode_seconds += time.perf_counter() - t0
+
+    def _drain(self) -> None:
+        """Give back the buffers of a stream this hop no longer writes, up to its end."""
+        while True:
+            item = self.feed.next(self.config.io_timeout)
+            if item is None:
+                continue
+            if isinstance(item, Failure):
+                return
+            item.release()
+            if item.kind == wire.END:
+                return
+
+    def _verify(self, payload: bytes) -> None:
+        """The copy against the master's signed facts (never the stream's own claims);
+        with verify = "readback", against what the disk gives back, too."""
+        digest, size = wire.parse_end(payload)
+        expect = self.config.expect
+        self.target.finish()
+        self.digest = self._sha.hexdigest()
+        if self.written != expect.content_size:
+            raise wire.ProtocolError(f"wrote {self.written} bytes, the image has {expect.content_size}")
+        if (digest, size) != (expect.content_sha256, expect.content_size):
+            raise wire.ProtocolError("END record differs from the master's start")
+        if self.digest != expect.content_sha256:
+            raise wire.ProtocolError(
+                f"digest mismatch: wrote {self.digest}, image is {expect.content_sha256}")
+        if self.config.verify == "readback":
+            self._read_back(expect)
+        self.verified = True
+        self.verified_by = self.config.verify
+
+    def _read_back(self, expect: wire.Expected) -> None:
+        """Hash what the disk returns, past every cache, and refuse a disk that lies."""
+        t0 = time.monotonic()
+
+        def progress(done: int) -> None:
+            self.read_back = done
+
+        got = self.target.read_back(expect.content_size, progress)
+        if got != expect.content_sha256:
+            raise TargetError(
+                f"read back from {self.target.path}: sha256 {got} differs from the image "
+                f"({expect.content_sha256}): the disk does not hold what was written to it")
+        log.info("read back from %s: %d bytes in %.1f s, sha256 %s matches the image",
+                 self.target.path, expect.content_size, time.monotonic() - t0, got)
+
+    def _close_target(self) -> None:
+        try:
+            self.target.close()
+        except OSError as e:
+            self.disk_error = self.disk_error or f"closing {self.target.path} failed: {e}"
+
+
+class _Pulled(Iterator[Piece]):
+    """The writer's stream as the target pulls it, keeping what the stream returns: the
+    target's for loop would drop it, and the writer verifies against it."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self.returned = False  # the stream ended by itself: it took END or a Failure
+        self.result: Optional[bytes] = None  # END's payload, once returned
+
+    def __next__(self) -> Piece:
+        if self.returned:
+            raise StopIteration
+        try:
+            return next(self._stream)
+        except StopIteration as stop:
+            self.returned = True
+            self.result = stop.value
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
