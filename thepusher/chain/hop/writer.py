@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Generator, Iterator, Optional
 
 from thepusher.chain import wire
 from thepusher.chain.hop.buffers import Failure, Feed
-from thepusher.disk.target import Piece, Target, TargetError
+from thepusher.disk.target import HopTarget, Piece, TargetError
 from thepusher.disk.tar import TarError
 from thepusher.image import sparse
 from thepusher.image.decode import DecodeError, Decoder
