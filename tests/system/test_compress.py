@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import ENV, Proc, thepusher, write_config
 from tests.support.fifo import open_fifo_writer
-from thepusher.image.compress import FORMATS, ParallelCompressor, Refused
+from thepusher.image.compress import ParallelCompressor, Refused
 from thepusher.image.decode import Decoder
-from thepusher.master.images import read_sidecar
+from thepusher.image.facts import read_sidecar
+from thepusher.image.formats import FORMATS
 
 MiB = 1 << 20
 TOOLS = {"bz2": "bzip2", "gz": "gzip", "xz": "xz"}

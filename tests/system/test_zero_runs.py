@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import sha256_file, write_config
 from thepusher.image import sparse
 from thepusher.config.model import Image
-from thepusher.master.images import compute_facts, read_sidecar, write_sidecar
+from thepusher.image.facts import read_sidecar, write_sidecar
+from thepusher.master.images import compute_facts
 from thepusher.disk.target import Target
 
 MiB = 1 << 20

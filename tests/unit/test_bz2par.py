@@ -13,8 +13,9 @@ from typing import Iterable, List, Optional
 import pytest
 
 from thepusher.image import bz2par
-from thepusher.image.bz2par import BLOCK, BLOCK_MAGIC, END, END_MAGIC, ParallelBz2Decoder, find_magics
-from thepusher.image.decode import DecodeError
+from thepusher.image.bz2par import ParallelBz2Decoder
+from thepusher.image.bz2scan import BLOCK, BLOCK_MAGIC, END, END_MAGIC, find_magics
+from thepusher.image.formats import DecodeError
 
 KiB, MiB = 1 << 10, 1 << 20
 

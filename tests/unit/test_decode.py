@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from thepusher.image.decode import DecodeError, Decoder, compression_of_name
+from thepusher.image.decode import Decoder
+from thepusher.image.formats import DecodeError, compression_of_name
 
 
 @pytest.mark.parametrize("compression", ["GZIP", "BZ2", "XZ"])

@@ -12,7 +12,6 @@ accepted the name and found room, so a refusal costs a round trip, not a disk's 
 of data.
 """
 
-import hashlib
 import http.client
 import json
 import logging
@@ -24,8 +23,9 @@ from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
 from thepusher.client.master_link import split_host_port
-from thepusher.image.compress import CompressError, FORMATS, ParallelCompressor, open_input
-from thepusher.image.decode import SUFFIXES
+from thepusher.image.compress import CompressError, ParallelCompressor, open_input
+from thepusher.image.facts import FactsHasher
+from thepusher.image.formats import FORMATS
 from thepusher.plan import DEFAULT_PORT
 from thepusher.console import ProgressLine
 from thepusher.units import size as human_bytes
@@ -62,7 +62,7 @@ def default_name(path: str, fmt: Optional[str]) -> str:
     """The input's base name ('sda' for /dev/sda) with the format's suffix, made of the
     characters the master accepts."""
     base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))).lstrip(".")
-    return (base or "image") + (SUFFIXES[FORMATS[fmt].compression] if fmt else "")
+    return (base or "image") + (FORMATS[fmt].suffix if fmt else "")
 
 
 def open_source(path: str):
@@ -139,7 +139,7 @@ class Uploader:
         conn.sock.settimeout(SEND_WAIT)
 
     def _send_body(self, conn: http.client.HTTPConnection, source) -> None:
-        sha = hashlib.sha256()
+        content = FactsHasher()
         buf = bytearray(BLOCK)
         view = memoryview(buf)
         progress = ProgressLine(f"put-image {self.path}", self.size, log)
@@ -148,14 +148,14 @@ class Uploader:
                 n = self._read(source, buf)
                 if not n:
                     break
-                sha.update(view[:n])
+                content.update(view[:n])
                 for piece in self.compressor.feed(view[:n]) if self.compressor else (view[:n],):
                     self._chunk(conn, piece)
                 self.offset += n
                 progress.update(self.offset, self._note())
             for piece in self.compressor.finish() if self.compressor else ():
                 self._chunk(conn, piece)
-            conn.send(f"0\r\nX-Content-SHA256: {sha.hexdigest()}\r\n\r\n".encode())
+            conn.send(f"0\r\nX-Content-SHA256: {content.hexdigest()}\r\n\r\n".encode())
         except OSError as e:  # the master went away, or said why first
             self._early_answer(conn, e)
         finally:

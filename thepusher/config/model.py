@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from thepusher.image.decode import HEAD, declaration_problem
+from thepusher.image.formats import HEAD, declaration_problem
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl
 from thepusher.config.model import ClientGroup, Image, normalize_host, normalize_mac
+from thepusher.image.formats import ALIASES, COMPRESSIONS
 
 
 
@@ -265,7 +266,6 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir:
     return ClientGroup(name=name, line=block.line, **fields)
 
 
-COMPRESSIONS = ("NONE", "BZ2", "GZIP", "XZ")
 TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (disk/tar/)
 START_POLICIES = ("all", "manual")
 VERIFY = ("write", "readback")
@@ -290,7 +290,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("comment", "comment", _string),
             Key("destination", "destination", _nonempty_string, required=True),
             Key("type", "type", _choice(*TYPES)),
-            Key("compression", "compression", _choice(*COMPRESSIONS, aliases={"GZ": "GZIP"})),
+            Key("compression", "compression", _choice(*COMPRESSIONS, aliases=ALIASES)),
             Key("preImage", "pre_image", _string),
             Key("postImage", "post_image", _string),
             Key("verify", "verify", _word(*VERIFY)),

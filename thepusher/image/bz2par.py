@@ -3,10 +3,9 @@
 bzip2 compresses each block (100-900 kB of input) on its own, and the bz2 module lets
 go of the GIL while it decodes, so threads scale. Files made by pbzip2 or lbzip2 hold
 many streams; files made by plain `bzip2` hold one stream of many blocks. Either way
-the input is scanned for the 48-bit block magic and end-of-stream magic (on any bit
-offset, so one `bytes.find` per magic and bit shift, never a loop per bit); the bits
-from a block magic to the next magic are re-wrapped as a one-block stream of their own
-(as lbzip2 does) and worker threads decode those; the output goes out in input order.
+the input is scanned for the block and end-of-stream magics; the bits from a block
+magic to the next magic are re-wrapped as a one-block stream of their own (bz2scan.py)
+and worker threads decode those; the output goes out in input order.
 
 A magic can also occur by chance inside a block. The decoder never trusts a magic:
 - Blocks are taken strictly in order, each from a position known to start a block
@@ -46,102 +45,19 @@ import queue
 import threading
 import weakref
 from collections import deque
-from typing import Deque, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Deque, Iterator, List, Optional, Tuple
 
-from thepusher.image.decode import DecodeError, OUTPUT_PIECE
-
-BLOCK_MAGIC = 0x314159265359
-END_MAGIC = 0x177245385090
-BLOCK, END = 0, 1  # the kinds of magic, in find_magics' answer
-_MAGIC_BYTES = (BLOCK_MAGIC.to_bytes(6, "big"), END_MAGIC.to_bytes(6, "big"))
-_DIGITS = b"123456789"
-
-
-class _Pattern(NamedTuple):
-    """How a magic looks when it starts `shift` bits into a byte: the 5 whole bytes it
-    fills after that byte, and the bits it puts in the bytes before and after them."""
-
-    kind: int
-    shift: int
-    middle: bytes
-    head: int
-    head_mask: int
-    tail: int
-    tail_mask: int
-
-
-def _patterns() -> List[_Pattern]:
-    patterns = []
-    for kind, magic in ((BLOCK, BLOCK_MAGIC), (END, END_MAGIC)):
-        for shift in range(8):
-            middle = ((magic >> shift) & (1 << 40) - 1).to_bytes(5, "big")
-            tail = (magic & (1 << shift) - 1) << (8 - shift)
-            tail_mask = (0xFF << (8 - shift)) & 0xFF
-            patterns.append(_Pattern(kind, shift, middle, magic >> (40 + shift), 0xFF >> shift,
-                                     tail, tail_mask))
-    return patterns
-
-
-_PATTERNS = _patterns()
-
-
-def find_magics(buf, start: int = 0) -> List[Tuple[int, int]]:
-    """(bit offset, kind) of every block or end-of-stream magic in `buf` from bit `start`
-    on, in order. A magic counts once the 32 bits after it are in `buf` too (a real one is
-    always followed by a CRC), so that fed data can be scanned as it comes."""
-    found = []
-    for p in _PATTERNS:
-        stop = len(buf) - 4 - (p.shift > 0)  # the middle ends here when 80 bits fit
-        at = buf.find(p.middle, (start >> 3) + 1, stop)
-        while at >= 0:
-            bit = 8 * (at - 1) + p.shift
-            if (buf[at - 1] & p.head_mask == p.head and buf[at + 5] & p.tail_mask == p.tail
-                    and bit >= start):
-                found.append((bit, p.kind))
-            at = buf.find(p.middle, at + 1, stop)
-    found.sort()
-    return found
+from thepusher.image.bz2scan import (BLOCK, DIGITS, END, MAGIC_BYTES, bits_at, combine, find_magics,
+                                     is_stream_start, max_block_bits, rewrap)
+from thepusher.image.formats import DecodeError, OUTPUT_PIECE
 
 
 def _header_level(buf, byte: int) -> int:
     """The block size digit of a "BZhN" stream header that ends right before `byte`,
     0 if there is none: it tells the size of the stream the pieces after it are in."""
-    if byte >= 4 and buf[byte - 4:byte - 1] == b"BZh" and buf[byte - 1] in _DIGITS:
+    if byte >= 4 and buf[byte - 4:byte - 1] == b"BZh" and buf[byte - 1] in DIGITS:
         return buf[byte - 1] - ord("0")
     return 0
-
-
-def _max_block_bits(level: int) -> int:
-    """The most bits a block of a stream of this size can take in libbzip2 1.0.8, so
-    joining pieces of a corrupt block stops."""
-    symbols = 100000 * level + 1  # at most one per byte of the block, plus end-of-block
-    header = 48 + 32 + 1 + 24 + 16 + 16 * 16 + 3 + 15  # magic .. number of selectors
-    selectors = 32767 * 6  # unary, below the number of tables (at most 6)
-    tables = 6 * (5 + 258 * 39)  # per symbol: at most 19 steps of 2 bits and a stop bit
-    return header + selectors + tables + 20 * symbols  # codes take at most 20 bits
-
-
-def _combine(crc: int, block_crc: int) -> int:
-    """The stream's combined CRC after one more block (bzip2's rule)."""
-    return (((crc << 1) | (crc >> 31)) & 0xFFFFFFFF) ^ block_crc
-
-
-def _rewrap(buf, base: int, start: int, end: int, level: int, crc: int) -> Tuple[bytes, int]:
-    """Bits [start, end) of the input (stream bit offsets; `buf` holds the input from
-    stream byte `base`) as a one-block stream: header, the bits, end-of-stream magic and
-    the combined CRC, which for one block is the block's CRC. Returns the stream and how
-    many of its bytes lie wholly before `end`. Big ints shift a block at C speed."""
-    first, last = (start >> 3) - base, ((end + 7) >> 3) - base
-    chunk = buf[first:last]  # a copy: buf is a bytearray
-    chunk[0] &= 0xFF >> (start & 7)
-    dropped = 8 * last - (end - 8 * base)  # bits after `end` in the last byte
-    chunk[-1] &= (0xFF << dropped) & 0xFF
-    bits = end - start
-    pad = -(bits + 80) % 8
-    value = ((int.from_bytes(chunk, "big") << (80 + pad - dropped))
-             | (END_MAGIC << (32 + pad)) | (crc << pad))
-    body = value.to_bytes((bits + 80 + pad) // 8, "big")
-    return b"BZh%d" % level + body, (32 + bits) // 8
 
 
 class _Piece:
@@ -155,8 +71,8 @@ class _Piece:
         self.start = start
         self.end, self.end_kind = end
         self.level = level
-        self.crc = _bits(buf, base, start + 48, 32)
-        self.data, self.split = _rewrap(buf, base, start, self.end, level, self.crc)
+        self.crc = bits_at(buf, base, start + 48, 32)
+        self.data, self.split = rewrap(buf, base, start, self.end, level, self.crc)
         self.done = threading.Event()
         self.cancelled = False
         self.output: List[bytes] = []
@@ -165,13 +81,6 @@ class _Piece:
 
     def fail(self, reason: str, late: bool) -> None:
         self.failure, self.late, self.output = reason, late, []
-
-
-def _bits(buf, base: int, bit: int, count: int) -> int:
-    """`count` bits from stream bit offset `bit` (`buf` holds the input from byte `base`)."""
-    first, last = (bit >> 3) - base, ((bit + count + 7) >> 3) - base
-    value = int.from_bytes(buf[first:last], "big")
-    return (value >> (8 * (last + base) - bit - count)) & ((1 << count) - 1)
 
 
 def _decode_piece(piece: _Piece) -> None:
@@ -309,7 +218,7 @@ class ParallelBz2Decoder:
         if self._next + 1 < len(self._magics) and len(self._pieces) >= self._bound:
             return True
         last = self._magics[-1][0] if self._magics else 8 * self._base
-        return self._end_bit() - last > _max_block_bits(9) + 8 * 14  # + end and next header
+        return self._end_bit() - last > max_block_bits(9) + 8 * 14  # + end and next header
 
     def _dispatch(self) -> None:
         """Start a piece at every block magic whose successor is known, up to the bound."""
@@ -351,16 +260,16 @@ class ParallelBz2Decoder:
                 return False  # all streams decoded
             if not head:
                 raise DecodeError("BZ2 data is empty: not even a stream header (at stream byte 0)")
-            if _is_stream_start(head):
+            if is_stream_start(head):
                 raise self._truncated()
             raise self._garbage(s, head)
-        if head[:3] != b"BZh" or head[3] not in _DIGITS:
+        if head[:3] != b"BZh" or head[3] not in DIGITS:
             raise self._garbage(s, head)
-        if head[4:10] not in _MAGIC_BYTES:
+        if head[4:10] not in MAGIC_BYTES:
             raise DecodeError(f"BZ2 data is corrupt at stream byte {s + 4}: the stream header "
                               f"is followed by neither a block nor the stream's end")
         self._stream, self._level, self._crc = s, head[3] - ord("0"), 0
-        self._move(_BLOCK if head[4:10] == _MAGIC_BYTES[BLOCK] else _END, 8 * (s + 4))
+        self._move(_BLOCK if head[4:10] == MAGIC_BYTES[BLOCK] else _END, 8 * (s + 4))
         return True
 
     def _step_end(self) -> bool:
@@ -369,7 +278,7 @@ class ParallelBz2Decoder:
             if self._final:
                 raise self._truncated()
             return False
-        stored = _bits(self._buf, self._base, self._at + 48, 32)
+        stored = bits_at(self._buf, self._base, self._at + 48, 32)
         if stored != self._crc:
             raise DecodeError(
                 f"BZ2 data is corrupt: the stream at stream byte {self._stream} fails its "
@@ -395,7 +304,7 @@ class ParallelBz2Decoder:
             return True, []
         if piece.failure is None:
             self._pieces.popleft()
-            self._crc = _combine(self._crc, piece.crc)
+            self._crc = combine(self._crc, piece.crc)
             self._output += sum(map(len, piece.output))
             self._move(_END if piece.end_kind == END else _BLOCK, piece.end)
             return True, piece.output
@@ -408,7 +317,7 @@ class ParallelBz2Decoder:
         i = bisect.bisect_left(self._magics, (piece.end + 1,))
         if i == len(self._magics):
             return self._stalled(piece.start, piece)
-        if self._magics[i][0] - piece.start > _max_block_bits(self._level):
+        if self._magics[i][0] - piece.start > max_block_bits(self._level):
             raise self._corrupt(piece.start, piece.failure)
         self._retry(self._piece(piece.start, self._magics[i][:2], self._level))
         return True
@@ -416,7 +325,7 @@ class ParallelBz2Decoder:
     def _stalled(self, start: int, failed: Optional[_Piece]) -> bool:
         """No magic is known yet where the block at `start` could end: wait for input,
         unless it has ended or went on longer than any block."""
-        if self._end_bit() - start > _max_block_bits(self._level) + 80:
+        if self._end_bit() - start > max_block_bits(self._level) + 80:
             reason = failed.failure if failed else "no block ends within the most a block takes"
             raise self._corrupt(start, reason)
         if not self._final:
@@ -460,9 +369,3 @@ class ParallelBz2Decoder:
                                f"({shown})")
         return DecodeError(f"BZ2 data is corrupt: trailing garbage at stream byte {s} ({shown} "
                            f"...): what follows the last stream is not a bzip2 stream")
-
-
-def _is_stream_start(head: bytes) -> bool:
-    """Whether `head` (under 10 bytes) could be the start of a stream cut short."""
-    return any((b"BZh" + bytes([digit]) + magic).startswith(head)
-               for digit in _DIGITS for magic in _MAGIC_BYTES)

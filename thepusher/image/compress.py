@@ -12,7 +12,6 @@ Memory stays bounded: at most two chunks per worker are in flight, and the reade
 for the oldest when that many are.
 """
 
-import hashlib
 import importlib
 import logging
 import os
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import BinaryIO, Callable, Deque, Dict, Iterator, Optional, Tuple
 
-from thepusher.image.decode import SUFFIXES
-from thepusher.master.images import ImageFacts, write_sidecar
 from thepusher.console import ProgressLine
+from thepusher.image.facts import FactsHasher, ImageFacts, write_sidecar
+from thepusher.image.formats import FORMATS
 from thepusher.units import rate_text, size
 
 log = logging.getLogger("thepusher.compress")
@@ -50,11 +49,7 @@ def _xz(module, data, level: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class Format:
-    module: str  # what TinyCore's Python may lack
-    compression: str  # as the config and the master call it
-    level: int  # the default: that of the format's own tool
-    levels: range
+class _Codec:
     chunk: Callable[[int], int]  # input bytes per stream, at a level
     compress: Callable[..., bytes]  # (module, data, level) -> one whole stream
 
@@ -64,10 +59,10 @@ class Format:
 # bz2par.py block by block on every core. gzip's 32 KiB window loses nothing measurable
 # at 8 MiB. xz's 16 MiB streams at preset 6 (8 MiB dictionary) make the file 1.4% bigger
 # than one stream of the whole input: the price of bounded memory (xz -T: 24 MiB blocks).
-FORMATS: Dict[str, Format] = {
-    "bz2": Format("bz2", "BZ2", 9, range(1, 10), lambda level: 9 * level * BZ2_BLOCK, _bz2),
-    "gz": Format("zlib", "GZIP", 6, range(0, 10), lambda level: 8 << 20, _gzip),
-    "xz": Format("lzma", "XZ", 6, range(0, 10), lambda level: 16 << 20, _xz),
+_CODECS: Dict[str, _Codec] = {
+    "bz2": _Codec(lambda level: 9 * level * BZ2_BLOCK, _bz2),
+    "gz": _Codec(lambda level: 8 << 20, _gzip),
+    "xz": _Codec(lambda level: 16 << 20, _xz),
 }
 
 
@@ -105,10 +100,10 @@ class ParallelCompressor:
         if workers < 0:
             raise Refused(f"threads must be 0 (every core) or more, not {workers}")
         self.workers = workers or os.cpu_count() or 1
-        self.chunk = spec.chunk(self.level)
+        self.chunk = _CODECS[fmt].chunk(self.level)
         self.streams = 0
         self._module = load(fmt)
-        self._compress = spec.compress
+        self._compress = _CODECS[fmt].compress
         self._pending = bytearray()
         self._in_flight: Deque[Future] = deque()
         self._jobs: SimpleQueue = SimpleQueue()
@@ -246,7 +241,7 @@ def _default_output(source: str, fmt: str) -> str:
     if not stat.S_ISREG(mode):
         raise Refused(f"{source} is not a regular file: give -o OUT to say where its "
                       "compressed image goes")
-    return source + SUFFIXES[FORMATS[fmt].compression]
+    return source + FORMATS[fmt].suffix
 
 
 def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
@@ -264,9 +259,10 @@ def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
 
 def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompressor, source: str,
            tmp: str, output: str) -> ImageFacts:
-    """Input -> compressor -> temp file, fsynced; the digest of the input on the way."""
-    sha, stream_sha = hashlib.sha256(), hashlib.sha256()
-    done = written = 0
+    """Input -> compressor -> temp file, fsynced; the facts of the input (the content)
+    and of the output (the stream) on the way."""
+    content, stream = FactsHasher(), FactsHasher()
+    done = 0
     buf = bytearray(READ)
     view = memoryview(buf)
     progress = ProgressLine(f"compress {source}", total, log)
@@ -276,23 +272,24 @@ def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompresso
                 n = _read(reader, buf, source, done)
                 if not n:
                     break
-                sha.update(view[:n])
+                content.update(view[:n])
                 for piece in compressor.feed(view[:n]):
-                    stream_sha.update(piece)
-                    written += sink.write(piece)
+                    sink.write(piece)
+                    stream.update(piece)
                 done += n
-                progress.update(done, f"{size(written)} {compressor.fmt}")
+                progress.update(done, f"{size(stream.size)} {compressor.fmt}")
             for piece in compressor.finish():
-                stream_sha.update(piece)
-                written += sink.write(piece)
+                sink.write(piece)
+                stream.update(piece)
             sink.flush()
             os.fsync(sink.fileno())
     except OSError as e:
         raise CompressError(f"writing {output} failed after {done} bytes of input: "
                             f"{e.strerror or e}") from None
     finally:
-        progress.close(done, f"{size(written)} {compressor.fmt}")
-    return ImageFacts(written, done, sha.hexdigest(), stream_sha256=stream_sha.hexdigest())
+        progress.close(done, f"{size(stream.size)} {compressor.fmt}")
+    return ImageFacts(stream.size, content.size, content.hexdigest(),
+                      stream_sha256=stream.hexdigest())
 
 
 def _read(reader: BinaryIO, buf: bytearray, source: str, done: int) -> int:

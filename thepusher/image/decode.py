@@ -7,83 +7,23 @@ produced in bounded pieces so a small, highly compressed record cannot balloon m
 bzip2, the slowest to decode, is decoded block by block on all cores (bz2par.py).
 """
 
-from typing import Callable, Iterator, Optional, Tuple
+import importlib
+from types import ModuleType
+from typing import Callable, Iterator
 
-OUTPUT_PIECE = 4 << 20
-
-# The file-name suffix of each compression: put-image names what it compresses this way,
-# and the master reads an uploaded image's compression from its name.
-SUFFIXES = {"BZ2": ".bz2", "GZIP": ".gz", "XZ": ".xz"}
+from thepusher.image.formats import BY_COMPRESSION, DecodeError, OUTPUT_PIECE
 
 
-MAGIC = {"BZ2": b"BZh", "GZIP": b"\x1f\x8b", "XZ": b"\xfd7zXZ\x00"}
-HEAD = 6  # bytes `sniff` needs
-
-
-def sniff(head: bytes) -> str:
-    """The compression a file's first bytes show; "NONE" when they show none."""
-    for compression, magic in MAGIC.items():
-        block_size_digit = len(head) > 3 and b"1"[0] <= head[3] <= b"9"[0]  # bzip2: BZh1..BZh9
-        if head.startswith(magic) and (compression != "BZ2" or block_size_digit):
-            return compression
-    return "NONE"
-
-
-def declaration_problem(head: bytes, declared: str) -> Optional[str]:
-    """Why a file's first bytes contradict its declared compression, or None.
-
-    Caught before a round: a compressed file declared NONE would be written to every disk
-    as it is, and verified as such.
-    """
-    found = sniff(head)
-    if found == declared:
-        return None
-    shown = head[:HEAD].hex(" ") or "nothing: the file is empty"
-    if declared == "NONE":
-        return (f'starts like {found} data ({shown}) but compression is "NONE"; '
-                f'set compression = "{found}"')
-    if found == "NONE":
-        return (f'is not {declared} data (it starts with {shown}); set compression = "NONE" '
-                f"if it is a raw image")
-    return f'is {found} data ({shown}) but compression is "{declared}"; set compression = "{found}"'
-
-
-class DecodeError(Exception):
-    """The stream is not valid data of its declared compression."""
-
-
-def compression_of_name(name: str) -> str:
-    """The compression a file name's suffix says (case-insensitive), "NONE" without one."""
-    lower = name.lower()
-    for compression, suffix in SUFFIXES.items():
-        if lower.endswith(suffix):
-            return compression
-    return "NONE"
-
-
-def _factory(compression: str) -> Tuple[Callable, type]:
-    """The decompressor class and its error for corrupt data (zlib and lzma have their
-    own); TinyCore's Python may lack bz2 or lzma, which is named."""
+def _module(compression: str) -> ModuleType:
+    """The module that decodes the format; TinyCore's Python may lack bz2 or lzma, which
+    is named."""
+    fmt = BY_COMPRESSION.get(compression)
+    if fmt is None:
+        raise DecodeError(f"unsupported compression {compression!r}")
     try:
-        return _import(compression)
+        return importlib.import_module(fmt.module)
     except ImportError as e:
         raise DecodeError(f"cannot decode {compression} here: Python lacks {e.name}") from None
-
-
-def _import(compression: str) -> Tuple[Callable, type]:
-    if compression == "BZ2":
-        import bz2
-
-        return bz2.BZ2Decompressor, OSError
-    if compression == "GZIP":
-        import zlib
-
-        return lambda: zlib.decompressobj(wbits=31), zlib.error
-    if compression == "XZ":
-        import lzma
-
-        return lzma.LZMADecompressor, lzma.LZMAError
-    raise DecodeError(f"unsupported compression {compression!r}")
 
 
 class Decoder:
@@ -125,24 +65,25 @@ def _located(e: DecodeError, start: int, end: int) -> DecodeError:
 
 
 def _engine(compression: str, workers: int):
+    module = _module(compression)  # a missing module is named before any thread starts
     if compression == "BZ2":
-        try:
-            import bz2  # noqa: F401 - TinyCore's Python may lack it: say so before any thread starts
-        except ImportError as e:
-            raise DecodeError(f"cannot decode BZ2 here: Python lacks {e.name}") from None
-        from thepusher.image.bz2par import ParallelBz2Decoder
+        from thepusher.image.bz2par import ParallelBz2Decoder  # here: it needs bz2 to import
 
         return ParallelBz2Decoder(workers)
-    return _StreamEngine(compression)
+    if compression == "GZIP":
+        return _StreamEngine(compression, lambda: module.decompressobj(wbits=31), module.error)
+    return _StreamEngine(compression, module.LZMADecompressor, module.LZMAError)
 
 
 class _StreamEngine:
     """One decompressor after the other: files made by parallel compressors hold several
     concatenated streams (pigz -i, xz -T, `thepusher compress`)."""
 
-    def __init__(self, compression: str) -> None:
+    def __init__(self, compression: str, new: Callable, error: type) -> None:
+        """`new` makes a decompressor; `error` is its exception for corrupt data (zlib
+        and lzma have their own)."""
         self.compression = compression
-        self._new, self._error = _factory(compression)
+        self._new, self._error = new, error
         self._obj = self._new()
         self._in_stream = False
         self.produced = 0

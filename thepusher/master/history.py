@@ -1,7 +1,7 @@
 """The record of rounds, kept across master restarts in IMAGE_DIR/thepusher-history.json.
 
 A round is written when it starts, once its image is opened, and when it ends, each
-time atomically (temp file, fsync, rename: images.atomic_write), so a crash leaves the
+time atomically (temp file, fsync, rename: facts.atomic_write), so a crash leaves the
 old file or the new one, never half of one. What a client reports at its end (DONE or
 ERROR) is appended to a journal beside it (FILENAME.journal) and synced before the
 client is answered: a DONE the master acknowledged survives a crash.
@@ -19,7 +19,7 @@ import os
 import threading
 from typing import List, Optional
 
-from thepusher.master.images import atomic_write
+from thepusher.image.facts import atomic_write
 
 log = logging.getLogger("thepusher.history")
 

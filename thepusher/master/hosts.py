@@ -16,7 +16,7 @@ import threading
 from typing import Dict, List
 
 from thepusher.config.model import Config, normalize_host, normalize_mac
-from thepusher.master.images import atomic_write
+from thepusher.image.facts import atomic_write
 
 log = logging.getLogger("thepusher.master")
 

@@ -1,43 +1,33 @@
-"""The master's view of its image files: size, content size and content digest, bound
-to the exact version of the file they were computed from.
+"""The master's view of its image files: their facts (image/facts.py: size, content
+size, content digest, zero map) bound to the exact version of the file they were
+computed from, and the files held open for rounds.
 
-The digest is of the uncompressed content (what clients write and hash), so for a
-compressed image it costs one full decompression; the digest of the stream as sent
-(the file's own bytes) comes with it, so the master can check what it sends. For an
-uncompressed image the same pass finds its zero runs (sparse.py): the master streams
-them as ZERO records. All of it is kept in a JSON sidecar `<filename>.digest.json`.
-
-Facts belong to one version of the file, told apart by its stamp: size, mtime, inode
-and ctime. `cp -p` or `rsync -t` keep size and mtime, a file renamed over the image
-brings another inode, and any write or metadata change moves the ctime, which nobody
-can set back. A sidecar is trusted only for the stamp it records, and a round opens
-the file first and then makes sure the facts are of that open file (Catalog.open), so
-a replaced image is hashed again, never streamed with the old digest and zero map.
+The master hashes each configured image once (FactsHasher) and keeps the facts in the
+file's digest sidecar. For an uncompressed disk image the same pass maps its zero runs
+(sparse.py): the master streams them as ZERO records. A round opens the file first and
+then makes sure the facts are of that open file (Catalog.open), so a replaced image is
+hashed again, never streamed with the old digest and zero map.
 
 Images uploaded with put-image (uploads.py) arrive with their sidecar. Until the config
 names them they are listed as not configured, also after a restart: any file of the
 image dir with a valid sidecar that no configured image uses is such an upload.
 """
 
-import hashlib
-import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
-from thepusher.image import sparse
 from thepusher.config.model import Config, Image, image_file_problem
-from thepusher.image.decode import DecodeError, Decoder, compression_of_name
+from thepusher.image import sparse
+from thepusher.image.facts import (SIDECAR, FactsHasher, ImageFacts, Stamp, describe_stamp,
+                                   read_sidecar, stamp_of, write_sidecar)
+from thepusher.image.formats import DecodeError, compression_of_name
 
 log = logging.getLogger("thepusher.images")
 
 READ_SIZE = 4 << 20
-SIDECAR = ".digest.json"
 HASH_ATTEMPTS = 3  # a file that changes under every one of these is refused for now
-
-Stamp = Tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
 
 
 class ImageUnusable(Exception):
@@ -46,82 +36,6 @@ class ImageUnusable(Exception):
 
 class HashingStopped(ImageUnusable):
     """The round that was hashing the image was aborted: nothing is wrong with it."""
-
-
-@dataclass
-class ImageFacts:
-    stream_size: int
-    content_size: int
-    sha256: str  # of the content, as clients write it
-    zero_runs: Optional[List[sparse.Run]] = None  # None: not looked for (compressed)
-    stream_sha256: str = ""  # of the file's bytes as streamed; the same as sha256 when raw
-    stamp: Optional[Stamp] = None  # the version of the file these facts are of
-
-
-def stamp_of(st: os.stat_result) -> Stamp:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-
-
-def describe_stamp(stamp: Stamp) -> str:
-    return f"{stamp[0]} bytes, mtime {stamp[1]}, inode {stamp[2]}, ctime {stamp[3]}"
-
-
-def sidecar_path(path: str) -> str:
-    return path + SIDECAR
-
-
-def read_sidecar(path: str, zero_runs: bool = False,
-                 stamp: Optional[Stamp] = None) -> Optional[ImageFacts]:
-    """Trust a sidecar only if it was written for this very version of the image (`stamp`,
-    by default the file's as it is now), and, when `zero_runs` asks for them, by a version
-    that looked for zero runs. A sidecar of an older thepusher (no stamp) is not trusted."""
-    try:
-        if stamp is None:
-            stamp = stamp_of(os.stat(path))
-        with open(sidecar_path(path), encoding="utf-8") as f:
-            data = json.load(f)
-        recorded = (data["stream_size"], data["mtime_ns"], data["inode"], data["ctime_ns"])
-        if recorded != stamp or not data.get("stream_sha256"):
-            return None
-        if zero_runs and "zero_runs" not in data:
-            return None
-        runs = data.get("zero_runs")
-        if runs is not None:
-            runs = [(int(offset), int(length)) for offset, length in runs]
-        return ImageFacts(data["stream_size"], data["content_size"], data["sha256"], runs,
-                          data["stream_sha256"], stamp)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def write_sidecar(path: str, facts: ImageFacts) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written digest.
-    The facts' stamp is recorded (the file's as it is now when they carry none: for a
-    file just made by us, which nobody else writes)."""
-    stamp = facts.stamp or stamp_of(os.stat(path))
-    data = {
-        "sha256": facts.sha256,
-        "content_size": facts.content_size,
-        "stream_size": facts.stream_size,
-        "stream_sha256": facts.stream_sha256,
-        "mtime_ns": stamp[1],
-        "inode": stamp[2],
-        "ctime_ns": stamp[3],
-        "note": "sha256 and content_size are of the uncompressed image; stream_sha256 of "
-                "the file; trusted only while size, mtime, inode and ctime are these",
-    }
-    if facts.zero_runs is not None:
-        data["zero_runs"] = [list(run) for run in facts.zero_runs]
-    atomic_write(sidecar_path(path), json.dumps(data, indent=2) + "\n")
-
-
-def atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ImageFile:
@@ -198,33 +112,26 @@ def _read(fd: int, view: memoryview, offset: int, cancelled: Cancelled) -> int:
 
 
 def _decode_all(fd: int, compression: str, cancelled: Cancelled) -> ImageFacts:
-    sha, stream_sha = hashlib.sha256(), hashlib.sha256()
+    """Hash an image as stored, decoding it when compressed (a raw TAR image is read as
+    it is: no zero map, its stream is its content)."""
     try:
-        decoder = Decoder(compression)
+        hasher = FactsHasher(compression)
     except DecodeError as e:
         raise ImageUnusable(str(e)) from None
-    content = 0
-    stream = 0
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
+    offset = 0
     try:
         while True:
-            n = _read(fd, view, stream, cancelled)
+            n = _read(fd, view, offset, cancelled)
             if not n:
-                break
-            stream += n
-            stream_sha.update(view[:n])
-            for piece in decoder.feed(view[:n]):
-                sha.update(piece)
-                content += len(piece)
-        for piece in decoder.finish():
-            sha.update(piece)
-            content += len(piece)
+                return hasher.finish()
+            hasher.feed(view[:n])
+            offset += n
     except DecodeError as e:
         raise ImageUnusable(str(e)) from None
     finally:
-        decoder.close()
-    return ImageFacts(stream, content, sha.hexdigest(), stream_sha256=stream_sha.hexdigest())
+        hasher.close()
 
 
 def maps_zeros(image: Image) -> bool:
@@ -236,31 +143,23 @@ def maps_zeros(image: Image) -> bool:
 def _scan_raw(fd: int, size: int, cancelled: Cancelled) -> ImageFacts:
     """Hash a raw image and map its zero runs in one pass. Holes are not read: hashing
     their zeros costs CPU but no disk time."""
-    sha = hashlib.sha256()
-    zeros = sparse.ZeroMap()
+    hasher = FactsHasher(map_zeros=True)
     buf = bytearray(READ_SIZE)
     for offset, length, hole in sparse.extents(fd, size):
         if hole:
-            zeros.add(offset, length)
             for at in range(0, length, READ_SIZE):  # a big hole takes CPU: stop on cancel
                 _stop_if(cancelled)
-                sparse.hash_zeros(sha, min(READ_SIZE, length - at))
+                hasher.zeros(min(READ_SIZE, length - at))
             continue
         end = offset + length
         while offset < end:
-            n = _read(fd, memoryview(buf)[: min(READ_SIZE, end - offset)], offset, cancelled)
+            view = memoryview(buf)[: min(READ_SIZE, end - offset)]
+            n = _read(fd, view, offset, cancelled)
             if not n:
                 raise ImageUnusable(f"image ended at byte {offset} of {size} while hashing it")
-            zeros.scan(buf, n, offset)
-            sha.update(memoryview(buf)[:n])
+            hasher.update(view[:n])
             offset += n
-    digest = sha.hexdigest()
-    return ImageFacts(size, size, digest, [tuple(run) for run in zeros.runs], digest)
-
-
-def _zero_bytes(facts: ImageFacts) -> Optional[int]:
-    """How much of the image travels as zero runs (None: not mapped, it is compressed)."""
-    return None if facts.zero_runs is None else sum(length for _, length in facts.zero_runs)
+    return hasher.finish()
 
 
 def deploy_hint(filename: str, config_path: str) -> str:
@@ -412,7 +311,7 @@ class Catalog:
                     "size": facts.stream_size if facts else None,
                     "content_size": facts.content_size if facts else None,
                     "sha256": facts.sha256 if facts else None,
-                    "zero_bytes": _zero_bytes(facts) if facts and maps_zeros(image) else None,
+                    "zero_bytes": facts.zero_bytes if facts and maps_zeros(image) else None,
                     "state": "error" if name in self._errors else ("ready" if facts else "hashing"),
                     "error": self._errors.get(name),
                     "configured": True,
@@ -432,7 +331,7 @@ class Catalog:
             "size": facts.stream_size,
             "content_size": facts.content_size,
             "sha256": facts.sha256,
-            "zero_bytes": _zero_bytes(facts),
+            "zero_bytes": facts.zero_bytes,
             "state": "ready",
             "error": None,
             "configured": False,

@@ -65,7 +65,7 @@ class Source:
 
     The master holds the whole file, so after skipping a dead first hop it simply
     resumes from whatever byte the next hop asks for. `check` is the digest of the
-    stream as sent (images.ImageFacts.stream_sha256), verified before END goes out.
+    stream as sent (facts.ImageFacts.stream_sha256), verified before END goes out.
     """
 
     def __init__(

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional
 from thepusher.config.model import ClientGroup, Config
 from thepusher.master import keys
 from thepusher.master.history import History
-from thepusher.master.images import ImageFacts, ImageFile
+from thepusher.image.facts import ImageFacts
+from thepusher.master.images import ImageFile
 
 log = logging.getLogger("thepusher.master")
 

@@ -14,7 +14,6 @@ uploader cannot hold a server thread.
 """
 
 import errno
-import hashlib
 import itertools
 import logging
 import os
@@ -26,10 +25,10 @@ from email.message import Message
 from typing import Callable, Dict, Iterator, Optional, Set, Tuple, Union
 
 from thepusher.config.model import Config
-from thepusher.image import sparse
-from thepusher.image.decode import DecodeError, Decoder, SUFFIXES, compression_of_name
+from thepusher.image.facts import SIDECAR, FactsHasher, ImageFacts, sidecar_path, stamp_of, write_sidecar
+from thepusher.image.formats import BY_COMPRESSION, SPELLINGS, DecodeError, compression_of_name
 from thepusher.master.control import ApiError
-from thepusher.master.images import Catalog, ImageFacts, SIDECAR, deploy_hint, sidecar_path, stamp_of, write_sidecar
+from thepusher.master.images import Catalog, deploy_hint
 from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.uploads")
@@ -47,7 +46,6 @@ HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 # `.NAME.upload-PID-N`, its sidecar while being placed, and that sidecar's own temp file
 LEFTOVER = re.compile(r"\..+\.upload-(\d+)-\d+(\.digest\.json(\.tmp\.\d+)?)?")
-COMPRESSION_NAMES = {"NONE": "NONE", "BZ2": "BZ2", "GZIP": "GZIP", "GZ": "GZIP", "XZ": "XZ"}
 EMPTY = "the upload is empty (0 bytes): nothing to store as an image"
 
 
@@ -311,11 +309,12 @@ class Uploads:
         by_name = compression_of_name(name)
         if header is None:
             return by_name
-        said = COMPRESSION_NAMES.get(header.strip().upper())
+        said = SPELLINGS.get(header.strip().upper())
         if said is None:
             raise ApiError(400, f"X-Compression {header!r} is not one of NONE, BZ2, GZIP, XZ")
         if said != by_name:
-            wanted = f"end in {SUFFIXES[said]}" if said != "NONE" else "not end in .bz2, .gz or .xz"
+            wanted = (f"end in {BY_COMPRESSION[said].suffix}" if said != "NONE"
+                      else "not end in .bz2, .gz or .xz")
             raise ApiError(400, f"the upload is {said} but its name {name!r} says {by_name}: "
                                 f"the name must {wanted}")
         return said
@@ -339,7 +338,7 @@ class Uploads:
     def _store(self, name: str, compression: str, body: Body, guard: SpaceGuard, host: str,
                accept: Callable[[], None], headers: Message) -> dict:
         try:
-            decoder = Decoder(compression)
+            hasher = FactsHasher(compression, map_zeros=True)
         except DecodeError as e:
             raise ApiError(501, f"the master cannot read {name}: {e}") from None
         tmp = os.path.join(self.image_dir, f".{name}.upload-{os.getpid()}-{next(self._numbers)}")
@@ -347,7 +346,7 @@ class Uploads:
         size = "" if body.length is None else f", {body.length} bytes"
         log.info("upload %s from %s: receiving (%s%s)", name, host, compression, size)
         try:
-            facts = self._receive(tmp, name, body, decoder, guard, accept)
+            facts = self._receive(tmp, name, body, hasher, guard, accept)
             _verify(facts, headers, body.trailers)
             self._install(tmp, name, facts)
         except OSError as e:  # socket trouble is ApiError by now: this is the master's disk
@@ -362,14 +361,14 @@ class Uploads:
                  facts.stream_size / seconds / 1e6)
         return self._answer(name, compression, facts)
 
-    def _receive(self, tmp: str, name: str, body: Body, decoder: Decoder, guard: SpaceGuard,
+    def _receive(self, tmp: str, name: str, body: Body, hasher: FactsHasher, guard: SpaceGuard,
                  accept: Callable[[], None]) -> ImageFacts:
         """Tell the uploader to go on, then body -> temp file, fsynced."""
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             try:
                 accept()
-                facts = self._copy(name, body, fd, decoder, guard)
+                facts = self._copy(name, body, fd, hasher, guard)
             except socket.timeout:
                 raise ApiError(408, f"no data for {self.io_timeout:g} s at byte {body.received}: "
                                     "upload abandoned") from None
@@ -381,36 +380,23 @@ class Uploads:
             os.close(fd)
 
     @staticmethod
-    def _copy(name: str, body: Body, fd: int, decoder: Decoder, guard: SpaceGuard) -> ImageFacts:
+    def _copy(name: str, body: Body, fd: int, hasher: FactsHasher, guard: SpaceGuard) -> ImageFacts:
         """Write the body as it comes, hashing the content (decoded) on the way."""
-        sha = hashlib.sha256()
-        stream_sha = hashlib.sha256() if decoder.compression != "NONE" else sha
-        content = 0
-        zeros = sparse.ZeroMap() if decoder.compression == "NONE" else None
         try:
             for data in body.pieces():
                 guard.take(len(data), body.received)
                 _write_all(fd, memoryview(data))
-                if stream_sha is not sha:
-                    stream_sha.update(data)
-                if zeros is not None:
-                    zeros.scan(data, len(data), content)
-                for piece in decoder.feed(data):
-                    sha.update(piece)
-                    content += len(piece)
-            for piece in decoder.finish():
-                sha.update(piece)
-                content += len(piece)
+                hasher.feed(data)
+            facts = hasher.finish()
         except DecodeError as e:
             raise ApiError(400, f"{name} (byte {body.received}): {e}") from None
         finally:
-            decoder.close()
+            hasher.close()
         if body.received == 0:
             raise ApiError(400, EMPTY)
-        if content == 0:
+        if facts.content_size == 0:
             raise ApiError(400, f"{name} decompresses to 0 bytes: nothing to store as an image")
-        runs = None if zeros is None else [tuple(run) for run in zeros.runs]
-        return ImageFacts(body.received, content, sha.hexdigest(), runs, stream_sha.hexdigest())
+        return facts
 
     def _disk_failed(self, name: str, e: OSError, offset: int, guard: SpaceGuard) -> ApiError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):  # others filled the disk under us
