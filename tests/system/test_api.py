@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.conftest import write_config, write_image
-from thepusher.master.api import is_own_host
+from thepusher.master.access import is_own_host
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Optional, Union
 
 from thepusher import signing
 from thepusher.chain import wire
@@ -22,7 +22,7 @@ from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 from thepusher.console import ProgressLine, banner
 from thepusher.disk.target import Target, TarTarget
-from thepusher.plan import DEFAULT_DATA_PORT
+from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
 from thepusher.units import duration
 from thepusher.units import size as human_bytes
 
@@ -109,7 +109,7 @@ class Client:
         """One imaging round; exit status 0 only for a verified copy."""
         try:
             return self._run()
-        except MasterRefused as e:
+        except (MasterRefused, PlanError) as e:
             log.error("ERROR: %s", e)
             show_banner("ERROR", [str(e)])
             return 1
@@ -118,23 +118,23 @@ class Client:
 
     def _run(self) -> int:
         task = self._register()
-        destination = self.destination or task["destination"]
-        error = run_script("preImage", task.get("preImage", ""), self.link.host)
+        destination = self.destination or task.destination
+        error = run_script("preImage", task.pre_image, self.link.host)
         self._call("POST", "/api/ready", {"error": error or ""})
         if error:
             log.error("ERROR: %s", error)
             show_banner("ERROR", [error, "This machine was not imaged."])
             return 1
         start = self._wait_for_start(task)
-        if start.get("action") == "error":  # the round failed before it reached us
-            log.error("ERROR: %s", start["error"])
-            show_banner("ERROR", [start["error"], "This machine was not imaged."])
+        if isinstance(start, RoundFailed):  # the round failed before it reached us
+            log.error("ERROR: %s", start.error)
+            show_banner("ERROR", [start.error, "This machine was not imaged."])
             return 1
         return self._receive(start, destination, task)
 
     # -- steps ---------------------------------------------------------------------
 
-    def _register(self) -> dict:
+    def _register(self) -> Task:
         """Register, retrying with backoff until the master answers and gives us a task."""
         delay = 1.0
         while True:
@@ -160,11 +160,10 @@ class Client:
                     continue
             if answer.get("task"):
                 self._nonce = nonce
-                task = answer["task"]
+                task = Task.from_json(answer["task"])
                 log.info(
                     "registered as %s in group %s: image %s -> %s",
-                    answer["host"], task["group"], task["image"],
-                    self.destination or task["destination"],
+                    answer["host"], task.group, task.image, self.destination or task.destination,
                 )
                 return task
             log.warning(
@@ -173,18 +172,18 @@ class Client:
             )
             time.sleep(10)
 
-    def _wait_for_start(self, task: dict) -> dict:
-        log.info("ready; waiting for group %s to start", task["group"])
+    def _wait_for_start(self, task: Task) -> Union[Start, RoundFailed]:
+        log.info("ready; waiting for group %s to start", task.group)
         while True:
             answer = self._call("GET", "/api/next?wait=20", timeout=40.0)
-            if answer.get("action") in ("receive", "error"):
+            if answer.get("action") in (Start.ACTION, RoundFailed.ACTION):
                 why = self.secret and signing.problem(self.secret, signing.START, answer,
                                                       self._nonce, self.link.local_host)
                 if why:
                     self._refuse("start not signed by the master holding the secret: refusing "
                                  "to act on it", why)
                     continue
-                return answer
+                return start_from_json(answer)
 
     def _refuse(self, what: str, why: str) -> None:
         """An answer a rogue master could have sent: say so (the banner once), wait, and
@@ -198,44 +197,43 @@ class Client:
                                   "Nothing was run or written. Still asking the master."])
         time.sleep(REFUSED_RETRY)
 
-    def _receive(self, start: dict, destination: str, task: dict) -> int:
-        secret = bytes.fromhex(start["secret"])
-        io_timeout = float(start["io_timeout"])
+    def _receive(self, start: Start, destination: str, task: Task) -> int:
+        secret, io_timeout = start.secret, start.io_timeout
         config = HopConfig(
-            session=start["session"],
+            session=start.session,
             secret=secret,
             expect=wire.Expected(
-                image=start["image"],
-                stream_size=start["stream_size"],
-                content_size=start["content_size"],
-                content_sha256=start["sha256"],
-                compression=start["compression"],
-                record_size=start["record_size"],
+                image=start.image,
+                stream_size=start.stream_size,
+                content_size=start.content_size,
+                content_sha256=start.sha256,
+                compression=start.compression,
+                record_size=start.record_size,
             ),
-            verify=start["verify"],
-            position=start["position"],
-            window=start["window"],
-            downstream=[(h, p) for h, p in start["downstream"]],
+            verify=start.verify,
+            position=start.position,
+            window=start.window,
+            downstream=list(start.downstream),
             fetch_range=lambda offset, length: self.link.fetch_range(
-                start["session"], secret, offset, length, io_timeout
+                start.session, secret, offset, length, io_timeout
             ),
             round_alive=lambda: time.monotonic() < self._streaming_until,
             master_gone=lambda: self._master_gone(io_timeout),
-            accept_timeout=float(start["accept_timeout"]),
+            accept_timeout=start.accept_timeout,
             io_timeout=io_timeout,
             source=self.bind,
         )
-        place = f'{start["position"]}/{start["chain_length"]}'
-        if start.get("chains", 1) > 1:
-            place += f' of chain {start["chain"]}/{start["chains"]}'
-        log.info("round %s: position %s, writing %s", start["round"], place, destination)
-        target = TarTarget(destination) if task.get("type") == "TAR" else Target(destination)
+        place = f"{start.position}/{start.chain_length}"
+        if start.chains > 1:
+            place += f" of chain {start.chain}/{start.chains}"
+        log.info("round %s: position %s, writing %s", start.round, place, destination)
+        target = TarTarget(destination) if task.type == "TAR" else Target(destination)
         hop = Hop(self.listener, config, target)
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()
-        where = f'client {place} of room "{task["group"]}"'
-        sampler = Sampler(hop, start["content_size"])
-        line = ProgressLine(where, start["content_size"], log)
+        where = f'client {place} of room "{task.group}"'
+        sampler = Sampler(hop, start.content_size)
+        line = ProgressLine(where, start.content_size, log)
         # The first BUSY arms us: the master streams once every client has sent one.
         self._report(start, "BUSY", sampler.sample())
         while not hop.done.wait(REPORT_EVERY) and self._aborted is None:
@@ -249,20 +247,20 @@ class Client:
             # Leaving ends the process, and with it the hop's connections: the hops before
             # and after us see their streams end and hear of the abort themselves.
             log.error("ERROR: %s", self._aborted)
-            show_banner("ERROR", [self._aborted, f"image {task['image']} was not written to "
-                                  f"{destination} ({took}); {where}, round {start['round']}"])
+            show_banner("ERROR", [self._aborted, f"image {task.image} was not written to "
+                                  f"{destination} ({took}); {where}, round {start.round}"])
             return 1
         if hop.error is None:
             final["sha256"] = hop.digest
             final["verified_by"] = hop.verified_by
-            final["auth"] = wire.report_mac(secret, start["session"], "DONE", hop.digest,
+            final["auth"] = wire.report_mac(secret, start.session, "DONE", hop.digest,
                                             final["bytes_done"])
             self._report(start, "DONE", final, final=True)
             if self._aborted is not None:  # the master refused our DONE: it says why
                 log.error("ERROR: %s", self._aborted)
-                show_banner("ERROR", [self._aborted, f"image {task['image']} was written to "
+                show_banner("ERROR", [self._aborted, f"image {task.image} was written to "
                                       f"{destination} but the master did not accept it; {where}, "
-                                      f"round {start['round']}"])
+                                      f"round {start.round}"])
                 return 1
             checked = "read back and verified" if hop.verified_by == "readback" else "verified"
             log.info("DONE: %s %s, sha256 %s", destination, checked, hop.digest)
@@ -271,29 +269,29 @@ class Client:
             if hop.forward_error:
                 log.warning("the next hop did not get the image: %s", hop.forward_error)
             show_banner("DONE", [
-                f"image {task['image']} written to {destination} and {checked}",
+                f"image {task.image} written to {destination} and {checked}",
                 f"sha256 {hop.digest}",
-                f"{took}; {where}, round {start['round']}",
+                f"{took}; {where}, round {start.round}",
             ])
-            error = run_script("postImage", task.get("postImage", ""), self.link.host)
+            error = run_script("postImage", task.post_image, self.link.host)
             if error:
                 log.warning("%s", error)
             return 0
         final["error"] = hop.error
         self._report(start, "ERROR", final, final=True)
         log.error("ERROR: %s", hop.error)
-        show_banner("ERROR", [hop.error, f"image {task['image']} was not written to "
-                              f"{destination} ({took}); {where}, round {start['round']}"])
+        show_banner("ERROR", [hop.error, f"image {task.image} was not written to "
+                              f"{destination} ({took}); {where}, round {start.round}"])
         return 1
 
-    def _report(self, start: dict, state: str, fields: dict, final: bool = False) -> None:
+    def _report(self, start: Start, state: str, fields: dict, final: bool = False) -> None:
         """Progress is best effort; the final state is retried so the master hears it,
         for a while (FINAL_PATIENCE) if it does not answer.
 
         What the master answers counts: `ok: false` means it ended our part in the
         round (or refused our DONE), with the reason; `lost_round` that it restarted
         and holds no stream for us any more."""
-        body = dict(fields, state=state, session=start["session"])
+        body = dict(fields, state=state, session=start.session)
         give_up = time.monotonic() + (FINAL_PATIENCE[state] if final else 0.0)
         delay = 1.0
         while True:
@@ -312,7 +310,7 @@ class Client:
             self._lost_round = bool(answer.get("lost_round"))
             if answer.get("streaming"):
                 # Believe it for a while: a master that stops answering stops counting.
-                self._streaming_until = time.monotonic() + 2 * float(start["io_timeout"])
+                self._streaming_until = time.monotonic() + 2 * start.io_timeout
             return
 
     def _master_gone(self, io_timeout: float) -> Optional[str]:

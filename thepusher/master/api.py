@@ -1,11 +1,10 @@
 """HTTP routes of the master: the JSON API, the status page, /static/ and uploads.
 
 One small handler method per route, like http.server's own do_GET: everything it
-needs comes from the server object (controller, state, static dir, uploads).
+needs comes from the server object (controller, state, static dir, uploads, access).
+Who may call what is access.py's; what the calls do, control.py's and uploads.py's.
 """
 
-import hmac
-import ipaddress
 import json
 import logging
 import mimetypes
@@ -14,13 +13,12 @@ import pkgutil
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
-from thepusher.config.model import normalize_host
-from thepusher.master import metrics, uploads
-from thepusher.master.control import ApiError
+from thepusher.master import access, metrics, upload_body
+from thepusher.master.errors import ApiError
 
 log = logging.getLogger("thepusher.http")
 
@@ -36,18 +34,6 @@ UPLOADS = "/api/images/"  # PUT UPLOADS + NAME stores an image
 # The page loads only its own script and stylesheet and talks only to the master.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'")
-UPLOAD_TOKEN_MISSING = ("this master needs its upload token for uploads: put-image "
-                        "--upload-token TOKEN (or THEPUSHER_UPLOAD_TOKEN), or the X-Upload-Token "
-                        "header; it is upload_token in the master's config")
-
-
-class TooManyWrong(ApiError):
-    """429: the peer sent too many wrong tokens lately (guard.py); Retry-After says when
-    it may try again."""
-
-    def __init__(self, seconds: int) -> None:
-        super().__init__(429, f"too many wrong tokens from this address: try again in {seconds} s")
-        self.headers = {"Retry-After": str(seconds)}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -191,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, f"no such endpoint: POST /api/groups/{rest} "
                                 f"(actions: {', '.join(calls)})")
         self._body()  # read, so that a keep-alive connection stays in step
-        self._authorize_admin()
+        self.server.access.admin(self._request())
         self._json(200, calls[action](unquote(name)))
 
     def post_host(self, rest: str) -> None:
@@ -200,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
         if not host or what != "group":
             raise ApiError(404, f"no such endpoint: POST /api/hosts/{rest}")
         body = self._body()
-        self._authorize_admin()
+        self.server.access.admin(self._request())
         group = body.get("group")
         if not isinstance(group, str) or not group:
             raise ApiError(400, 'body must be {"group": "NAME"}')
@@ -211,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
         The connection closes afterwards: a refused upload's body was not read."""
         self.close_connection = True
         try:
-            self._authorize_upload()
+            self.server.access.upload(self._request())
             self.connection.settimeout(self.server.uploads.io_timeout)
             answer = self.server.uploads.receive(
                 unquote(name), self.headers, self.rfile, self._host(), self._continue,
@@ -266,71 +252,9 @@ class Handler(BaseHTTPRequestHandler):
     def _host(self) -> str:
         return self.client_address[0]
 
-    def _authorize_admin(self) -> None:
-        """Calls that change what the master does: with the config's `admin_token`, from
-        anywhere with that token; without one, from the master's own host only."""
-        token = self.server.state.config.settings.admin_token
-        if token:
-            self._check_token(token, self._given_token("X-Admin-Token"), "admin token",
-                              "this master needs its admin token for this: send it in the "
-                              "X-Admin-Token header (thepusher ... --token TOKEN)")
-            return
-        if not is_own_host(self.client_address[0], self.connection.getsockname()[0]):
-            raise ApiError(
-                403, f"{self._host()} may not do this: without an admin token (admin_token in "
-                "the config), only the master's own host may start, abort, retry, wake or "
-                "change groups"
-            )
-
-    def _authorize_upload(self) -> None:
-        """Who may store images: hosts in the config's `put_allowed` networks, or, when it
-        lists none, the master's own host (as for admin calls); with `upload_token` set,
-        only with that token too. Checked before the body is asked for (100 Continue)."""
-        config = self.server.state.config
-        settings = config.settings
-        peer = normalize_host(self._host())
-        if settings.put_allowed:
-            allowed = in_networks(peer, settings.put_allowed)
-        else:
-            allowed = is_own_host(peer, self.connection.getsockname()[0])
-        if not allowed:
-            log.warning("upload to %s from %s refused: not in put_allowed (%s)",
-                        urlsplit(self.path).path, peer, ", ".join(settings.put_allowed) or "empty")
-            who = (f"put_allowed lists {', '.join(settings.put_allowed)}" if settings.put_allowed
-                   else "without put_allowed only the master's own host may upload")
-            raise ApiError(
-                403, f"uploads from {peer} are not allowed ({who}): add it (or its network) to "
-                f"put_allowed in {os.path.basename(config.path)}, e.g. put_allowed = "
-                f"[\"{suggested_network(peer)}\"], and restart the master"
-            )
-        if settings.upload_token:
-            self._check_token(settings.upload_token, self._given_token("X-Upload-Token"),
-                              "upload token", UPLOAD_TOKEN_MISSING)
-
-    def _given_token(self, header: str) -> str:
-        given = self.headers.get(header, "")
-        if not given and self.headers.get("Authorization", "").startswith("Bearer "):
-            given = self.headers["Authorization"][len("Bearer "):]
-        return given.strip()
-
-    def _check_token(self, token: str, given: str, kind: str, missing: str) -> None:
-        """`given` must be `token`. A peer that sent too many wrong tokens lately is
-        answered 429 without a look at what it sent (guard.py): guessing stays slow."""
-        throttle = self.server.token_throttle
-        host = self._host()
-        wait = throttle.blocked(host)
-        if wait:
-            raise TooManyWrong(wait)
-        if not given:
-            raise ApiError(401, missing)
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            throttle.wrong(host)
-            log.warning("wrong %s from %s for %s %s", kind, host, self.command,
-                        urlsplit(self.path).path)
-            if throttle.blocked(host):
-                log.warning("%s sent %d wrong tokens within %g s: its token checks answer 429 "
-                            "until then", host, throttle.limit, throttle.window)
-            raise ApiError(401, f"wrong {kind}")
+    def _request(self) -> access.Request:
+        return access.Request(self._host(), self.connection.getsockname()[0], self.command,
+                              urlsplit(self.path).path, self.headers)
 
     def _continue(self) -> None:
         """Tell an uploader that waits for it (Expect: 100-continue) to send the body."""
@@ -346,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._json(e.status, {"error": e.message}, getattr(e, "headers", None))
             self.connection.shutdown(socket.SHUT_WR)
-            uploads.drain(self.connection, uploads.DRAIN_SECONDS)
+            upload_body.drain(self.connection, upload_body.DRAIN_SECONDS)
         except OSError:
             pass  # the uploader is gone: nobody to tell
 
@@ -400,30 +324,3 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
-
-def is_own_host(peer: str, local: str) -> bool:
-    """A request from the master's machine: from loopback, or from the address it reached."""
-    peer = normalize_host(peer)
-    try:
-        loopback = ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        return False
-    return loopback or peer == normalize_host(local)
-
-
-def in_networks(peer: str, networks: List[str]) -> bool:
-    """Whether address `peer` is in one of `networks` (the config's normalised put_allowed)."""
-    try:
-        addr = ipaddress.ip_address(normalize_host(peer))
-    except ValueError:
-        return False
-    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
-
-
-def suggested_network(peer: str) -> str:
-    """The network an admin most likely means: the peer's /24 (IPv4) or /64 (IPv6)."""
-    try:
-        addr = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))

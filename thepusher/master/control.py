@@ -3,56 +3,28 @@ begin by the groups' start policies (a starter thread, policy.py) or when a pers
 says `thepusher start` / `retry`.
 
 Every call validates its input and answers with a dict; errors a client can fix are
-raised as ApiError with an HTTP status and a sentence, never as a crash.
+raised as ApiError (errors.py) with an HTTP status and a sentence, never as a crash.
+What a client is told to do is plan.py's Task and Start; how its reports are judged,
+reports.py; a round's own life, rounds.py.
 """
 
 import hmac
 import logging
-import math
 import threading
 import time
 from typing import Dict, List, Optional
 
-from thepusher import signing
+from thepusher import plan, signing
 from thepusher.chain import wire
 from thepusher.config.model import ClientGroup, normalize_host
-from thepusher.master import keys, policy, wol
-from thepusher.master.history import INTERRUPTED
+from thepusher.master import policy, reports, wol
+from thepusher.master.errors import ApiError, body_field
 from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import Client, FINAL, Round, State
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 LONG_POLL = 25.0  # longest a /api/next request is held open
-
-MAX_INT = (1 << 63) - 1  # largest integer a client may send (a byte count, a port)
-
-
-def _get(body: dict, key: str, kind, default=None, required: bool = False):
-    value = body.get(key, default)
-    if value is None:
-        if required:
-            raise ApiError(400, f"missing field {key!r}")
-        return default
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ApiError(400, f"field {key!r} must be {kind.__name__}, got {type(value).__name__}")
-    # JSON allows NaN, Infinity and 10**4000; the status page's arithmetic does not
-    if kind is int and not -MAX_INT <= value <= MAX_INT:
-        raise ApiError(400, f"field {key!r} is out of range")
-    if kind is float and not math.isfinite(value):
-        raise ApiError(400, f"field {key!r} must be a finite number")
-    return value
-
 
 log = logging.getLogger("thepusher.master")
 
@@ -76,10 +48,10 @@ class Controller:
     # -- client calls --------------------------------------------------------------
 
     def register(self, host: str, body: dict) -> dict:
-        mac = _get(body, "mac", str, "")
-        port = _get(body, "data_port", int, required=True)
-        disk_size = _get(body, "disk_size", int)
-        nonce = _get(body, "nonce", str, "")
+        mac = body_field(body, "mac", str, "")
+        port = body_field(body, "data_port", int, required=True)
+        disk_size = body_field(body, "disk_size", int)
+        nonce = body_field(body, "nonce", str, "")
         if not 0 < port < 65536:
             raise ApiError(400, f"data_port {port} is not a TCP port")
         if len(nonce) > signing.MAX_NONCE:
@@ -99,8 +71,10 @@ class Controller:
                 self._reset(c)
                 st.set_state(c, "NONE")
             self._nonces[host] = nonce
-            answer = self._signed(signing.TASK, host,
-                                  {"host": host, "group": c.group, "task": self._task(c)})
+            task = self._task(c)
+            answer = self._signed(signing.TASK, host, {
+                "host": host, "group": c.group, "task": None if task is None else task.to_json(),
+            })
         self.book.learn_mac(host, mac)
         return answer
 
@@ -115,7 +89,7 @@ class Controller:
             if st.active_round(host) is not None:
                 raise ApiError(409, f"{host} is already part of a running round")
             c.last_seen = time.monotonic()
-            error = _get(body, "error", str, "")
+            error = body_field(body, "error", str, "")
             if error:
                 st.set_state(c, "ERROR", error)
                 return {"state": c.state}
@@ -134,160 +108,21 @@ class Controller:
                     raise ApiError(409, f"{host} is not registered; POST /api/register first")
                 c.last_seen = time.monotonic()
                 r = st.active_round(host)
-                if r is not None and r.start_info is not None and c.session != r.session:
+                if r is not None and r.starts is not None and c.session != r.session:
                     c.session = r.session
-                    return self._signed(signing.START, host,
-                                        dict(r.start_info[host], action="receive"))
+                    return self._signed(signing.START, host, r.starts[host].to_json())
                 if c.state == "ERROR":  # failed in a round before its start reached it
-                    return self._signed(signing.START, host,
-                                        {"action": "error", "error": c.error})
+                    return self._signed(signing.START, host, plan.RoundFailed(c.error).to_json())
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self._signed(signing.START, host,
-                                        {"action": "wait" if c.group else "none", "state": c.state})
+                                        plan.Waiting(bool(c.group), c.state).to_json())
                 st.changed.wait(remaining)
 
     def report(self, host: str, body: dict) -> dict:
-        """A client's progress or end. Its DONE or ERROR is in the outcome journal before
-        the answer goes out (history.py): a DONE the master acknowledged is never lost.
-
-        The answer tells the client whether to go on: `ok: false` (with `aborted` or
-        `reason`) ends its part in the round, e.g. once the master marked it ERROR."""
-        state = _get(body, "state", str, required=True)
-        session = _get(body, "session", str, required=True)
-        if state not in ("BUSY", "DONE", "ERROR"):
-            raise ApiError(400, f"state must be BUSY, DONE or ERROR, not {state!r}")
-        st = self.state
-        with st.lock:
-            c = st.clients.get(host)
-            r = st.active_round(host)
-            if c is not None and r is not None and session == r.session:
-                answer, note = self._report_in_round(c, r, state, body)
-            else:
-                answer, note = self._report_elsewhere(host, c, session, state, body)
-        if note is not None:
-            st.history.note_outcome(*note)
-        return answer
-
-    def _report_in_round(self, c: Client, r: Round, state: str, body: dict):
-        st = self.state
-        c.last_seen = time.monotonic()
-        self._progress(c, body)
-        st.touch()
-        self._skips(r, c.host, _get(body, "skipped", list, []))
-        if r.aborted:
-            return {"ok": False, "streaming": False, "aborted": r.error}, None
-        if c.state == "DONE":  # a repeated final report (the answer to the first got lost)
-            return {"ok": True, "state": "DONE", "streaming": False}, None
-        if c.state == "ERROR" and state != "DONE":  # the master gave up on it: skipped, lost ...
-            return {"ok": False, "reason": c.error}, None
-        if state == "BUSY":
-            r.armed.add(c.host)
-            st.set_state(c, "BUSY")
-            return {"ok": True, "streaming": r.streaming_to(c.host)}, None
-        if state == "DONE":
-            # A copy proven right counts, even from a host given up on meanwhile (lost,
-            # skipped after it had the whole stream); one that is not keeps the reason
-            # the host was given up for, if any.
-            sha256, size = (r.facts.sha256, r.facts.content_size) if r.facts else (None, None)
-            verdict, why = self._judge_done(c, r.secret, r.session, r.image, sha256, size, body)
-            if verdict == "ERROR" and c.state == "ERROR":
-                why = c.error
-            elif c.state == "ERROR":
-                log.info("%s proved a verified copy after it was marked ERROR (%s)", c.host, c.error)
-            st.set_state(c, verdict, why)
-        else:
-            st.set_state(c, "ERROR", _get(body, "error", str, "") or "client reported an error")
-        note = (r.number, c.host, c.state, c.error, c.verified_by)
-        return {"ok": c.state == "DONE", "state": c.state, "reason": c.error}, note
-
-    def _report_elsewhere(self, host: str, c: Optional[Client], session: str, state: str,
-                          body: dict):
-        """A report for a round that is not running for this host: one a master restart
-        interrupted (its clients may still finish, and say so late), one that ended, or
-        one this master never heard of."""
-        st = self.state
-        last = st.rounds.get(c.group) if c is not None and c.group else None
-        if last is not None and last.session == session:
-            if last.aborted:
-                return {"ok": False, "aborted": last.error}, None
-            if state == "DONE" and last.outcome.get(host) == "DONE":
-                return {"ok": True, "state": "DONE"}, None  # a repeat: the answer got lost
-            outcome = last.outcome.get(host, "ERROR")
-            return {"ok": False, "reason": f"round {last.number} is over for {host}: {outcome}"
-                                           f" {last.errors.get(host, '')}".rstrip()}, None
-        record = st.history.interrupted(session)
-        if c is not None and record is not None and host in record["chain"] \
-                and st.active_round(host) is None:
-            return self._late_report(c, record, state, body)
-        return {"ok": False, "reason": "no running round with this session for this host"}, None
-
-    def _late_report(self, c: Client, record: dict, state: str, body: dict):
-        """A client of a round interrupted by a master restart: it goes on with what it
-        has (nobody streams to it any more) and its end counts, a DONE only if it is
-        signed with the round's secret and is the digest the round announced."""
-        st = self.state
-        number, host = record["number"], c.host
-        if record["outcome"].get(host) == "DONE":
-            return {"ok": True, "state": "DONE", "lost_round": True}, None
-        earlier = record["errors"].get(host, INTERRUPTED)
-        if earlier != INTERRUPTED and state != "DONE":  # it reported its end before the crash
-            return {"ok": False, "reason": f"round {number}: {earlier}"}, None
-        c.last_seen = time.monotonic()
-        self._progress(c, body)
-        st.touch()
-        if state == "BUSY":
-            return {"ok": True, "streaming": False, "lost_round": True}, None
-        if state == "DONE":
-            secret = keys.round_secret(st.key, record["session"])
-            verdict, why = self._judge_done(c, secret, record["session"], record["image"],
-                                            record.get("sha256"), record.get("content_size"), body)
-            if verdict == "ERROR" and earlier != INTERRUPTED:
-                why = earlier
-        else:
-            verdict, why = "ERROR", _get(body, "error", str, "") or "client reported an error"
-        st.history.set_outcome(record, host, verdict, why, c.verified_by)
-        if st.running(c.group) is None and st.history.latest(c.group) is record:
-            # the group's last round: its hosts' states are shown from it
-            c.outcome = verdict
-            c.failures = 0 if verdict == "DONE" else c.failures
-            st.set_state(c, verdict, why)
-        log.info("round %d (interrupted by a master restart): %s reported %s late%s", number,
-                 host, verdict, f": {why}" if why else "")
-        note = (number, host, verdict, why, c.verified_by)
-        return {"ok": verdict == "DONE", "state": verdict, "reason": why, "lost_round": True}, note
-
-    @staticmethod
-    def _progress(c: Client, body: dict) -> None:
-        c.bytes_done = _get(body, "bytes_done", int, 0)
-        c.bytes_total = _get(body, "bytes_total", int, 0)
-        c.rate = _get(body, "rate", float, 0.0)
-        c.queues = _get(body, "queues", dict, {})
-        c.cpu_seconds = _get(body, "cpu_seconds", float)
-        c.max_rss_kb = _get(body, "max_rss_kb", int)
-        c.read_back = _get(body, "read_back", int, 0)
-
-    def _skips(self, r: Round, host: str, entries: list) -> None:
-        """A member's `skipped` list marks a host ERROR only when that member is the one
-        that fed it: the host comes after it in its chain, and every host between them
-        is out of the round already (or skipped by it earlier in this very list).
-        Anything else a member says about others is a lie or a mistake: it changes
-        nothing."""
-        st = self.state
-        chain = r.chains[r.chain_of[host]]
-        at = chain.index(host)
-        for entry in entries:
-            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
-                continue
-            victim = entry[0]
-            if victim not in chain[at + 1:]:
-                continue
-            between = chain[at + 1 : chain.index(victim)]
-            if any(st.clients[h].state not in FINAL for h in between):
-                continue
-            skipped = st.clients[victim]
-            if skipped.state not in FINAL:
-                st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
+        """A client's progress or end, judged in reports.py: the rules for what counts
+        are long, and need nothing but the state."""
+        return reports.report(self.state, host, body)
 
     def image_range(self, session: str, offset: int, length: int, mac: str) -> ImageFile:
         """Authorise a hop's gap fill: the round's open image file (acquired: the caller
@@ -441,29 +276,6 @@ class Controller:
 
     # -- internals (lock held) -----------------------------------------------------
 
-    def _judge_done(self, c: Client, secret: bytes, session: str, image_name: str,
-                    sha256: Optional[str], content_size: Optional[int], body: dict):
-        """The master's own check of a DONE: signed by a member of the round, for the
-        exact digest and size the round announced (`sha256`, `content_size`; None where a
-        record from an older master lacks them), checked the way the image asks."""
-        c.sha256 = _get(body, "sha256", str, "")
-        c.verified_by = _get(body, "verified_by", str, "write")
-        auth = _get(body, "auth", str, "")
-        expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
-        if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):
-            return "ERROR", "DONE report not signed with the round's secret"
-        if sha256 is None:
-            return "ERROR", "the round's image digest is unknown to the master"
-        if c.sha256 != sha256:
-            return "ERROR", f"wrote digest {c.sha256 or 'none'}, image is {sha256}"
-        if c.bytes_done != content_size:
-            return "ERROR", f"wrote {c.bytes_done} bytes, image has {content_size}"
-        image = self.state.config.images.get(image_name)
-        if image is not None and image.verify == "readback" and c.verified_by != "readback":
-            return "ERROR", (f"the image asks for verify = \"readback\", the client checked "
-                             f"only {c.verified_by!r}")
-        return "DONE", ""
-
     @staticmethod
     def _reset(c: Client) -> None:
         c.bytes_done = c.bytes_total = c.read_back = 0
@@ -482,25 +294,26 @@ class Controller:
         answer["nonce"] = self._nonces.get(host, "")
         return signing.sign(self.settings.secret, kind, answer)
 
-    def _task(self, c: Client) -> Optional[dict]:
+    def _task(self, c: Client) -> Optional[plan.Task]:
         if c.group is None:
             return None
         image = self.state.config.images[self.state.config.groups[c.group].image]
-        return {
-            "group": c.group,
-            "image": image.name,
-            "comment": image.comment,
-            "destination": image.destination,
-            "type": image.type,
-            "compression": image.compression,
-            "verify": image.verify,
-            "preImage": image.pre_image,
-            "postImage": image.post_image,
-        }
+        return plan.Task(
+            group=c.group,
+            image=image.name,
+            comment=image.comment,
+            destination=image.destination,
+            type=image.type,
+            compression=image.compression,
+            verify=image.verify,
+            pre_image=image.pre_image,
+            post_image=image.post_image,
+        )
 
     def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:
         r = self.state.new_round(group, hosts)
         threading.Thread(
-            target=run_round, args=(self, r), name=f"round-{r.number}", daemon=True
+            target=run_round, args=(self.state, self.catalog, r), name=f"round-{r.number}",
+            daemon=True,
         ).start()
         return r

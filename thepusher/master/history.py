@@ -10,7 +10,7 @@ A master that finds a round still unfinished in the file when it starts knows it
 during that round: it records the round as interrupted, each host with the outcome it
 reported before the crash, the others ERROR for now. Those may still report late: the
 client of a host that got its whole copy goes on and tells the new master, which
-records it DONE (Controller.report checks it against the round's digest).
+records it DONE (reports.py checks it against the round's digest).
 """
 
 import json

@@ -9,16 +9,15 @@ silence) -> finished.
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, List
+from typing import Dict, List, Optional
 
+from thepusher import plan
 from thepusher.chain import wire
-from thepusher.master.images import ImageUnusable, maps_zeros
-from thepusher.master.state import Client, FINAL, Round, STATES
+from thepusher.config.model import Settings
+from thepusher.master.images import Catalog, ImageUnusable, maps_zeros
+from thepusher.master.state import Client, FINAL, Round, State, STATES
 from thepusher.master.source import ImageChanged, Source, StreamFailed
 from thepusher.units import duration, eta, rate_text, size
-
-if TYPE_CHECKING:
-    from thepusher.master.control import Controller
 
 log = logging.getLogger("thepusher.round")
 
@@ -26,17 +25,18 @@ SUMMARY_EVERY = 10.0  # while a round runs, the log gets one line about it this 
 ABORT_GRACE = 5.0  # an aborted round waits this long for its streams to stop, no longer
 
 
-def run_round(ctl: "Controller", r: Round) -> None:
-    st = ctl.state
+def run_round(st: State, catalog: Catalog, r: Round) -> None:
+    """The round's whole life: it needs the state it moves through and the images it
+    opens, nothing of the calls that start it (control.py)."""
     log.info("round %d: group %s starts, %s", r.number, r.group, describe_chains(r.chains))
     over = threading.Event()
-    threading.Thread(target=_log_progress, args=(ctl, r, over), name=f"round-{r.number}-log",
+    threading.Thread(target=_log_progress, args=(st, r, over), name=f"round-{r.number}-log",
                      daemon=True).start()
     try:
-        sources = _arm(ctl, r)
+        sources = _arm(st, catalog, r)
         if sources is not None:
-            _stream(ctl, r, sources)
-        _settle(ctl, r)
+            _stream(st, r, sources)
+        _settle(st, r)
     except Exception as e:  # noqa: BLE001 - a round must always finish and free its group
         log.exception("round %d failed", r.number)
         with st.lock:
@@ -74,10 +74,9 @@ def summary(r: Round) -> str:
     return line
 
 
-def _log_progress(ctl: "Controller", r: Round, over: threading.Event) -> None:
+def _log_progress(st: State, r: Round, over: threading.Event) -> None:
     """Every SUMMARY_EVERY seconds until the round is over, one line: the log tells how
     a round goes without a line per client report."""
-    st = ctl.state
     while not over.wait(SUMMARY_EVERY):
         with st.lock:
             if r.phase == "finished":
@@ -110,36 +109,34 @@ def progress(r: Round, clients: List[Client], now: float) -> str:
     return line + "; " + ", ".join(f"{counts[s]} {s}" for s in shown)
 
 
-def _fail_all(ctl: "Controller", r: Round, reason: str) -> None:
-    st = ctl.state
+def _fail_all(st: State, r: Round, reason: str) -> None:
     with st.lock:
         r.error = reason
         for host in r.chain:
             st.set_state(st.clients[host], "ERROR", reason)
 
 
-def _prepare(ctl: "Controller", r: Round) -> bool:
+def _prepare(st: State, catalog: Catalog, r: Round) -> bool:
     """Open the image and bind the round to the facts of that open file (hashing it
     again if it is not the version last hashed): every chain streams this file, and
     every client is told these facts, signed."""
     try:
-        f, facts = ctl.catalog.open(r.image, cancelled=lambda: r.aborted)
+        f, facts = catalog.open(r.image, cancelled=lambda: r.aborted)
     except ImageUnusable as e:
         if not r.aborted:
-            _fail_all(ctl, r, f"image {r.image} unusable: {e}")
+            _fail_all(st, r, f"image {r.image} unusable: {e}")
         return False
-    with ctl.state.lock:
+    with st.lock:
         r.image_file, r.facts = f, facts
-        ctl.state.history.record(r.public())  # its digest, for late reports after a restart
-        ctl.state.touch()
+        st.history.record(r.public())  # its digest, for late reports after a restart
+        st.touch()
     return not r.aborted
 
 
-def _arm(ctl: "Controller", r: Round):
+def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
     """Hand every client its place in the chain and wait until all have taken it."""
-    st = ctl.state
-    t = ctl.settings
-    if not _prepare(ctl, r):
+    t = st.config.settings
+    if not _prepare(st, catalog, r):
         return None
     facts = r.facts
     image = st.config.images[r.image]
@@ -153,31 +150,7 @@ def _arm(ctl: "Controller", r: Round):
     )
     with st.lock:
         chains = [[(h, st.clients[h].data_port) for h in hosts] for hosts in r.chains]
-        r.start_info = {
-            host: {
-                "round": r.number,
-                "session": r.session,
-                "secret": r.secret.hex(),
-                "chain": n + 1,
-                "chains": len(chains),
-                "position": i + 1,
-                "chain_length": len(addresses),
-                "downstream": addresses[i + 1 :],
-                # The facts the client checks its copy against, and nothing else.
-                "image": r.image,
-                "stream_size": facts.stream_size,
-                "content_size": facts.content_size,
-                "sha256": facts.sha256,
-                "compression": image.compression,
-                "record_size": header.record_size,
-                "verify": image.verify,
-                "accept_timeout": t.accept_timeout,
-                "io_timeout": t.io_timeout,
-                "window": int(t.replay_window * (1 << 20)),
-            }
-            for n, addresses in enumerate(chains)
-            for i, (host, _) in enumerate(addresses)
-        }
+        r.starts = _starts(r, chains, header, image.verify, t)
         r.phase = "arming"
         st.changed.notify_all()
         deadline = time.monotonic() + t.arm_timeout
@@ -207,17 +180,46 @@ def _arm(ctl: "Controller", r: Round):
         return sources
 
 
-def _stream(ctl: "Controller", r: Round, sources: List[Source]) -> None:
+def _starts(r: Round, chains: List[List[plan.Address]], header: wire.StreamHeader, verify: str,
+            t: Settings) -> Dict[str, plan.Start]:
+    """Every host's start: its place in its chain, and the facts of the image the
+    streams' headers state, which the client checks its copy against, and nothing else."""
+    return {
+        host: plan.Start(
+            round=r.number,
+            session=r.session,
+            secret=r.secret,
+            chain=n + 1,
+            chains=len(chains),
+            position=i + 1,
+            chain_length=len(addresses),
+            downstream=tuple(addresses[i + 1 :]),
+            image=header.image,
+            stream_size=header.stream_size,
+            content_size=header.content_size,
+            sha256=header.content_sha256,
+            compression=header.compression,
+            record_size=header.record_size,
+            verify=verify,
+            accept_timeout=t.accept_timeout,
+            io_timeout=t.io_timeout,
+            window=int(t.replay_window * (1 << 20)),
+        )
+        for n, addresses in enumerate(chains)
+        for i, (host, _) in enumerate(addresses)
+    }
+
+
+def _stream(st: State, r: Round, sources: List[Source]) -> None:
     """Every chain at once, one thread each: a chain that fails or ends leaves the
     others be, and _settle looks after each chain as soon as its stream is over."""
     for i, source in enumerate(sources):
-        threading.Thread(target=_feed, args=(ctl, r, i, source),
+        threading.Thread(target=_feed, args=(st, r, i, source),
                          name=f"round-{r.number}-chain-{i + 1}", daemon=True).start()
 
 
-def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
+def _feed(st: State, r: Round, i: int, source: Source) -> None:
     which = f"chain {i + 1}: " if len(r.chains) > 1 else ""
-    st = ctl.state
     try:
         source.run()
         log.info("round %d: %smaster sent all %d bytes", r.number, which, source.sent)
@@ -231,12 +233,12 @@ def _feed(ctl: "Controller", r: Round, i: int, source: Source) -> None:
                     if st.clients[host].state not in FINAL:
                         st.set_state(st.clients[host], "ERROR", str(e))
     finally:
-        with ctl.state.lock:
+        with st.lock:
             r.feeding.discard(i)  # its hops stop waiting for a new upstream after their timeout
-            ctl.state.changed.notify_all()
+            st.changed.notify_all()
 
 
-def _settle(ctl: "Controller", r: Round) -> None:
+def _settle(st: State, r: Round) -> None:
     """Wait until the streams are over and every client is DONE or ERROR; once the
     stream to its chain is over, a client's silence past a bound counts as ERROR.
 
@@ -244,8 +246,7 @@ def _settle(ctl: "Controller", r: Round) -> None:
     to heal towards it: once the master's stream to its chain is over, the master
     feeds it again, from the first byte it lacks.
     """
-    st = ctl.state
-    limit = ctl.settings.report_timeout
+    limit = st.config.settings.report_timeout
     repaired = set()
     aborted_at = None
     with st.lock:
@@ -270,7 +271,7 @@ def _settle(ctl: "Controller", r: Round) -> None:
                 elif c.queues.get("waiting_upstream") and c.host not in repaired and r.sources:
                     repaired.add(c.host)
                     threading.Thread(
-                        target=_repair, args=(r, (c.host, c.data_port), ctl.settings.io_timeout),
+                        target=_repair, args=(r, (c.host, c.data_port), st.config.settings.io_timeout),
                         name=f"round-{r.number}-repair", daemon=True,
                     ).start()
             st.changed.wait(1.0)

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from thepusher.config.load import load as load_config
-from thepusher.master import guard, history, hosts, keys, uploads
+from thepusher.master import access, history, hosts, keys, uploads
 from thepusher.master.hosts import HostBook
 from thepusher.master.api import UPLOADS, Handler
 from thepusher.master.control import Controller
@@ -116,7 +116,7 @@ class MasterServer(ThreadingHTTPServer):
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
-        self.token_throttle = guard.Throttle()  # wrong tokens, per peer (api.py)
+        self.access = access.Access(self.state.config)  # who may steer it and upload
         self.view = StatusView(self.state, self.catalog)
         self.uploads = uploads.Uploads(
             self.state.config, self.catalog,

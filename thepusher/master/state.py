@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from thepusher import plan
 from thepusher.config.model import ClientGroup, Config
 from thepusher.master import keys
 from thepusher.master.history import History
@@ -91,7 +92,7 @@ class Round:
     phase: str = "preparing"  # preparing -> arming -> streaming -> finished
     started: float = field(default_factory=time.time)
     finished: Optional[float] = None
-    start_info: Optional[dict] = None
+    starts: Optional[Dict[str, plan.Start]] = None  # host -> its start, once the round arms
     armed: set = field(default_factory=set)
     sources: List[Any] = field(default_factory=list)  # master/stream.Source per chain once streaming
     feeding: set = field(default_factory=set)  # indices of the chains the master still streams to

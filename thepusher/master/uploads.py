@@ -8,9 +8,8 @@ which fails if the name exists. Whatever goes wrong on the way (the uploader gon
 silent, bad chunk framing, corrupt compressed data, a wrong digest, a full disk)
 removes the temp file: a broken upload leaves nothing behind.
 
-http.server does not read chunked request bodies, so ChunkedBody does, with bounded
-lines. The caller sets the socket timeout (the config's io_timeout), so a stalled
-uploader cannot hold a server thread.
+The body itself comes off the socket in upload_body.py. The caller sets the socket
+timeout (the config's io_timeout), so a stalled uploader cannot hold a server thread.
 """
 
 import errno
@@ -22,13 +21,14 @@ import socket
 import threading
 import time
 from email.message import Message
-from typing import Callable, Dict, Iterator, Optional, Set, Tuple, Union
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from thepusher.config.model import Config
 from thepusher.image.facts import SIDECAR, FactsHasher, ImageFacts, sidecar_path, stamp_of, write_sidecar
 from thepusher.image.formats import BY_COMPRESSION, SPELLINGS, DecodeError, compression_of_name
-from thepusher.master.control import ApiError
+from thepusher.master.errors import ApiError
 from thepusher.master.images import Catalog, deploy_hint
+from thepusher.master.upload_body import Body, ChunkedBody, SizedBody, ended
 from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.uploads")
@@ -38,101 +38,10 @@ NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.', at most 128 characters"
 MARGIN = 64 << 20  # free space an upload always leaves on the image dir's filesystem
 RECHECK = 256 << 20  # free space is read again at least this often during an upload
-BUFFER = 4 << 20
-MAX_LINE = 1024  # a longer chunk-size or trailer line is not an upload
-MAX_TRAILER_FIELDS = 32
-DRAIN_SECONDS = 2.0
-HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 # `.NAME.upload-PID-N`, its sidecar while being placed, and that sidecar's own temp file
 LEFTOVER = re.compile(r"\..+\.upload-(\d+)-\d+(\.digest\.json(\.tmp\.\d+)?)?")
 EMPTY = "the upload is empty (0 bytes): nothing to store as an image"
-
-
-def _ended(offset: int) -> ApiError:
-    return ApiError(400, f"the upload ended at byte {offset}, before its end (uploader stopped or killed?)")
-
-
-def _bad_framing(offset: int, what: str) -> ApiError:
-    return ApiError(400, f"bad chunked encoding at byte {offset}: {what}")
-
-
-def _read(rfile, most: int, offset: int) -> bytes:
-    """What has arrived, up to `most` bytes, waiting only if nothing has (read1: a stalled
-    uploader's last bytes are counted, not held in a half-filled buffer)."""
-    data = rfile.read1(most)
-    if not data:
-        raise _ended(offset)
-    return data
-
-
-class SizedBody:
-    """A body of Content-Length bytes (curl -T)."""
-
-    def __init__(self, rfile, length: int) -> None:
-        self.rfile = rfile
-        self.length: Optional[int] = length
-        self.received = 0
-        self.trailers: Dict[str, str] = {}
-
-    def pieces(self) -> Iterator[bytes]:
-        while self.received < self.length:
-            data = _read(self.rfile, min(self.length - self.received, BUFFER), self.received)
-            self.received += len(data)
-            yield data
-
-
-class ChunkedBody:
-    """A `Transfer-Encoding: chunked` body; the trailer fields (put-image sends the digest
-    there) are in `trailers` at the end."""
-
-    def __init__(self, rfile) -> None:
-        self.rfile = rfile
-        self.length: Optional[int] = None
-        self.received = 0
-        self.trailers: Dict[str, str] = {}
-
-    def pieces(self) -> Iterator[bytes]:
-        while True:
-            left = self._chunk_size()
-            if left == 0:
-                self._read_trailers()
-                return
-            while left:
-                data = _read(self.rfile, min(left, BUFFER), self.received)
-                self.received += len(data)
-                left -= len(data)
-                yield data
-            if self._line("chunk end"):
-                raise _bad_framing(self.received, "a chunk is longer than its size line says")
-
-    def _line(self, what: str) -> bytes:
-        line = self.rfile.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise _bad_framing(self.received, f"{what} line longer than {MAX_LINE} bytes")
-        if not line.endswith(b"\n"):
-            raise _ended(self.received)
-        return line.rstrip(b"\r\n")
-
-    def _chunk_size(self) -> int:
-        text = self._line("chunk size").split(b";", 1)[0].strip()
-        if not HEX_SIZE.fullmatch(text):
-            raise _bad_framing(self.received, f"chunk size {text[:40]!r} is not a hexadecimal number")
-        return int(text, 16)
-
-    def _read_trailers(self) -> None:
-        for _ in range(MAX_TRAILER_FIELDS + 1):
-            line = self._line("trailer")
-            if not line:
-                return
-            name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
-                raise _bad_framing(self.received, f"trailer line {line[:40]!r} has no ':'")
-            self.trailers[name.strip().lower()] = value.strip()
-        raise _bad_framing(self.received, f"more than {MAX_TRAILER_FIELDS} trailer fields")
-
-
-Body = Union[SizedBody, ChunkedBody]
 
 
 class SpaceGuard:
@@ -210,21 +119,6 @@ def remove_leftovers(image_dir: str) -> None:
         if match and (int(match.group(1)) == os.getpid() or not _alive(int(match.group(1)))):
             log.warning("removing %s, left by an upload that never finished", entry)
             _remove(os.path.join(image_dir, entry))
-
-
-def drain(sock: socket.socket, seconds: float) -> None:
-    """Read and drop what a peer still sends, until it closes or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        sock.settimeout(left)
-        try:
-            if not sock.recv(1 << 16):
-                return
-        except OSError:  # timeout or reset: either way we are done
-            return
 
 
 def _header_int(headers: Message, name: str) -> Optional[int]:
@@ -373,7 +267,7 @@ class Uploads:
                 raise ApiError(408, f"no data for {self.io_timeout:g} s at byte {body.received}: "
                                     "upload abandoned") from None
             except ConnectionError:
-                raise _ended(body.received) from None
+                raise ended(body.received) from None
             os.fsync(fd)
             return facts
         finally:
