@@ -41,8 +41,10 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> Set[str]:
-    """The thepusher modules `path` imports, at any depth of its code (lazy imports too)."""
+def imports_of(path: Path, modules: Set[str]) -> Set[str]:
+    """The thepusher modules `path` imports, at any depth of its code (lazy imports and
+    those for type checking too). `from package import module` counts as the module only:
+    Python runs every package's __init__ on the way to any of its modules anyway."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: Set[str] = set()
@@ -54,15 +56,14 @@ def imports_of(path: Path) -> Set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-    return found
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return found & modules
 
 
 def graph() -> Dict[str, Set[str]]:
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: {m for m in imports_of(p) if m in paths and m != name}
-            for name, p in paths.items()}
+    return {name: imports_of(p, set(paths)) - {name} for name, p in paths.items()}
 
 
 def room(module: str) -> str:

@@ -32,13 +32,12 @@ functions in chain/rules.py. Hop only wires them together.
 import logging
 import socket
 import threading
-from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Optional
 
-from thepusher.chain import wire
 from thepusher.chain.hop.admission import Admission
 from thepusher.chain.hop.buffers import BufferPool, Feed
+from thepusher.chain.hop.config import HopConfig
 from thepusher.chain.hop.forwarder import Forwarder
 from thepusher.chain.hop.reader import HopAbort, Reader
 from thepusher.chain.hop.shared import Shared
@@ -46,37 +45,6 @@ from thepusher.chain.hop.writer import Writer
 from thepusher.disk.target import HopTarget
 
 log = logging.getLogger("thepusher.hop")
-
-Address = Tuple[str, int]
-
-
-@dataclass
-class HopConfig:
-    """What the master tells a hop when a round starts."""
-
-    session: str
-    secret: bytes
-    expect: wire.Expected  # the stream's facts as the master signed them: nothing else counts
-    position: int = 1  # our place in the chain; upstreams have lower positions
-    downstream: List[Address] = field(default_factory=list)  # every hop after us, in order
-    buffers: int = 32  # records in flight between reader, writer and forwarder
-    window: int = 48 << 20  # bytes of sent records kept to replay after a skip
-    accept_timeout: float = 60.0
-    io_timeout: float = 30.0
-    source: Optional[str] = None
-    # Fetches stream bytes [offset, offset+length) from the master (gap fill): returns
-    # an object with readinto(), e.g. an HTTP response.
-    fetch_range: Optional[Callable[[int, int], Any]] = None
-    # True while the master is still streaming: hops upstream may still be healing
-    # towards us, so waiting for an upstream goes on past accept_timeout.
-    round_alive: Optional[Callable[[], bool]] = None
-    # Why the master can no longer feed us (it has not answered for io_timeout, or it
-    # lost the round in a restart), else None. Then a lost upstream is waited for one
-    # io_timeout, not accept_timeout: only the hops before us could still heal.
-    master_gone: Optional[Callable[[], Optional[str]]] = None
-    # "readback": after the flush, the copy counts as verified only if what the disk
-    # returns hashes to the image's digest, not just what was handed to write().
-    verify: str = "write"
 
 
 class Hop:

@@ -17,13 +17,12 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Tuple
+from typing import Tuple
 
 from thepusher.chain import rules, wire
+from thepusher.chain.hop.config import HopConfig
 from thepusher.chain.hop.shared import Offer, Shared
 
-if TYPE_CHECKING:
-    from thepusher.chain.hop import HopConfig
 
 log = logging.getLogger("thepusher.hop")
 
@@ -40,7 +39,7 @@ class Admission:
     flood of idle ones cannot lock the port either.
     """
 
-    def __init__(self, listener: socket.socket, config: "HopConfig", shared: Shared) -> None:
+    def __init__(self, listener: socket.socket, config: HopConfig, shared: Shared) -> None:
         self.listener = listener
         self.config = config
         self.shared = shared

@@ -15,20 +15,19 @@ import collections
 import dataclasses
 import logging
 import threading
-from typing import TYPE_CHECKING, Deque, Iterator, List, Optional, Tuple
+from typing import Deque, Iterator, List, Optional, Tuple
 
 from thepusher.chain import wire
 from thepusher.chain.hop.buffers import Chunk, Failure, Feed
+from thepusher.chain.hop.config import HopConfig
 from thepusher.chain.link import Link, LinkBroken, NoHopLeft
 
-if TYPE_CHECKING:
-    from thepusher.chain.hop import HopConfig
 
 log = logging.getLogger("thepusher.hop")
 
 
 class Forwarder:
-    def __init__(self, config: "HopConfig", feed: Feed, healing: threading.Event) -> None:
+    def __init__(self, config: HopConfig, feed: Feed, healing: threading.Event) -> None:
         self.config = config
         self.feed = feed
         self.healing = healing

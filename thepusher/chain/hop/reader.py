@@ -20,14 +20,13 @@ import math
 import queue
 import socket
 import time
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 from thepusher.chain import rules, wire
 from thepusher.chain.hop.buffers import BufferPool, Chunk, Failure, Feed
+from thepusher.chain.hop.config import HopConfig
 from thepusher.chain.hop.shared import Shared
 
-if TYPE_CHECKING:
-    from thepusher.chain.hop import HopConfig
 
 log = logging.getLogger("thepusher.hop")
 
@@ -42,7 +41,7 @@ class NoUpstream(HopAbort):
 
 class Reader:
     def __init__(
-        self, config: "HopConfig", shared: Shared, feeds: List[Feed], writing_to: str
+        self, config: HopConfig, shared: Shared, feeds: List[Feed], writing_to: str
     ) -> None:
         self.config = config
         self.shared = shared

@@ -16,17 +16,16 @@ Sets no events.
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING, Generator, Iterator, Optional
+from typing import Generator, Iterator, Optional
 
 from thepusher.chain import wire
 from thepusher.chain.hop.buffers import Failure, Feed
+from thepusher.chain.hop.config import HopConfig
 from thepusher.disk.target import HopTarget, Piece, TargetError
 from thepusher.disk.tar import TarError
 from thepusher.image import sparse
 from thepusher.image.decode import DecodeError, Decoder
 
-if TYPE_CHECKING:
-    from thepusher.chain.hop import HopConfig
 
 log = logging.getLogger("thepusher.hop")
 
@@ -36,7 +35,7 @@ Stream = Generator[Piece, None, Optional[bytes]]
 
 
 class Writer:
-    def __init__(self, config: "HopConfig", target: HopTarget, feed: Feed) -> None:
+    def __init__(self, config: HopConfig, target: HopTarget, feed: Feed) -> None:
         self.config = config
         self.target = target
         self.feed = feed
