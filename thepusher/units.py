@@ -7,8 +7,6 @@ so a figure on one screen can be compared with the same figure on another.
 from typing import Optional, Tuple
 
 
-
-
 def duration(seconds: float) -> str:
     """A short time: '42s', '1m12s', '2h05m' ('>99h' beyond)."""
     s = max(0, int(seconds + 0.5))

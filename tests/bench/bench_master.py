@@ -13,9 +13,9 @@ What runs:
 * a load generator process (this script with --generate) that plays the N clients:
   each registers and says ready from its own source address, then the round is started
   and every client POSTs /api/report once a second (BUSY, bytes rising, the same fields
-  client.py sends), from its own address. Reports are real work for the master: every
+  client/agent.py sends), from its own address. Reports are real work for the master: every
   client is in the running round, so each report is checked, stored and counted exactly
-  as a real one. By default each report opens a new connection, as client.py does
+  as a real one. By default each report opens a new connection, as client/master_link.py does
   (`MasterLink.call`: one connection per call), so the master also pays for one
   connection and one handler thread per report; --keepalive keeps one connection per
   client instead. One thread with a selector drives all clients, so the generator stays
@@ -238,7 +238,7 @@ class Generator:
         head = (f"POST /api/report HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
                 f"Accept-Encoding: identity\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n\r\n")
-        return head.encode() + data  # what http.client sends for client.py
+        return head.encode() + data  # what http.client sends for client/master_link.py
 
     def fail(self, sim: Sim, why: str, now: float) -> None:
         self.errors[why] = self.errors.get(why, 0) + 1
@@ -333,7 +333,7 @@ class Generator:
         if self.keepalive:  # idle until the next report; a master that closed it meanwhile
             self.sel.unregister(sim.sock)  # shows as a failed send or read then
         else:
-            self.close(sim)  # client.py closes after each answer
+            self.close(sim)  # client/master_link.py closes after each answer
         self.schedule(sim, now)
 
     def run(self) -> None:
@@ -572,7 +572,7 @@ def run(args, keepalive: bool) -> dict:
 
 
 MODES = {
-    "new": "a new connection per report (client.py today: MasterLink opens one per call)",
+    "new": "a new connection per report (client/master_link.py today: MasterLink opens one per call)",
     "keepalive": "one keep-alive connection per client, reused for every report",
 }
 

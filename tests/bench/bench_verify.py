@@ -39,7 +39,7 @@ from bench import (  # noqa: E402
 
 RECORD = 1 << 20
 HEAD = 16
-READ_BACK_LINE = re.compile(r"read back from .*: \d+ bytes in ([\d.]+) s")  # hop.py's log line
+READ_BACK_LINE = re.compile(r"read back from .*: \d+ bytes in ([\d.]+) s")  # the hop writer's log line
 
 
 def sink(server: socket.socket, done: threading.Event) -> None:
@@ -65,7 +65,7 @@ def send_once(path: str, size: int, hashing: bool) -> float:
         t0 = time.thread_time()
         for pos in range(0, size, RECORD):
             n = min(RECORD, size - pos)
-            if hashing:  # master/stream.py: preadv behind the head, hash, one send
+            if hashing:  # master/source.py: preadv behind the head, hash, one send
                 os.preadv(fd, [view[HEAD:HEAD + n]], pos)
                 sha.update(view[HEAD:HEAD + n])
                 sock.sendall(view[:HEAD + n])

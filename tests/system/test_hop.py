@@ -116,6 +116,20 @@ def test_bz2_stream_is_decompressed_for_the_disk_and_forwarded_compressed(tmp_pa
     assert (tmp_path / "d1").read_bytes() == content == (tmp_path / "d2").read_bytes()
 
 
+def test_a_compressed_stream_cut_short_ends_the_hop_at_its_end_not_an_io_timeout_later(tmp_path):
+    """The decoder fails only at END (the gzip trailer is missing): the writer has taken
+    the stream's last record, so nothing is left to wait for."""
+    import gzip
+
+    content = os.urandom(300_000)
+    packed = gzip.compress(content)[:-20]
+    header = make_header(packed, compression="GZIP", content=content)
+    h = RunningHop(tmp_path / "disk", header=header, io_timeout=60)
+    send_stream(h.address, packed, header=header)
+    hop = h.wait()  # allows 30 s, half the io_timeout
+    assert not hop.verified and "GZIP data ends in the middle of a stream" in hop.error
+
+
 def test_disk_error_keeps_forwarding_to_next_hop(tmp_path, image):
     last = RunningHop(tmp_path / "d2", image, position=2)
     first = RunningHop(tmp_path / "no-such-dir" / "d1", image, downstream=[last.address])

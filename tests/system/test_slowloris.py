@@ -2,7 +2,7 @@
 
 The master gives a request's line and headers, and then its body, `io_timeout` each
 (master/server.py TimedHandler); a client's data port gives a connection
-HANDSHAKE_TIMEOUT in all to prove itself, each in its own thread (hop.py _acceptor).
+HANDSHAKE_TIMEOUT in all to prove itself, each in its own thread (chain/hop/admission.py).
 The tests assert that real work gets through and that the hostile connections end;
 the time bounds are generous liveness bounds, not measurements.
 """

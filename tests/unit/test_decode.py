@@ -1,4 +1,4 @@
-"""decode.py's promise to its callers (the hop's writer, the master's catalog and
+"""image/decode.py's promise to its callers (the hop's writer, the master's catalog and
 uploads): corrupt data of any compression is a DecodeError, never a module's own error."""
 
 import os

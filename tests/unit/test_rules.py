@@ -1,6 +1,6 @@
 """The hop's rules for would-be upstreams and for records, one test per rule, no sockets.
 
-tests/test_hop.py shows a few of them on real connections; here each rule is pinned
+tests/system/test_hop.py shows a few of them on real connections; here each rule is pinned
 alone, with the case just inside it that must still pass.
 """
 
@@ -132,6 +132,15 @@ def test_end_at_the_stream_size_is_taken():
 def test_end_before_the_stream_size_is_refused_even_where_we_are():
     with pytest.raises(wire.ProtocolError, match="END record at byte 9000, stream size is 10000"):
         record(wire.END, wire.END_PAYLOAD.size, STREAM - RECORD, expected=STREAM - RECORD)
+
+
+@pytest.mark.parametrize("length", [0, wire.END_PAYLOAD.size + 1, RECORD + 1, 1 << 31])
+def test_an_end_whose_payload_is_not_digest_and_size_is_refused_before_it_is_read(length):
+    # Read as announced, a longer END would overrun its pooled buffer and be forwarded
+    # with a head claiming bytes that do not follow it.
+    with pytest.raises(wire.ProtocolError,
+                       match=f"END record payload has {length} bytes, expected 40"):
+        record(wire.END, length, STREAM, expected=STREAM)
 
 
 def test_a_keepalive_carries_nothing_and_may_come_at_any_point():

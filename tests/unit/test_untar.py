@@ -1,4 +1,4 @@
-"""untar.py's promises: a tar stream, fed in pieces of any size, becomes the same tree on
+"""disk/tar/'s promises: a tar stream, fed in pieces of any size, becomes the same tree on
 disk as its source; a hostile or broken archive is a TarError that names the member and
 tar byte, and nothing is ever written outside the destination."""
 

@@ -1,7 +1,7 @@
 """What a hop accepts from the chain before it, as pure rules.
 
 A hop writes nothing a rule here refused, so each rule is pinned by a test of its own
-(tests/test_rules.py) without sockets or threads. A rule returns None or raises
+(tests/unit/test_rules.py) without sockets or threads. A rule returns None or raises
 wire.ProtocolError with the reason the hop logs and reports.
 """
 
@@ -69,3 +69,6 @@ def check_record(
         raise wire.ProtocolError("zero-run record in a compressed stream")
     if kind == wire.END and offset != header.stream_size:
         raise wire.ProtocolError(f"END record at byte {offset}, stream size is {header.stream_size}")
+    if kind == wire.END and length != wire.END_PAYLOAD.size:
+        raise wire.ProtocolError(
+            f"END record payload has {length} bytes, expected {wire.END_PAYLOAD.size}")

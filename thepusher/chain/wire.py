@@ -8,7 +8,7 @@ can read it into the front of the same buffer as the payload and forward both wi
 one send, untouched.
 
 Everything here is pure encoding and decoding plus exact-size socket reads; the
-threads that use it live in chain/hop/ (receiving side) and master/stream.py (source).
+threads that use it live in chain/hop/ (receiving side) and master/source.py (source).
 """
 
 import hashlib

@@ -2,7 +2,7 @@
 
 Runs on each PXE-booted machine (and, for tests and the demo, many times on one
 machine with distinct --bind addresses, since the master tells clients apart by
-source IP). The data work is hop.py's; this module is the conversation around it.
+source IP). The data work is the hop's (chain/hop/); this module is the conversation around it.
 """
 
 import logging

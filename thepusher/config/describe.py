@@ -6,8 +6,6 @@ from thepusher.config.model import Config
 from thepusher.config.schema import TIMEOUTS
 
 
-
-
 def _size(path: str) -> str:
     try:
         size = os.stat(path).st_size

@@ -1,19 +1,18 @@
-"""The master's configuration: `thePusher-config.hcl` in the image directory.
+"""Read `thePusher-config.hcl` (in the image directory) into the model, or say every
+problem in it at once.
 
 The file format is the original tool's (see `example-config.hcl` and `docs/config.md`):
 `image "name" { ... }` blocks describe images, `clientgroup "name" { ... }` blocks say
-which hosts, in chain order, receive which image.
-
-The schema is a table (`BLOCKS`): adding a key is one `Key(...)` line there plus a field
-on the dataclass it fills; adding a block type is one `BlockSpec` entry. Every semantic
-problem in the file is collected and reported at once, each as `file:line:col: message`,
-so an administrator fixes the whole file in one pass instead of one error per restart.
+which hosts, in chain order, receive which image. Every semantic problem in the file is
+collected and reported at once, each as `file:line:col: message`, so an administrator
+fixes the whole file in one pass instead of one error per restart. What each key
+accepts is schema.py's table; this module walks the file against it and then checks
+what spans blocks (names, image references, hosts in two groups, ...).
 
 A missing image *file* is deliberately not a load error: the master may start before
 an image has been uploaded with `put-image`. `Config.file_problems()` reports those,
 and files whose first bytes contradict their declared compression.
 """
-
 
 import difflib
 import os
@@ -23,8 +22,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from thepusher.config import hcl
 from thepusher.config.model import Config, ConfigError, Settings
 from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
-
-
 
 
 def _suggest(word: str, known: List[str]) -> str:

@@ -14,8 +14,6 @@ from thepusher.config.model import ClientGroup, Image, normalize_host, normalize
 from thepusher.image.formats import ALIASES, COMPRESSIONS
 
 
-
-
 class Invalid(Exception):
     """Raised by a converter: the value of one key is unacceptable (one or more reasons).
 
@@ -314,6 +312,5 @@ BLOCKS: Dict[str, BlockSpec] = {
     ),
 }
 
-
-
+# The settings check-config lists as timeouts.
 TIMEOUTS: Tuple[Key, ...] = tuple(k for k in SETTINGS if k.convert is _seconds)

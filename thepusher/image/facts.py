@@ -6,7 +6,8 @@ a compressed image it costs one full decompression; the digest of the stream as 
 (the file's own bytes) comes with it, so the master can check what it sends. For an
 uncompressed disk image the same pass finds its zero runs (sparse.py), which the master
 streams as ZERO records. Whoever reads an image hashes it with FactsHasher: the master
-its image files and uploads, `thepusher compress` and put-image what they read.
+its image files and uploads, `thepusher compress` and put-image what they read, and a
+hop's writer what it hands its disk.
 
 Facts belong to one version of a file, told apart by its stamp: size, mtime, inode and
 ctime. `cp -p` or `rsync -t` keep size and mtime, a file renamed over the image brings

@@ -4,7 +4,7 @@ computed from, and the files held open for rounds.
 
 The master hashes each configured image once (FactsHasher) and keeps the facts in the
 file's digest sidecar. For an uncompressed disk image the same pass maps its zero runs
-(sparse.py): the master streams them as ZERO records. A round opens the file first and
+(image/sparse.py): the master streams them as ZERO records. A round opens the file first and
 then makes sure the facts are of that open file (Catalog.open), so a replaced image is
 hashed again, never streamed with the old digest and zero map.
 

@@ -6,7 +6,7 @@ them and sends head and bytes with one send. It could hand the file to the socke
 round announced: a file rewritten or cut during the round would go out as it is now.
 Hashing the bytes it actually sends, the master withholds the END record, and fails the
 round, when they are not the image it announced (ImageChanged). The zero runs found when
-the image was hashed (sparse.py) go as ZERO records: a head, no payload, hashed as the
+the image was hashed (image/sparse.py) go as ZERO records: a head, no payload, hashed as the
 zeros they stand for.
 """
 

@@ -13,7 +13,6 @@ Reads: its feed (and through it shared.reader_done), the config.
 Sets no events.
 """
 
-import hashlib
 import logging
 import time
 from typing import Generator, Iterator, Optional
@@ -23,8 +22,8 @@ from thepusher.chain.hop.buffers import Failure, Feed
 from thepusher.chain.hop.config import HopConfig
 from thepusher.disk.target import HopTarget, Piece, TargetError
 from thepusher.disk.tar import TarError
-from thepusher.image import sparse
 from thepusher.image.decode import DecodeError, Decoder
+from thepusher.image.facts import FactsHasher
 
 
 log = logging.getLogger("thepusher.hop")
@@ -39,7 +38,6 @@ class Writer:
         self.config = config
         self.target = target
         self.feed = feed
-        self.written = 0
         self.decode_seconds = 0.0  # time spent decompressing
         self.write_seconds = 0.0  # time spent writing (and hashing) what it decoded
         self.digest: Optional[str] = None
@@ -48,7 +46,13 @@ class Writer:
         self.read_back = 0  # bytes read back from the disk so far (verify = "readback")
         self.disk_error: Optional[str] = None
         self._decoder: Optional[Decoder] = None
-        self._sha = hashlib.sha256()
+        self._content = FactsHasher()  # what was handed to the target, as the image's facts
+        self._took_last = False  # END or a Failure came off the feed: nothing more will
+
+    @property
+    def written(self) -> int:
+        """Content bytes handed to the target so far (progress, and the size verified)."""
+        return self._content.size
 
     def open(self, header: wire.StreamHeader) -> None:
         """Open the target and the decoder; trouble here is local: we still relay."""
@@ -80,7 +84,7 @@ class Writer:
             if self._decoder is not None:
                 self._decoder.close()
             self._close_target()
-        if not pieces.returned:
+        if not self._took_last:
             self._drain()
 
     def _stream(self) -> Stream:
@@ -93,17 +97,18 @@ class Writer:
             if item is None:
                 continue
             if isinstance(item, Failure):
+                self._took_last = True
                 return None
             try:
                 if item.kind == wire.DATA:
                     yield from self._timed(decoder.feed(item.payload))
                 elif item.kind == wire.ZERO:
                     t0 = time.perf_counter()
-                    sparse.hash_zeros(self._sha, item.length)
-                    self.written += item.length
+                    self._content.zeros(item.length)
                     yield item.length
                     self.write_seconds += time.perf_counter() - t0
                 elif item.kind == wire.END:
+                    self._took_last = True  # even if the decoder fails at the end
                     yield from self._timed(decoder.finish())
                     return bytes(item.payload)
             finally:
@@ -114,8 +119,7 @@ class Writer:
         for piece in decoded:
             t1 = time.perf_counter()
             self.decode_seconds += t1 - t0
-            self._sha.update(piece)
-            self.written += len(piece)
+            self._content.update(piece)
             yield piece
             t0 = time.perf_counter()
             self.write_seconds += t0 - t1
@@ -139,7 +143,7 @@ class Writer:
         digest, size = wire.parse_end(payload)
         expect = self.config.expect
         self.target.finish()
-        self.digest = self._sha.hexdigest()
+        self.digest = self._content.hexdigest()
         if self.written != expect.content_size:
             raise wire.ProtocolError(f"wrote {self.written} bytes, the image has {expect.content_size}")
         if (digest, size) != (expect.content_sha256, expect.content_size):
