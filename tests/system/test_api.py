@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import socket
 
 import pytest
 
@@ -151,3 +152,92 @@ def test_start_or_retry_while_a_round_runs_is_409(master, action):
 ])
 def test_mutating_calls_are_taken_only_from_the_masters_own_host(peer, local, allowed):
     assert is_own_host(peer, local) is allowed
+
+
+def exchange(lab, data: bytes) -> bytes:
+    """Send raw bytes on one connection and read until the master closes it. A master
+    that keeps the connection open fails the test (after 10 s) instead of hanging it."""
+    with socket.create_connection(("127.0.0.1", lab.port), timeout=10) as sock:
+        sock.sendall(data)
+        got = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+        except socket.timeout:
+            raise AssertionError(f"the master kept the connection open after {got[:300]!r}")
+
+
+def answers(raw: bytes):
+    """The (status, headers, JSON body) of each HTTP answer in `raw`, in order."""
+    found = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        found.append((int(lines[0].split()[1]), headers, json.loads(rest[:length] or b"null")))
+        raw = rest[length:]
+    return found
+
+
+HIDDEN = b"GET /api/hidden HTTP/1.1\r\nHost: m\r\n\r\n"
+
+
+def test_a_chunked_json_body_is_refused_411_and_a_request_hidden_in_it_never_runs(master):
+    body = b"2\r\n{}\r\n0\r\n\r\n" + HIDDEN
+    got = answers(exchange(master, b"POST /api/register HTTP/1.1\r\nHost: m\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n" + body))
+    assert [status for status, _, _ in got] == [411]
+    assert "Content-Length" in got[0][2]["error"]
+
+
+def test_an_oversized_body_is_refused_413_and_its_unread_rest_is_never_parsed(master):
+    body = b" " * (64 * 1024 + 1)
+    got = answers(exchange(master, b"POST /api/report HTTP/1.1\r\nHost: m\r\n"
+                                   b"Content-Length: %d\r\n\r\n" % (len(body) + len(HIDDEN))
+                                   + HIDDEN + body))
+    assert [status for status, _, _ in got] == [413]
+
+
+def test_a_body_on_a_route_that_reads_none_closes_the_connection_after_the_answer(master):
+    got = answers(exchange(master, b"GET /api/status HTTP/1.1\r\nHost: m\r\n"
+                                   b"Content-Length: %d\r\n\r\n" % len(HIDDEN) + HIDDEN))
+    assert [status for status, _, _ in got] == [200]
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("DELETE", "/api/status", "GET"),
+    ("PUT", "/api/status", "GET"),
+    ("GET", "/api/report", "POST"),
+    ("PATCH", "/api/register", "POST"),
+    ("DELETE", "/api/images/disk.img", "PUT"),
+    ("GET", "/api/groups/room/start", "POST"),
+])
+def test_a_known_path_with_the_wrong_method_is_405_in_json_naming_the_allowed_one(
+        master, method, path, allow):
+    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=10)
+    conn.request(method, path)
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 405 and resp.getheader("Allow") == allow
+    assert resp.getheader("Content-Type") == "application/json"
+    assert body["error"] == f"{method} is not allowed on {path}: use {allow}"
+
+
+@pytest.mark.parametrize("request_line, status, message", [
+    (b"GARBAGE\r\n", 400, "Bad request syntax"),
+    (b"GET /api/status HTTP/9.9\r\n", 505, "Invalid HTTP version"),
+    (b"BREW /api/status HTTP/1.1\r\n", 501, "Unsupported method ('BREW')"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n", 414, "URI Too Long"),
+], ids=["garbage", "version", "method", "too-long"])
+def test_requests_http_server_refuses_itself_get_a_json_error_too(master, request_line, status,
+                                                                  message):
+    got = answers(exchange(master, request_line + b"Host: m\r\n\r\n"))
+    assert len(got) == 1
+    code, headers, body = got[0]
+    assert code == status and headers["content-type"] == "application/json"
+    assert message in body["error"] and headers["x-content-type-options"] == "nosniff"

@@ -32,8 +32,8 @@ class TooManyWrong(ApiError):
     it may try again."""
 
     def __init__(self, seconds: int) -> None:
-        super().__init__(429, f"too many wrong tokens from this address: try again in {seconds} s")
-        self.headers = {"Retry-After": str(seconds)}
+        super().__init__(429, f"too many wrong tokens from this address: try again in {seconds} s",
+                         {"Retry-After": str(seconds)})
 
 
 @dataclass(frozen=True)

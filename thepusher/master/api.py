@@ -36,30 +36,39 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
+# Every route: its path (or a prefix, the rest passed on), its method, its handler.
+ROUTES = {
+    **{path: ("GET", "get_web") for path in WEB},
+    "/api/status": ("GET", "get_status"),
+    "/api/events": ("GET", "get_events"),
+    "/metrics": ("GET", "get_metrics"),
+    "/api/next": ("GET", "get_next"),
+    "/api/range": ("GET", "get_range"),
+    "/api/register": ("POST", "post_register"),
+    "/api/ready": ("POST", "post_ready"),
+    "/api/report": ("POST", "post_report"),
+}
+PREFIX_ROUTES = {
+    "/static/": ("GET", "get_static"),
+    "/api/groups/": ("POST", "post_group"),
+    "/api/hosts/": ("POST", "post_host"),
+    UPLOADS: ("PUT", "put_image"),
+}
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = f"thepusher/{__version__}"
     protocol_version = "HTTP/1.1"
+    # Before a request line is understood, answer as HTTP/1.0 (status line and headers,
+    # so the error is JSON like every other), not as HTTP/0.9 (a bare body).
+    default_request_version = "HTTP/1.0"
     timeout = 60  # a silent connection cannot hold a server thread forever
 
     def do_GET(self) -> None:
-        self._dispatch({
-            **{path: self.get_web for path in WEB},
-            "/api/status": self.get_status,
-            "/api/events": self.get_events,
-            "/metrics": self.get_metrics,
-            "/api/next": self.get_next,
-            "/api/range": self.get_range,
-        })
+        self._dispatch()
 
-    def do_POST(self) -> None:
-        self._dispatch({
-            "/api/register": self.post_register,
-            "/api/ready": self.post_ready,
-            "/api/report": self.post_report,
-        })
-
-    def do_PUT(self) -> None:
-        self._dispatch({})
+    # A wrong method on a known path is 405 naming the right one, not http.server's 501.
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def handle_expect_100(self) -> bool:
         """An upload is told to send its body (100 Continue) only once its name and the
@@ -224,30 +233,39 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _dispatch(self, routes: dict) -> None:
+    def _dispatch(self) -> None:
+        self._body_taken = False
         try:
             path = urlsplit(self.path).path
         except ValueError:  # e.g. "//[": an unbalanced IPv6 bracket
-            self._json(400, {"error": f"malformed request target {self.path[:200]!r}"})
-            return
+            path = None
         try:
-            if self.command == "GET" and path.startswith("/static/"):
-                self.get_static(path[len("/static/"):])
-            elif self.command == "POST" and path.startswith("/api/groups/"):
-                self.post_group(path[len("/api/groups/"):])
-            elif self.command == "POST" and path.startswith("/api/hosts/"):
-                self.post_host(path[len("/api/hosts/"):])
-            elif self.command == "PUT" and path.startswith(UPLOADS):
-                self.put_image(path[len(UPLOADS):])
-            elif path in routes:
-                routes[path]()
-            else:
+            if path is None:
+                raise ApiError(400, f"malformed request target {self.path[:200]!r}")
+            method, name, rest = _route(path)
+            if name is None:
                 raise ApiError(404, f"no such endpoint: {self.command} {path}")
+            if method != self.command:
+                raise ApiError(405, f"{self.command} is not allowed on {path}: use {method}",
+                               {"Allow": method})
+            if rest is None:
+                getattr(self, name)()
+            else:
+                getattr(self, name)(rest)
         except ApiError as e:
-            self._json(e.status, {"error": e.message}, getattr(e, "headers", None))
+            self._json(e.status, {"error": e.message}, e.headers)
         except Exception as e:  # noqa: BLE001 - a bug answers 500, the server lives on
             log.exception("error serving %s %s", self.command, path)
             self._json(500, {"error": f"internal error: {e}"})
+        finally:
+            if self._sent_body() and not self._body_taken:
+                # What is left of the body would be read as the next request: a request
+                # hidden in a refused body must never run.
+                self.close_connection = True
+
+    def _sent_body(self) -> bool:
+        return ("Transfer-Encoding" in self.headers
+                or self.headers.get("Content-Length", "0").strip() not in ("", "0"))
 
     def _host(self) -> str:
         return self.client_address[0]
@@ -275,6 +293,9 @@ class Handler(BaseHTTPRequestHandler):
             pass  # the uploader is gone: nobody to tell
 
     def _body(self) -> dict:
+        if "Transfer-Encoding" in self.headers:
+            raise ApiError(411, "chunked request bodies are not read here: send the JSON "
+                                "with a Content-Length")
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
@@ -289,6 +310,7 @@ class Handler(BaseHTTPRequestHandler):
         except socket.timeout:  # the request's read budget is spent (server.TimedHandler)
             self.close_connection = True
             raise ApiError(408, "request body not received in time") from None
+        self._body_taken = len(raw) == length
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
@@ -314,6 +336,24 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_error(self, code: int, message: Optional[str] = None,
+                   explain: Optional[str] = None) -> None:
+        """http.server's own refusals (a malformed request line, an unknown method, a
+        request line too long) as JSON like every other error, not its HTML page; the
+        connection ends, as the request could not be read."""
+        log.debug("%s refused: %d %s", self.address_string(), code, message)
+        self.close_connection = True
+        text = message or self.responses.get(code, ("error",))[0]
+        data = json.dumps({"error": text}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         """Every answer (http.server's own errors too) says: no content sniffing, no
         framing. 100 Continue goes through send_response_only and has neither."""
@@ -324,3 +364,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+
+def _route(path: str):
+    """(method, handler name, rest of the path for a prefix route) of `path`, else
+    (None, None, None)."""
+    if path in ROUTES:
+        method, name = ROUTES[path]
+        return method, name, None
+    for prefix, (method, name) in PREFIX_ROUTES.items():
+        if path.startswith(prefix):
+            return method, name, path[len(prefix):]
+    return None, None, None

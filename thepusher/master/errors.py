@@ -3,14 +3,16 @@ crash, and the reading of request fields that raises them: every handler, of cli
 calls, people's calls and uploads alike, refuses bad input the same way."""
 
 import math
-from typing import Any
+from typing import Any, Dict, Optional
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: Optional[Dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}  # what the answer must carry besides (Allow, Retry-After)
 
 
 MAX_INT = (1 << 63) - 1  # largest integer a client may send (a byte count, a port)
