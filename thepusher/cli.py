@@ -55,8 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser.add_argument("--version", action="version", version=f"thepusher {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # -v also after the command (`thepusher status -v`); SUPPRESS keeps a -v given
+    # before it when none follows.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="log debug details")
 
-    p = sub.add_parser("master", help="serve images, coordinate rounds, show the status page")
+    def command(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[after], **kw)
+
+    p = command("master", help="serve images, coordinate rounds, show the status page")
     p.add_argument("-S", "--image-storage", required=True, metavar="IMAGE_DIR",
                    help="directory holding the images and thePusher-config.hcl")
     p.add_argument("-s", "--static-content", metavar="STATIC_DIR",
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file (default IMAGE_DIR/thePusher-config.hcl)")
     p.set_defaults(func=cmd_master)
 
-    p = sub.add_parser("client", help="register with the master, receive, write and forward")
+    p = command("client", help="register with the master, receive, write and forward")
     p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
                    help="the master's address (port 8080 unless given)")
     p.add_argument("--bind", metavar="IP",
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "$THEPUSHER_SECRET, which, unlike this flag, `ps` does not show)")
     p.set_defaults(func=cmd_client)
 
-    p = sub.add_parser("status", help="print the master's groups and clients")
+    p = command("status", help="print the master's groups and clients")
     p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
     p.add_argument("--json", action="store_true", help="print the raw /api/status JSON")
     p.set_defaults(func=cmd_status)
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("retry", "a follow-up round for GROUP's ready hosts that failed or came late"),
                        ("abort", "stop GROUP's running round now (it then waits for start/retry)"),
                        ("wake", "send Wake-on-LAN packets to GROUP's hosts with a known MAC")):
-        p = sub.add_parser(name, help=what)
+        p = command(name, help=what)
         p.add_argument("group", metavar="GROUP")
         p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
         p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
@@ -98,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "without one, run this on the master's host")
         p.set_defaults(func=cmd_group, action=name)
 
-    p = sub.add_parser("check-config", help="parse a config and print it, or every error in it")
+    p = command("check-config", help="parse a config and print it, or every error in it")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-S", "--image-storage", metavar="IMAGE_DIR",
                    help="where the image files are (default: the config's directory)")
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("create-nbi", help="build the netboot image (PXE, iPXE, ISO) from TinyCore files")
+    p = command("create-nbi", help="build the netboot image (PXE, iPXE, ISO) from TinyCore files")
     p.add_argument("-p", "--master", type=master_address, metavar="MASTER[:PORT]",
                    help="bake in this master (thePusher= on the kernel command line still wins)")
     p.add_argument("--tinycore", required=True, metavar="DIR",
@@ -124,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: $THEPUSHER_SECRET)")
     p.set_defaults(func=cmd_create_nbi)
 
-    p = sub.add_parser("put-image", help="upload a disk or image file to the master's image directory",
+    p = command("put-image", help="upload a disk or image file to the master's image directory",
                        description="Stream DEVICE_OR_FILE to the master, which stores it as a new "
                        "image (never over an existing one) once its SHA-256 checks out.")
     p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
@@ -141,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $THEPUSHER_UPLOAD_TOKEN)")
     p.set_defaults(func=cmd_put_image)
 
-    p = sub.add_parser("compress", help="compress an image file or a disk with every core",
+    p = command("compress", help="compress an image file or a disk with every core",
                        description="Write IMG compressed, as streams made in parallel and "
                        "concatenated (bzip2 -d, gzip -d, xz -d read the file as usual), with "
                        "the digest sidecar the master uses instead of hashing it again. An "
@@ -157,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the compressed file (default: IMG plus .bz2, .gz or .xz)")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("demo", help="a whole round on this machine: master + N local clients")
+    p = command("demo", help="a whole round on this machine: master + N local clients")
     p.add_argument("--clients", type=int, default=3, metavar="N", help="number of clients (default 3)")
     p.add_argument("--size", default="256M", help="image size, e.g. 64M, 1G (default 256M)")
     p.add_argument("--dir", metavar="DIR", help="work directory (default: a temporary one)")
@@ -171,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_master(args) -> int:
     from thepusher.config.model import ConfigError
     from thepusher.master import server
+    from thepusher.units import count
 
     log = logging.getLogger("thepusher.master")
     try:
@@ -184,8 +193,9 @@ def cmd_master(args) -> int:
     host, port = srv.server_address[:2]
     cfg = srv.state.config
     log.info(
-        "thepusher %s master on http://%s:%d/ (config %s: %d images, %d groups)",
-        __version__, host, port, cfg.path, len(cfg.images), len(cfg.groups),
+        "thepusher %s master on http://%s:%d/ (config %s: %s, %s)",
+        __version__, host, port, cfg.path, count(len(cfg.images), "image"),
+        count(len(cfg.groups), "group"),
     )
     try:
         srv.serve_forever()

@@ -58,3 +58,8 @@ def eta(done: int, total: Optional[int], rate: float) -> str:
     if rate <= 0:
         return "--"
     return duration((total - done) / rate)
+
+
+def count(n: int, noun: str) -> str:
+    """'1 image', '2 images': the plural with an s, which is all thepusher's nouns need."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

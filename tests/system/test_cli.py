@@ -1,5 +1,6 @@
 """The command line as an admin meets it: zipapp, launcher, help, check-config, demo, status."""
 
+import socket
 import subprocess
 import sys
 import zipfile
@@ -7,6 +8,7 @@ import zipfile
 import pytest
 
 from tests.conftest import ENV, ROOT, free_port, write_config, write_image
+from thepusher.cli import build_parser
 
 SUBCOMMANDS = ["master", "client", "status", "start", "retry", "put-image", "create-nbi",
                "check-config", "demo", "compress"]
@@ -95,6 +97,44 @@ def test_master_with_bad_config_exits_1_listing_errors(tmp_path):
 def test_master_without_image_dir_says_so(tmp_path):
     r = run(["-m", "thepusher", "master", "-S", str(tmp_path / "nope")])
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_master_given_a_file_for_its_image_dir_says_it_is_not_a_directory(tmp_path):
+    (tmp_path / "disk.img").write_bytes(b"x")
+    r = run(["-m", "thepusher", "master", "-S", str(tmp_path / "disk.img")])
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"image directory {tmp_path / 'disk.img'} is not a directory" in r.stderr
+
+
+def test_master_on_a_port_in_use_names_the_address_and_exits_1(tmp_path):
+    write_image(tmp_path / "disk.img", 1 << 16)
+    write_config(tmp_path, ["127.0.0.11"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(["-m", "thepusher", "master", "-S", str(tmp_path), "-l", f"127.0.0.1:{port}"])
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in r.stderr
+
+
+def test_master_start_line_counts_images_and_groups_in_words(lab):
+    write_image(lab.images / "disk.img", 1 << 16)
+    write_config(lab.images, ["127.0.0.11"])
+    master = lab.start_master()
+    lab.wait_for(lambda: "master on http://" in master.output(), 10, "the start line")
+    assert ": 1 image, 1 group)" in master.output()
+
+
+@pytest.mark.parametrize("argv, verbose", [
+    (["status", "-p", "m:1"], False),
+    (["-v", "status", "-p", "m:1"], True),
+    (["status", "-v", "-p", "m:1"], True),
+    (["status", "-p", "m:1", "--verbose"], True),
+    (["check-config", "x.hcl", "-v"], True),
+])
+def test_verbose_is_taken_before_or_after_the_command(argv, verbose):
+    assert build_parser().parse_args(argv).verbose is verbose
 
 
 def test_demo_runs_a_round_and_verifies_every_copy(pyz, tmp_path):
@@ -191,3 +231,23 @@ def test_status_table_shows_group_totals_eta_and_a_held_group():
     assert "  1.0 GiB of 4.0 GiB, 100.0 MB/s, ETA 1m35s" in text
     assert "held after an abort" in text
     assert "100.0 MB/s  1m35s" in text
+
+
+def test_status_table_headers_stand_over_their_columns_whatever_the_state_text():
+    from thepusher.client.status_table import render
+
+    def client(position, state, verified_by=""):
+        return {"host": f"10.0.0.{10 + position}", "position": position, "state": state,
+                "bytes_done": 3 << 30, "bytes_total": 4 << 30, "rate": 0, "eta_seconds": None,
+                "error": "", "mac": "", "verified_by": verified_by}
+
+    status = {"images": [], "unassigned": [], "groups": [{
+        "name": "room", "image": "img", "held": False, "totals": None,
+        "clients": [client(1, "DONE", "readback"), client(2, "BUSY")],
+        "round": {"number": 1, "phase": "finished", "error": "", "left_out": []},
+    }]}
+    header, *rows = [line for line in render(status).splitlines() if line.startswith("  ")]
+    end = header.index("progress") + len("progress")
+    for row in rows:
+        assert row[end - 1] == "%" and row[end:end + 1] in (" ", ""), (header, row)
+    assert header.index("state") == rows[0].index("DONE")

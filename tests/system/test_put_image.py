@@ -251,7 +251,8 @@ def test_curl_upload_with_content_length_is_stored_and_checked_against_a_digest_
     "/api/images/thePusher-config.hcl", "/api/images/thepusher-history.json",
     "/api/images/x.digest.json", "/api/images/..", "/api/images/.", "/api/images/%2e%2e%2fx",
     "/api/images/..%2f..%2fetc%2fpasswd", "/api/images/%2fetc%2fpasswd", "/api/images/..%5cx",
-    "/api/images/%252e%252e%252fx", "/api/images/x%00.img",
+    "/api/images/%252e%252e%252fx", "/api/images/x%00.img", "/api/images/-rf",
+    "/api/images/--help.img",
 ])
 def test_bad_name_is_400_with_the_rule_and_nothing_is_written(lab, path):
     start(lab)

@@ -19,7 +19,10 @@ from thepusher.config.load import load
 from thepusher.config.model import ClientGroup, ConfigError, Image, Settings
 
 REPO = Path(__file__).resolve().parents[2]
-COMPAT = Path(__file__).resolve().parents[3] / "shared/compat/thePusher-config_example.hcl"
+# The original tool's example config, kept here so that its test always runs; the copy
+# must stay the file beside the repo (shared/compat) where that is present.
+COMPAT = REPO / "tests/support/compat/thePusher-config_example.hcl"
+SHARED_COMPAT = REPO.parent / "shared/compat/thePusher-config_example.hcl"
 
 VALID = """\
 image "u" {
@@ -60,9 +63,13 @@ def one_error(tmp_path: Path, text: str) -> tuple:
 # ---------------------------------------------------------------- the original's file
 
 
+def test_the_kept_copy_of_the_original_example_is_that_file_byte_for_byte():
+    if not SHARED_COMPAT.is_file():
+        pytest.skip(f"{SHARED_COMPAT} is absent: nothing to compare the kept copy with")
+    assert COMPAT.read_bytes() == SHARED_COMPAT.read_bytes()
+
+
 def test_compat_example_from_the_original_tool_loads_unchanged(tmp_path):
-    if not COMPAT.is_file():
-        pytest.skip(f"compat file {COMPAT} is absent (it lives beside the repo, in shared/compat)")
     cfg = load(str(COMPAT), str(tmp_path))
 
     assert list(cfg.images) == ["ubuntu1604", "fedora25"]
@@ -516,6 +523,21 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             'image block must have exactly one label, its name, as in image "name" { ... }; found none',
             id="no-label",
+        ),
+        pytest.param(
+            'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n}\n'
+            'clientgroup " " {\n  image = "u"\n  hosts = ["10.0.0.1"]\n}\n',
+            5,
+            1,
+            'clientgroup name is empty: give the group a name, as in clientgroup "room1" { ... }',
+            id="empty-group-name",
+        ),
+        pytest.param(
+            'image "" {\n  filename = "u.img"\n  destination = "/dev/sda"\n}\n',
+            1,
+            1,
+            'image name is empty: give the image a name, as in image "disk" { ... }',
+            id="empty-image-name",
         ),
         pytest.param(
             'image "u" "v" {\n  filename = "u.img"\n  destination = "/dev/sda"\n}\n',

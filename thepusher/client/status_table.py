@@ -29,6 +29,13 @@ def exit_code(status: dict) -> int:
     return 1 if done == 0 else 2
 
 
+def _state(client: dict) -> str:
+    state = client["state"]
+    if state == "DONE" and client.get("verified_by"):
+        state += f" ({VERIFIED.get(client['verified_by'], client['verified_by'])})"
+    return state
+
+
 def render(status: dict) -> str:
     lines: List[str] = []
     for image in status.get("images", []):
@@ -58,18 +65,18 @@ def render(status: dict) -> str:
         if totals and totals["bytes_total"] and r and r["phase"] != "finished":
             lines.append(f"  {human_bytes(totals['bytes_done'])} of {human_bytes(totals['bytes_total'])}, "
                          f"{totals['rate'] / 1e6:.1f} MB/s, ETA {_eta(totals['eta_seconds']) or '?'}")
-        lines.append(f"  {'#':>3} {'host':<16} {'state':<6} {'progress':>18} {'rate':>11} {'ETA':>6}  error")
-        for c in group["clients"]:
+        states = [_state(c) for c in group["clients"]]
+        wide = max([len("state")] + [len(s) for s in states])  # "DONE (read back)" is long
+        lines.append(f"  {'#':>3} {'host':<16} {'state':<{wide}} {'progress':>18} {'rate':>11} "
+                     f"{'ETA':>6}  error")
+        for c, state in zip(group["clients"], states):
             total = c["bytes_total"]
             pct = f"{100 * c['bytes_done'] / total:5.1f}%" if total else "    -"
             progress = f"{human_bytes(c['bytes_done'])} {pct}"
             rate = f"{c['rate'] / 1e6:.1f} MB/s" if c["rate"] else ""
             eta = _eta(c.get("eta_seconds"))
-            state = c["state"]
-            if state == "DONE" and c.get("verified_by"):
-                state += f" ({VERIFIED.get(c['verified_by'], c['verified_by'])})"
             lines.append(
-                f"  {c['position']:>3} {c['host']:<16} {state:<6} {progress:>18} {rate:>11}"
+                f"  {c['position']:>3} {c['host']:<16} {state:<{wide}} {progress:>18} {rate:>11}"
                 f" {eta:>6}  {c['error']}".rstrip()
             )
     if status.get("unassigned"):

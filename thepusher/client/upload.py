@@ -61,7 +61,7 @@ def make_compressor(fmt: Optional[str]) -> Optional[ParallelCompressor]:
 def default_name(path: str, fmt: Optional[str]) -> str:
     """The input's base name ('sda' for /dev/sda) with the format's suffix, made of the
     characters the master accepts."""
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))).lstrip(".")
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))).lstrip(".-")
     return (base or "image") + (FORMATS[fmt].suffix if fmt else "")
 
 

@@ -24,6 +24,11 @@ from thepusher.config.model import Config, ConfigError, Settings
 from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
 
 
+# How messages about an unnamed block speak of it, and the name they suggest.
+NOUNS = {"clientgroup": "group"}
+EXAMPLE_NAMES = {"image": "disk", "clientgroup": "room1"}
+
+
 def _suggest(word: str, known: List[str]) -> str:
     """'; did you mean 'x'?' for a likely typo (case-insensitive), else ''."""
     lowered = {k.lower(): k for k in known}
@@ -86,7 +91,13 @@ class _Loader:
     def read_block(self, block: hcl.Block, spec: BlockSpec) -> _Entry:
         before = len(self.errors)
         name: Optional[str] = None
-        if len(block.labels) == 1:
+        if len(block.labels) == 1 and not block.labels[0].strip():
+            example = EXAMPLE_NAMES.get(block.type, "name")
+            self.error(block.line, block.col,
+                       f"{block.type} name is empty: give the {NOUNS.get(block.type, block.type)} "
+                       f'a name, as in {block.type} "{example}" {{ ... }}')
+            what = f"{block.type} block"
+        elif len(block.labels) == 1:
             name = block.labels[0]
             what = f"{block.type} '{name}'"
         else:

@@ -23,6 +23,7 @@ from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import Client, FINAL, Round, State
+from thepusher.units import count
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
 
@@ -217,7 +218,7 @@ class Controller:
         except OSError as e:
             raise ApiError(500, f"cannot send Wake-on-LAN packets to {target[0]}:{target[1]}: "
                                 f"{e.strerror or e}") from None
-        message = f"group {name}: woke {len(woken)} host{'s' if len(woken) != 1 else ''}"
+        message = f"group {name}: woke {count(len(woken), 'host')}"
         if unknown:
             message += f"; MAC unknown (add it to the group's macs): {', '.join(unknown)}"
         log.info("%s", message)

@@ -1,5 +1,6 @@
 """Build and run the master: config -> image catalog -> state -> HTTP server."""
 
+import errno
 import io
 import logging
 import os
@@ -132,10 +133,9 @@ def build(
     config_path: Optional[str] = None,
 ) -> MasterServer:
     """Everything a running master needs; raises ConfigError/ValueError/OSError on bad input."""
-    if not os.path.isdir(image_dir):
-        raise ValueError(f"image directory {image_dir} does not exist")
-    if static_dir is not None and not os.path.isdir(static_dir):
-        raise ValueError(f"static directory {static_dir} does not exist")
+    _check_dir("image directory", image_dir)
+    if static_dir is not None:
+        _check_dir("static directory", static_dir)
     path = config_path or os.path.join(image_dir, CONFIG_NAME)
     cfg = load_config(path, image_dir)
     for problem in cfg.file_problems():
@@ -148,7 +148,30 @@ def build(
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
     controller = Controller(State(cfg, rounds, keys.load_or_create(cfg.image_dir)), catalog, book)
     controller.start()
-    return MasterServer(parse_listen(listen), controller, static_dir)
+    address = parse_listen(listen)
+    try:
+        return MasterServer(address, controller, static_dir)
+    except OSError as e:
+        shown = f"[{address[0]}]" if ":" in address[0] else address[0] or "*"
+        raise ValueError(f"cannot listen on {shown}:{address[1]}: "
+                         f"{LISTEN_HINTS.get(e.errno, e.strerror or str(e))}") from None
+
+
+# Why a listening socket could not be made, in words that say what to do.
+LISTEN_HINTS = {
+    errno.EADDRINUSE: "address already in use (another master, or another program, has "
+                      "that port: stop it or give -l another port)",
+    errno.EACCES: "permission denied (ports below 1024 need root)",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address (-l takes one of "
+                         "its own, or :PORT for all)",
+}
+
+
+def _check_dir(what: str, path: str) -> None:
+    if not os.path.exists(path):
+        raise ValueError(f"{what} {path} does not exist")
+    if not os.path.isdir(path):
+        raise ValueError(f"{what} {path} is not a directory")
 
 
 def serve_in_thread(server: MasterServer) -> threading.Thread:

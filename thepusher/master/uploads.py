@@ -34,8 +34,8 @@ from thepusher.units import size as human_bytes
 log = logging.getLogger("thepusher.uploads")
 
 MAX_NAME = 128
-NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.', at most 128 characters"
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a leading "-" reads as an option in a shell
+NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.' or '-', at most 128 characters"
 MARGIN = 64 << 20  # free space an upload always leaves on the image dir's filesystem
 RECHECK = 256 << 20  # free space is read again at least this often during an upload
 DIGEST = re.compile(r"[0-9a-f]{64}")
