@@ -32,12 +32,14 @@ thepusher.pyz: $(SOURCES)
 	@echo "built $@ ($$(stat -c %s $@) bytes)"
 
 $(VENV)/.done: tests/requirements.txt
+	@echo "make: creating $(VENV) with the test tools (pytest, hypothesis, ruff, vermin) from PyPI"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
 $(VENV39)/.done: tests/requirements.txt
 	@test -n "$(PY39)" || { echo "Python 3.9 not found (pyenv install 3.9.18, or make PY39=/path/to/python3.9)"; exit 1; }
+	@echo "make: creating $(VENV39) ($(PY39)) with the same tools"
 	$(PY39) -m venv $(VENV39)
 	$(VENV39)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
@@ -70,7 +72,7 @@ smoke: thepusher.pyz
 test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing for the tests:" $$missing; \
+	  echo "make: installing Debian packages for the tests (apt, a few minutes):" $$missing; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 	fi
@@ -86,8 +88,10 @@ e2e: thepusher.pyz $(VENV)/.done
 	tests/e2e/setup.sh build/e2e/debs
 	$(VENV)/bin/python -m pytest -q -s $(PYTEST_ARGS) tests/e2e
 
+# make demo DEMO_ARGS=--keep keeps the master and its page up until Ctrl-C.
+DEMO_ARGS ?=
 demo: thepusher.pyz
-	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M
+	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M $(DEMO_ARGS)
 
 bench: thepusher.pyz
 	$(PYTHON) tests/bench/bench.py

@@ -251,3 +251,9 @@ def test_status_table_headers_stand_over_their_columns_whatever_the_state_text()
     for row in rows:
         assert row[end - 1] == "%" and row[end:end + 1] in (" ", ""), (header, row)
     assert header.index("state") == rows[0].index("DONE")
+
+
+def test_make_demo_passes_demo_args_so_the_page_can_stay_up():
+    r = subprocess.run(["make", "-n", "demo", "DEMO_ARGS=--keep"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    assert "thepusher.pyz demo --clients 3 --size 256M --keep" in r.stdout
