@@ -88,6 +88,9 @@ def sha256_file(path: str) -> str:
 
 
 def run_demo(n: int, size_text: str, workdir: str, keep: bool, port: int) -> int:
+    """0 when every copy is verified, 1 when not (or the master cannot start), 2 for bad
+    arguments, 130 when interrupted before the end. A work dir the demo made itself is
+    removed whatever happens."""
     try:
         size = parse_size(size_text)
         hosts = client_hosts(n)
@@ -96,50 +99,62 @@ def run_demo(n: int, size_text: str, workdir: str, keep: bool, port: int) -> int
         return 2
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="thepusher-demo-")
+    try:
+        return _run(hosts, size, workdir, keep, port)
+    except KeyboardInterrupt:
+        print("thepusher demo: interrupted; nothing was verified", file=sys.stderr)
+        return 130
+    finally:
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(hosts: List[str], size: int, workdir: str, keep: bool, port: int) -> int:
     image_dir = os.path.join(workdir, "images")
     os.makedirs(image_dir, exist_ok=True)
     image = os.path.join(image_dir, "demo.img")
-    print(f"demo: {n} clients, {human_bytes(size)} image, work dir {workdir}")
+    print(f"demo: {len(hosts)} clients, {human_bytes(size)} image, work dir {workdir}", flush=True)
     make_image(image, size)
     write_config(image_dir, hosts)
     try:
         srv = server.build(image_dir, listen=f"127.0.0.1:{port}")
-    except OSError as e:
-        print(f"thepusher demo: cannot start the master on port {port}: {e} "
-              "(try --port)", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        print(f"thepusher demo: {e} (try --port)", file=sys.stderr)
         return 1
     server.serve_in_thread(srv)
     url = f"http://127.0.0.1:{srv.server_address[1]}/"
-    print(f"demo: master on {url}")
+    print(f"demo: master on {url}", flush=True)
     env = dict(os.environ, PYTHONPATH=package_root())
     procs = []
-    for i, host in enumerate(hosts):
-        logf = open(os.path.join(workdir, f"client-{i + 1}.log"), "wb")
-        cmd = client_command() + [
-            "client", "-p", f"127.0.0.1:{srv.server_address[1]}", "--bind", host,
-            "--data-port", "0", "--destination", os.path.join(workdir, f"disk-{i + 1}.img"),
-        ]
-        procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
     try:
+        for i, host in enumerate(hosts):
+            logf = open(os.path.join(workdir, f"client-{i + 1}.log"), "wb")
+            cmd = client_command() + [
+                "client", "-p", f"127.0.0.1:{srv.server_address[1]}", "--bind", host,
+                "--data-port", "0", "--destination", os.path.join(workdir, f"disk-{i + 1}.img"),
+            ]
+            procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env),
+                          logf))
         for p, logf in procs:
             p.wait()
             logf.close()
         ok = report(srv, workdir, image, hosts, size)
         if keep:
-            print(f"demo: status page stays up on {url}; Ctrl-C to stop")
-            while True:
-                time.sleep(3600)
+            print(f"demo: status page stays up on {url}; Ctrl-C to stop", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass  # the way to stop a kept demo: its outcome stands
         return 0 if ok else 1
-    except KeyboardInterrupt:
-        return 0 if not keep else 130
     finally:
-        for p, _ in procs:
+        for p, logf in procs:
             if p.poll() is None:
                 p.kill()
+                p.wait()
+            logf.close()
         srv.shutdown()
         srv.server_close()
-        if own_dir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def report(srv, workdir: str, image: str, hosts: List[str], size: int) -> bool:

@@ -1,5 +1,6 @@
 """The command line as an admin meets it: zipapp, launcher, help, check-config, demo, status."""
 
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ def pyz():
 
 
 def run(args, **kw):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV,
+    kw.setdefault("env", ENV)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                           timeout=120, **kw)
 
 
@@ -257,3 +259,30 @@ def test_make_demo_passes_demo_args_so_the_page_can_stay_up():
     r = subprocess.run(["make", "-n", "demo", "DEMO_ARGS=--keep"], cwd=ROOT, capture_output=True,
                        text=True, check=True)
     assert "thepusher.pyz demo --clients 3 --size 256M --keep" in r.stdout
+
+
+def test_demo_on_a_taken_port_says_so_exits_1_and_leaves_no_work_dir(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(["-m", "thepusher", "demo", "--clients", "1", "--size", "1M", "--port", str(port)],
+                env=dict(ENV, TMPDIR=str(tmp_path)))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_interrupted_mid_round_exits_130_and_removes_its_work_dir(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "thepusher", "demo", "--clients", "2", "--size", "64M", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(ENV, TMPDIR=str(tmp_path)))
+    for line in proc.stdout:  # the clients are started right after this line
+        if "demo: master on" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
