@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log debug details")
 
     def command(name: str, **kw) -> argparse.ArgumentParser:
+        kw.setdefault("description", kw["help"][0].upper() + kw["help"][1:] + ".")
         return sub.add_parser(name, parents=[after], **kw)
 
     p = command("master", help="serve images, coordinate rounds, show the status page")
@@ -89,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "$THEPUSHER_SECRET, which, unlike this flag, `ps` does not show)")
     p.set_defaults(func=cmd_client)
 
-    p = command("status", help="print the master's groups and clients")
-    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
+    p = command("status", help="print the master's groups and clients",
+                description="Print the master's images, groups and clients as a table. Exit "
+                "status: 0 when every host of every group whose last round has finished is "
+                "DONE (or no round has finished yet), 2 when some are not, 1 when none is or "
+                "the master cannot be reached.")
+    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
+                   help="the master's address (default 127.0.0.1, port 8080 unless given)")
     p.add_argument("--json", action="store_true", help="print the raw /api/status JSON")
     p.set_defaults(func=cmd_status)
 
@@ -99,15 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                        ("abort", "stop GROUP's running round now (it then waits for start/retry)"),
                        ("wake", "send Wake-on-LAN packets to GROUP's hosts with a known MAC")):
         p = command(name, help=what)
-        p.add_argument("group", metavar="GROUP")
-        p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]")
+        p.add_argument("group", metavar="GROUP", help="a clientgroup of the master's config")
+        p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
+                       help="the master's address (default 127.0.0.1, port 8080 unless given)")
         p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
                        help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
                             "without one, run this on the master's host")
         p.set_defaults(func=cmd_group, action=name)
 
     p = command("check-config", help="parse a config and print it, or every error in it")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the config file, e.g. IMAGE_DIR/thePusher-config.hcl")
     p.add_argument("-S", "--image-storage", metavar="IMAGE_DIR",
                    help="where the image files are (default: the config's directory)")
     p.set_defaults(func=cmd_check_config)

@@ -286,3 +286,24 @@ def test_demo_interrupted_mid_round_exits_130_and_removes_its_work_dir(tmp_path)
     assert proc.returncode == 130 and "Traceback" not in err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_has_a_description_and_every_option_its_help_and_default():
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, command in commands.choices.items():
+        if not command.description:
+            missing.append(f"{name}: no description")
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or action.dest == "verbose":
+                continue
+            what = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(f"{what}: no help")
+            elif (action.option_strings and action.default not in (None, False, "")
+                  and "default" not in action.help):
+                missing.append(f"{what}: its default {action.default!r} is not in its help")
+    assert missing == []
