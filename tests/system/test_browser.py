@@ -219,6 +219,20 @@ def test_abort_on_the_page_stops_the_round_after_asking_and_holds_the_group(lab,
     assert page.errors == []
 
 
+def test_page_says_which_host_a_re_imaging_waits_for(lab, page):
+    hosts = HOSTS[:2]
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, hosts)
+    lab.start_master()
+    for c in [lab.start_client(h) for h in hosts]:
+        assert c.wait(30) == 0, lab.dump()
+    lab.start_client(hosts[0])  # restarted for the next imaging; the other one is not
+    open_page(lab, page)
+    page.wait_for(f"document.body.innerText.includes('next round waits for {hosts[1]} to be ready')",
+                  20, "the group head naming the host it waits for")
+    assert page.errors == []
+
+
 def test_page_draws_each_chain_of_a_round_from_the_master(lab, page):
     hosts = HOSTS + ["127.0.0.14", "127.0.0.15"]
     write_image(lab.images / "disk.img", 4 << 20)

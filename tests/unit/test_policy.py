@@ -70,3 +70,19 @@ def test_a_host_back_after_done_starts_a_new_deployment_of_the_whole_group():
     for host in HOSTS:
         clients[host].state, clients[host].outcome = "WAIT", "DONE"
     assert policy.due(group, clients, now=0) == (HOSTS, None)
+
+
+def test_a_re_imaging_names_the_done_hosts_not_restarted_as_what_it_waits_for():
+    group, clients = room(["DONE", "DONE", "DONE"])
+    for c in clients.values():
+        c.outcome = "DONE"
+    assert policy.waiting_for(group, clients) == []  # imaged, and nobody back: idle
+    clients[HOSTS[0]].state = "WAIT"  # one PC restarted for a new image
+    assert policy.due(group, clients, now=0) == ([], None)
+    assert policy.waiting_for(group, clients) == HOSTS[1:]
+
+
+def test_a_group_waits_for_nothing_while_no_host_is_ready_or_when_it_starts_by_hand():
+    assert policy.waiting_for(*room(["NONE", "NONE", "NONE"])) == []
+    assert policy.waiting_for(*room(["WAIT", "NONE", "BUSY"])) == HOSTS[1:]
+    assert policy.waiting_for(*room(["WAIT", "NONE", "NONE"], start="manual")) == []

@@ -16,9 +16,11 @@ def _eta(seconds: Optional[float]) -> str:
 
 def exit_code(status: dict) -> int:
     """0 when every host of every group whose last round has finished is DONE (or no
-    round has finished yet), 1 when none of them is, 2 when some are not."""
+    round has finished yet), 1 when none of them is, 2 when some are not. A host of that
+    round counts as it ended there, whatever it does now (it may be ready for the next
+    re-imaging); a host left out of it, as it is now."""
     states = [
-        c["state"]
+        g["round"].get("outcome", {}).get(c["host"], c["state"])
         for g in status.get("groups", [])
         if g.get("round") and g["round"]["phase"] == "finished"
         for c in g["clients"]
@@ -27,6 +29,17 @@ def exit_code(status: dict) -> int:
     if done == len(states):
         return 0
     return 1 if done == 0 else 2
+
+
+def _waits(group: dict) -> str:
+    by_host = {c["host"]: c for c in group["clients"]}
+    return ", ".join(f"{h} ({_why_not_ready(by_host[h])})" for h in group["waiting_for"])
+
+
+def _why_not_ready(client: dict) -> str:
+    if client["state"] == "DONE":
+        return "DONE before, not restarted"
+    return "not registered" if client["state"] == "NONE" else client["state"]
 
 
 def _state(client: dict) -> str:
@@ -61,6 +74,9 @@ def render(status: dict) -> str:
             lines.append(f"  not in round {r['number']}: {', '.join(r['left_out'])}")
         if group.get("held"):
             lines.append("  held after an abort: starts again with thepusher start / retry")
+        if group.get("waiting_for"):
+            lines.append(f"  next round waits for {_waits(group)} to be ready; "
+                         f"thepusher start {group['name']} starts it with the ready ones now")
         totals = group.get("totals")
         if totals and totals["bytes_total"] and r and r["phase"] != "finished":
             lines.append(f"  {human_bytes(totals['bytes_done'])} of {human_bytes(totals['bytes_total'])}, "

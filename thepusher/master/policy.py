@@ -35,11 +35,7 @@ def due(group: ClientGroup, clients: Dict[str, Client], now: float) -> Tuple[Lis
     """
     if group.start == "manual":
         return [], None
-    waiting = expected(group, clients)
-    if any(clients[h].outcome == "DONE" and clients[h].state == "WAIT" for h in group.hosts):
-        # A host that already has the image came back for a new one: that is a new
-        # deployment of the whole group, not a follow-up round for the stragglers.
-        waiting = list(group.hosts)
+    waiting = _awaited(group, clients)
     ready = [h for h in waiting if clients[h].state == "WAIT"]
     if not ready:
         return [], None
@@ -52,6 +48,27 @@ def due(group: ClientGroup, clients: Dict[str, Client], now: float) -> Tuple[Lis
         return [], deadline
     # Past the deadline, the next host to become ready is the next chance: no timer.
     return (ready if len(ready) >= group.min_clients else []), None
+
+
+def waiting_for(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:
+    """The hosts a group's next round waits for, once some host is ready for it: what
+    the status says, so that a room does not wait in silence (a host that ended DONE
+    and was not restarted for a re-imaging, say). Empty for a manual group, and while
+    no host is ready. Call only while the group has no running round."""
+    if group.start == "manual":
+        return []
+    waiting = _awaited(group, clients)
+    if not any(clients[h].state == "WAIT" for h in waiting):
+        return []
+    return [h for h in waiting if clients[h].state != "WAIT"]
+
+
+def _awaited(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:
+    if any(clients[h].outcome == "DONE" and clients[h].state == "WAIT" for h in group.hosts):
+        # A host that already has the image came back for a new one: that is a new
+        # deployment of the whole group, not a follow-up round for the stragglers.
+        return list(group.hosts)
+    return expected(group, clients)
 
 
 def for_start(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:

@@ -13,7 +13,7 @@ import time
 from typing import Optional, Tuple
 
 from thepusher import __version__
-from thepusher.master import bottleneck
+from thepusher.master import bottleneck, policy
 from thepusher.master.images import Catalog
 from thepusher.master.state import State
 
@@ -43,6 +43,11 @@ class StatusView:
     def _build(self) -> dict:
         status = self.state.status()
         config = self.state.config
+        st = self.state
+        with st.lock:
+            waits = {name: policy.waiting_for(group, st.clients)
+                     for name, group in config.groups.items()
+                     if st.running(name) is None and name not in st.held}
         status["images"] = self.catalog.describe()
         status["master"] = {"version": __version__, "config": config.path}
         status["admin"] = {"token_required": bool(config.settings.admin_token)}
@@ -52,4 +57,5 @@ class StatusView:
             chains = [[by_host[h] for h in chain["hosts"] if h in by_host]
                       for chain in r.get("chains", [])]
             group["bottleneck"] = bottleneck.of_round(chains) if r.get("phase") == "streaming" else None
+            group["waiting_for"] = waits.get(group["name"], [])
         return status

@@ -265,7 +265,7 @@ function headData(g) {
   const busy = ["start", "retry", "abort", "wake"].filter(a => page.busy.has(`${a}:${g.name}`));
   return {
     name: g.name, image: g.image, rule: startRule(g), round: describeRound(g.round),
-    running: running(g), held: !!g.held, busy,
+    running: running(g), held: !!g.held, busy, waiting: (g.waiting_for || []).join(", "),
   };
 }
 
@@ -278,7 +278,10 @@ function groupHead(d) {
   return [
     h("h3", null, "Group ", h("span", {class: "mono"}, d.name)),
     h("span", {class: "info"}, `image ${d.image} · ${d.round} · `,
-      d.held ? h("b", null, "held after an abort: starts again only with Start or Retry") : d.rule),
+      d.held ? h("b", null, "held after an abort: starts again only with Start or Retry")
+        : d.waiting ? h("b", null, `next round waits for ${d.waiting} to be ready; ` +
+                                   "Start goes now with the ready ones")
+        : d.rule),
     h("div", {class: "actions"},
       button("Start", {key: `start:${d.name}`, action: "start", cls: "primary", disabled: d.running,
         title: "Start a round now with every ready (WAIT) host", onclick: go("start")}),
