@@ -310,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
         except socket.timeout:  # the request's read budget is spent (server.TimedHandler)
             self.close_connection = True
             raise ApiError(408, "request body not received in time") from None
-        self._body_taken = len(raw) == length
+        self._body_taken = length <= 0 or len(raw) == length
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:

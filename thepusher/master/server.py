@@ -25,6 +25,15 @@ log = logging.getLogger("thepusher.master")
 
 CONFIG_NAME = "thePusher-config.hcl"
 
+# Why a listening socket could not be made, in words that say what to do.
+LISTEN_HINTS = {
+    errno.EADDRINUSE: "address already in use (another master, or another program, has "
+                      "that port: stop it or give -l another port)",
+    errno.EACCES: "permission denied (ports below 1024 need root)",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address (-l takes one of "
+                         "its own, or :PORT for all)",
+}
+
 
 def parse_listen(text: str) -> Tuple[str, int]:
     """`[IP]:PORT`, `IP:PORT`, `:PORT` or `PORT`; an empty IP means every interface."""
@@ -155,16 +164,6 @@ def build(
         shown = f"[{address[0]}]" if ":" in address[0] else address[0] or "*"
         raise ValueError(f"cannot listen on {shown}:{address[1]}: "
                          f"{LISTEN_HINTS.get(e.errno, e.strerror or str(e))}") from None
-
-
-# Why a listening socket could not be made, in words that say what to do.
-LISTEN_HINTS = {
-    errno.EADDRINUSE: "address already in use (another master, or another program, has "
-                      "that port: stop it or give -l another port)",
-    errno.EACCES: "permission denied (ports below 1024 need root)",
-    errno.EADDRNOTAVAIL: "no interface of this machine has that address (-l takes one of "
-                         "its own, or :PORT for all)",
-}
 
 
 def _check_dir(what: str, path: str) -> None:
