@@ -49,7 +49,7 @@ lint: $(VENV)/.done
 	$(VENV)/bin/vermin --no-tips --violations --target=3.9- --eval-annotations thepusher thepusher.py
 
 # The whole suite under both Pythons; under 3.9 (the floor) the randomized chain fault runs
-# are the first 5 of the same 35 plans, which keeps a CI run within 15 minutes on 2 cores.
+# are the first 5 of the same 25 plans, which keeps a CI run within 15 minutes on 2 cores.
 # Both run one whole-system fault plan of each kind (tests/system/test_round_faults.py);
 # `make test-long` runs many more of both.
 test: thepusher.pyz $(VENV)/.done $(VENV39)/.done test-debs lint smoke

@@ -1,6 +1,6 @@
 """Randomized fault injection on a real chain: hops are real processes, killed for real.
 
-The master's streaming side (master/stream.Source, with its healing Link) runs here in
+The master's streaming side (master/source.Source, with its healing Link) runs here in
 the test process; each hop is tests/support/hop_process.py, a real process with its own
 listener. Faults: kill -9 of one to three hops at random stream offsets (first,
 middle, last, adjacent pairs all come up), and SIGSTOP (a hop stalled, not dead).
@@ -32,7 +32,7 @@ from thepusher.chain import wire
 from thepusher.master.images import ImageFile
 from thepusher.master.source import Source, StreamFailed
 
-RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "35"))
+RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "25"))
 HOPS = 8
 RECORD = 256 * 1024
 TIMEOUT = 2.0  # I/O timeout: short, so stalls are detected quickly, with room for a busy CI
