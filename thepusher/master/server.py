@@ -153,17 +153,20 @@ def build(
     book = HostBook.load(cfg.image_dir)
     book.apply(cfg)
     catalog = Catalog(cfg)
-    catalog.start()
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
     controller = Controller(State(cfg, rounds, keys.load_or_create(cfg.image_dir)), catalog, book)
-    controller.start()
     address = parse_listen(listen)
     try:
-        return MasterServer(address, controller, static_dir)
+        srv = MasterServer(address, controller, static_dir)
     except OSError as e:
         shown = f"[{address[0]}]" if ":" in address[0] else address[0] or "*"
         raise ValueError(f"cannot listen on {shown}:{address[1]}: "
                          f"{LISTEN_HINTS.get(e.errno, e.strerror or str(e))}") from None
+    # Only a master that has its port starts working (hashing images, starting rounds):
+    # one that cannot listen leaves nothing running behind its error.
+    catalog.start()
+    controller.start()
+    return srv
 
 
 def _check_dir(what: str, path: str) -> None:
