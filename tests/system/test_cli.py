@@ -219,22 +219,6 @@ def test_status_exit_code_is_0_all_done_2_some_failed_1_all_failed(lab, broken, 
         assert any(h in line and "ERROR" in line for line in r.stdout.splitlines())
 
 
-def test_re_imaging_status_names_the_done_host_it_waits_for_and_exits_0_nothing_failed(lab):
-    hosts = ["127.0.0.11", "127.0.0.12"]
-    write_image(lab.images / "disk.img", 1 << 20)
-    write_config(lab.images, hosts)
-    lab.start_master()
-    for c in [lab.start_client(h) for h in hosts]:
-        assert c.wait(30) == 0, lab.dump()
-    lab.start_client(hosts[0])  # one PC restarted for the next imaging; the other not
-    lab.wait_for(lambda: lab.status()["groups"][0]["waiting_for"] == hosts[1:], 20,
-                 "the group to say what it waits for")
-    r = lab.cli("status")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert ("next round waits for 127.0.0.12 (DONE before, not restarted) to be ready; "
-            "thepusher start room starts it with the ready ones now") in r.stdout
-
-
 def test_status_table_shows_group_totals_eta_and_a_held_group():
     from thepusher.client.status_table import render
 

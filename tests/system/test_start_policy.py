@@ -147,6 +147,12 @@ def test_reimaging_a_done_room_waits_for_every_host_again(lab):
     time.sleep(1.5)
     assert lab.clients()[hosts[0]]["state"] == "WAIT"
     assert len(lab.status()["history"]) == 1
+    # ... and the room is told what it waits for, and nothing counts as failed
+    assert lab.status()["groups"][0]["waiting_for"] == hosts[1:]
+    r = lab.cli("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("next round waits for 127.0.0.12 (DONE before, not restarted) to be ready; "
+            "thepusher start room starts it with the ready ones now") in r.stdout
     last = lab.start_client(hosts[1])
     assert again.wait(60) == 0 and last.wait(60) == 0, lab.dump()
     assert lab.status()["history"][-1]["chain"] == hosts

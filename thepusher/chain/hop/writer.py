@@ -15,7 +15,7 @@ Sets no events.
 
 import logging
 import time
-from typing import Generator, Iterator, Optional
+from typing import Iterator, Optional
 
 from thepusher.chain import wire
 from thepusher.chain.hop.buffers import Failure, Feed
@@ -27,11 +27,6 @@ from thepusher.image.facts import FactsHasher
 
 
 log = logging.getLogger("thepusher.hop")
-
-# The decoded stream as the writer produces it: pieces, then END's payload (None if the
-# stream failed instead).
-Stream = Generator[Piece, None, Optional[bytes]]
-
 
 class Writer:
     def __init__(self, config: HopConfig, target: HopTarget, feed: Feed) -> None:
@@ -48,6 +43,7 @@ class Writer:
         self._decoder: Optional[Decoder] = None
         self._content = FactsHasher()  # what was handed to the target, as the image's facts
         self._took_last = False  # END or a Failure came off the feed: nothing more will
+        self._end: Optional[bytes] = None  # END's payload, once the stream decoded to its end
 
     @property
     def written(self) -> int:
@@ -65,14 +61,14 @@ class Writer:
 
     def run(self) -> None:
         """Write the stream, or after a disk error just give its buffers back, to its end."""
-        pieces = _Pulled(self._stream())
+        pieces = self._stream()
         try:
             if self.disk_error is None:
                 self.target.consume(pieces)
                 for _ in pieces:  # what follows a TAR archive's end: hashed, not written
                     pass
-                if pieces.result is not None:
-                    self._verify(pieces.result)
+                if self._end is not None:
+                    self._verify(self._end)
         except (TargetError, DecodeError, TarError, wire.ProtocolError) as e:
             self.disk_error = str(e)
             log.error("%s", e)
@@ -87,7 +83,7 @@ class Writer:
         if not self._took_last:
             self._drain()
 
-    def _stream(self) -> Stream:
+    def _stream(self) -> Iterator[Piece]:
         """The decoded stream: bytes, or an int for a zero run. Also accounts where the
         writer's time goes, so the master can tell a slow disk from slow decompression
         when it names what holds the chain back."""
@@ -98,7 +94,7 @@ class Writer:
                 continue
             if isinstance(item, Failure):
                 self._took_last = True
-                return None
+                return
             try:
                 if item.kind == wire.DATA:
                     yield from self._timed(decoder.feed(item.payload))
@@ -110,7 +106,8 @@ class Writer:
                 elif item.kind == wire.END:
                     self._took_last = True  # even if the decoder fails at the end
                     yield from self._timed(decoder.finish())
-                    return bytes(item.payload)
+                    self._end = bytes(item.payload)
+                    return
             finally:
                 item.release()
 
@@ -177,25 +174,3 @@ class Writer:
         except OSError as e:
             self.disk_error = self.disk_error or f"closing {self.target.path} failed: {e}"
 
-
-class _Pulled(Iterator[Piece]):
-    """The writer's stream as the target pulls it, keeping what the stream returns: the
-    target's for loop would drop it, and the writer verifies against it."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-        self.returned = False  # the stream ended by itself: it took END or a Failure
-        self.result: Optional[bytes] = None  # END's payload, once returned
-
-    def __next__(self) -> Piece:
-        if self.returned:
-            raise StopIteration
-        try:
-            return next(self._stream)
-        except StopIteration as stop:
-            self.returned = True
-            self.result = stop.value
-            raise
-
-    def close(self) -> None:
-        self._stream.close()
