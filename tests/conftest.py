@@ -68,12 +68,14 @@ def _interruptible() -> None:
 class Proc:
     """A thepusher process whose output goes to a log file we can show on failure."""
 
-    def __init__(self, name: str, args: List[str], logdir: Path) -> None:
+    def __init__(self, name: str, args: List[str], logdir: Path,
+                 launcher: Optional[List[str]] = None) -> None:
+        """`launcher`: what runs thepusher instead of `python3 -m thepusher`."""
         self.name = name
         self.log = logdir / f"{name}.log"
         self._logf = open(self.log, "wb")
         self.popen = subprocess.Popen(
-            thepusher(*args), stdout=self._logf, stderr=subprocess.STDOUT, env=ENV,
+            [*launcher, *args] if launcher else thepusher(*args), stdout=self._logf, stderr=subprocess.STDOUT, env=ENV,
             start_new_session=True, preexec_fn=_interruptible,
         )
 
@@ -138,10 +140,12 @@ class Lab:
         self.kill_master()
         return self.start_master()
 
-    def start_client(self, host: str, destination: Optional[str] = None, *extra: str) -> Proc:
+    def start_client(self, host: str, destination: Optional[str] = None, *extra: str,
+                     launcher: Optional[List[str]] = None) -> Proc:
         dest = destination or str(self.disks / f"{host}.img")
         p = Proc(f"client-{host}", ["-v", "client", "-p", f"127.0.0.1:{self.port}", "--bind", host,
-                                    "--data-port", "0", "--destination", dest, *extra], self.logs)
+                                    "--data-port", "0", "--destination", dest, *extra], self.logs,
+                 launcher)
         self.procs.append(p)
         return p
 

@@ -20,15 +20,16 @@ MAX_LINES = 400
 # A room is a subpackage of thepusher, or one of the small shared top-level modules.
 SHARED = {"plan", "units", "console", "signing"}
 ALLOWED = {
-    "image": {"units", "console"},
+    "image": {"units", "console", "syscalls"},
     "config": {"image"},
-    "disk": {"image"},
+    "disk": {"image", "syscalls"},
     "chain": {"image", "disk"},
-    "client": {"chain", "disk", "image", "config"} | SHARED,
+    "client": {"chain", "disk", "image", "config", "syscalls"} | SHARED,
     "master": {"config", "image", "chain"} | SHARED,
     "netboot": {"signing"},
     "plan": set(),
     "units": set(),
+    "syscalls": set(),
     "console": {"units"},
     "signing": {"config"},
 }

@@ -9,14 +9,14 @@ import logging
 import os
 import resource
 import socket
-import stat
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Optional, Union
 
-from thepusher import signing
+from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
@@ -38,11 +38,17 @@ FINAL_PATIENCE = {"DONE": 120.0, "ERROR": 5.0}
 
 
 def local_mac() -> str:
-    """The MAC of the first physical interface (what Wake-on-LAN needs); zeros if none."""
+    """The MAC of the first physical interface (what Wake-on-LAN needs); zeros if none.
+
+    Where there is no /sys (macOS), the one the standard library finds (uuid.getnode:
+    the system's UUID generator or ifconfig); "" when it found none and made one up."""
     try:
         names = sorted(os.listdir("/sys/class/net"))
     except OSError:
-        return ""
+        node = uuid.getnode()
+        if node >> 40 & 1:  # the multicast bit: a random number, no interface's address
+            return ""
+        return ":".join(f"{node >> shift & 0xFF:02x}" for shift in range(40, -8, -8))
     for name in names:
         if os.path.exists(f"/sys/class/net/{name}/device"):
             try:
@@ -54,14 +60,15 @@ def local_mac() -> str:
 
 
 def disk_size(path: str) -> Optional[int]:
+    """The destination disk's size for the master's page; None for a file or when unknown."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        if not stat.S_ISBLK(os.fstat(fd).st_mode):
-            return None
-        return os.lseek(fd, 0, os.SEEK_END)
+        return syscalls.device_size(fd)
+    except OSError:
+        return None
     finally:
         os.close(fd)
 
@@ -369,5 +376,5 @@ class Sampler:
             "skipped": [list(entry) for entry in self.hop.skipped],
             "read_back": self.hop.read_back,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "max_rss_kb": usage.ru_maxrss,
+            "max_rss_kb": syscalls.max_rss_kib(usage.ru_maxrss),
         }

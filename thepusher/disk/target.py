@@ -7,29 +7,30 @@ all again, and it is cut to the image's size at the end, so a longer old file ca
 leave a stale tail. Zero runs are not written where the destination can do better:
 past a file's old end they are holes (a seek); over old bytes the filesystem frees
 them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
-cannot be done so is written as zeros. A missing path under /dev/ (other than
+cannot be done so is written as zeros. A raw disk (macOS /dev/rdiskN) takes whole
+sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path under /dev/ (other than
 /dev/shm/, which is for files) is an error, never a new file: on a netboot client /dev
 is RAM, and a mistyped device name would otherwise take the whole image and report a
 verified copy.
 """
 
 import errno
-import fcntl
 import hashlib
 import logging
 import mmap
 import os
 import stat
-import struct
 from typing import Callable, Iterable, Iterator, Optional, Protocol, Union
 
+from thepusher import syscalls
+from thepusher.disk.sectors import SectorWriter
 from thepusher.image import sparse
 
 ZEROS = bytes(1 << 20)
-BLKZEROOUT = 0x127F  # _IO(0x12, 127): zero a byte range of a block device
 ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks, hole punching whole pages
 READ_BACK = 4 << 20  # bytes per read when reading a copy back (a multiple of any sector)
-# "The filesystem cannot free this range": zeros are written instead.
+# "The device or filesystem cannot free this range" (or the OS has no call for it):
+# zeros are written instead.
 CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV,
                errno.EACCES)
 
@@ -84,15 +85,16 @@ class Target:
         self.written = 0
         self.zeroed = 0  # bytes of zero runs not written as data (holes, BLKZEROOUT)
         self.old_size = 0  # a regular file's size when opened: what zero runs must clear
+        self.sectors: Optional[SectorWriter] = None  # a raw disk's writes, gathered
         self._can_free = True  # until the device or filesystem says it cannot
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
         path = os.path.abspath(self.path)
         device = path.startswith("/dev/") and not path.startswith("/dev/shm/")
-        # A file is opened for reading too: punching a hole maps it (_free).
-        access = os.O_WRONLY if device else os.O_RDWR | os.O_CREAT
-        flags = access | getattr(os, "O_CLOEXEC", 0)
+        # Opened for reading too: punching a hole maps a file (_free), and a raw disk's
+        # last part sector is completed with what it holds (disk/sectors.py).
+        flags = os.O_RDWR | (0 if device else os.O_CREAT) | os.O_CLOEXEC
         try:
             self.fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
@@ -106,19 +108,24 @@ class Target:
         mode = os.fstat(self.fd).st_mode
         self.is_block = stat.S_ISBLK(mode)
         self.is_regular = stat.S_ISREG(mode)
-        if self.is_block:
-            capacity = os.lseek(self.fd, 0, os.SEEK_END)
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            if capacity < content_size:
-                self.close()
-                raise TargetError(
-                    f"destination {self.path} holds {capacity} bytes, the image needs {content_size}"
-                )
-        elif self.is_regular:
+        if self.is_regular:
             self.old_size = os.fstat(self.fd).st_size
-        elif not stat.S_ISCHR(mode):
+            return
+        if not (self.is_block or stat.S_ISCHR(mode)):
             self.close()
             raise TargetError(f"destination {self.path} is neither a file nor a device")
+        capacity = syscalls.device_size(self.fd)
+        if capacity is not None and capacity < content_size:
+            self.close()
+            raise TargetError(
+                f"destination {self.path} holds {capacity} bytes, the image needs {content_size}"
+            )
+        if capacity is None and self.is_block:
+            log.warning("%s: this system does not tell the disk's size: a disk too small for "
+                        "the image's %d bytes is found when a write fails", self.path, content_size)
+        sector = syscalls.raw_sector(self.fd)
+        if sector > 1:
+            self.sectors = SectorWriter(self.fd, sector)
 
     def consume(self, pieces: Iterable[Piece]) -> None:
         """Write the decoded stream as it comes (a TAR target extracts it instead).
@@ -138,6 +145,14 @@ class Target:
     def write(self, data) -> None:
         """Write all of `data` at the current position; a short write is retried, not lost."""
         view = memoryview(data)
+        if self.sectors:
+            try:
+                self.sectors.write(view)
+            except OSError as e:
+                raise TargetError(f"writing {self.path} failed at byte {self.sectors.offset}: "
+                                  f"{e.strerror or e}") from None
+            self.written += len(view)
+            return
         while view:
             try:
                 n = os.write(self.fd, view)
@@ -178,15 +193,13 @@ class Target:
         self._write_zeros(end - self.written)
 
     def _free(self, offset: int, length: int) -> bool:
-        """Make [offset, offset+length) read as zeros without writing them: BLKZEROOUT on
-        a block device, a punched hole in a file (MADV_REMOVE on a shared mapping, the
-        stdlib's way to FALLOC_FL_PUNCH_HOLE). False if the device or filesystem cannot."""
+        """Make [offset, offset+length) read as zeros without writing them: the block
+        device zeroes it, or the file's filesystem frees it. False if they cannot."""
         try:
             if self.is_block:
-                fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+                syscalls.zero_range(self.fd, offset, length)
             else:
-                with mmap.mmap(self.fd, length, offset=offset) as mapped:
-                    mapped.madvise(mmap.MADV_REMOVE)
+                syscalls.punch_hole(self.fd, offset, length)
             os.lseek(self.fd, offset + length, os.SEEK_SET)
         except (OSError, ValueError) as e:  # ValueError: pages larger than ZERO_ALIGN
             if isinstance(e, OSError) and e.errno not in CANNOT_FREE:
@@ -209,10 +222,12 @@ class Target:
     def finish(self) -> None:
         """Make the bytes durable; only then may the hop call its copy verified."""
         try:
+            if self.sectors:
+                self.sectors.finish()
             if self.is_regular:
                 os.ftruncate(self.fd, self.written)  # also makes a trailing zero run a hole
-            if self.is_regular or self.is_block:
-                os.fsync(self.fd)
+            if self.is_regular or self.is_block or self.sectors:
+                syscalls.flush(self.fd)
         except OSError as e:
             raise TargetError(self._describe(e)) from None
 
@@ -223,11 +238,12 @@ class Target:
         clean after the fsync), and a block device is read with O_DIRECT where it
         allows, so a disk that keeps other bytes than it was given, or a destination
         changed after it was written, is found out. On tmpfs the page cache is the
-        storage: dropping it is a no-op and the reads see what is there."""
-        if not (self.is_regular or self.is_block):
-            raise TargetError(f"cannot read back {self.path}: not a file or a block device")
+        storage: dropping it is a no-op and the reads see what is there. A raw disk
+        has no cache: it is read in whole sectors."""
+        if not (self.is_regular or self.is_block or self.sectors):
+            raise TargetError(f"cannot read back {self.path}: not a file or a disk")
         try:
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            syscalls.drop_cache(self.fd)
         except OSError as e:
             log.info("%s: cannot drop cached pages (%s): reading back what is there", self.path, e)
         fd, direct = self._open_for_read_back()
@@ -237,11 +253,11 @@ class Target:
         pos = 0
         try:
             while pos < size:
-                # O_DIRECT reads whole sectors: the last read asks for a whole buffer
-                # (a device ends on a sector) and only `size` bytes count.
+                # O_DIRECT and raw disks read whole sectors: the last read asks for a
+                # whole buffer (a device ends on a sector) and only `size` bytes count.
                 want = READ_BACK if direct else min(READ_BACK, size - pos)
                 try:
-                    n = os.preadv(fd, [view[:want]], pos)
+                    n = syscalls.read_at(fd, view[:want], pos)
                 except OSError as e:
                     if direct and pos == 0 and e.errno == errno.EINVAL:
                         # the device takes no O_DIRECT reads of this shape: read it
@@ -268,17 +284,22 @@ class Target:
         return sha.hexdigest()
 
     def _open_for_read_back(self):
-        """(fd, direct): a block device opened anew with O_DIRECT, else our own fd."""
-        if self.is_block and hasattr(os, "O_DIRECT"):
+        """(fd, whole sectors only): a block device opened anew with O_DIRECT, a raw
+        disk opened anew, else our own fd."""
+        if self.is_block:
             try:
-                return os.open(self.path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC), True
+                fd = syscalls.open_uncached(self.path)
+                if fd is not None:
+                    return fd, True
             except OSError as e:
                 log.info("%s: no O_DIRECT (%s): reading back after dropping the cache", self.path, e)
-        if self.is_block:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
+        if self.is_block or self.sectors:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), bool(self.sectors)
         return self.fd, False
 
     def close(self) -> None:
+        if self.sectors:
+            self.sectors.close()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import BinaryIO, Callable, Deque, Dict, Iterator, Optional, Tuple
 
+from thepusher import syscalls
 from thepusher.console import ProgressLine
 from thepusher.image.facts import FactsHasher, ImageFacts, write_sidecar
 from thepusher.image.formats import FORMATS
@@ -245,16 +246,14 @@ def _default_output(source: str, fmt: str) -> str:
 
 
 def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
-    """The input (an image file or a disk) opened for reading, and its size: a block
-    device's too (lseek to its end), None for a pipe, whose end is only known when
-    reached. Shared with put-image; OSError when it cannot be read."""
+    """The input (an image file or a disk) opened for reading, and its size: a disk's
+    too (a Mac's raw /dev/rdiskN included), None for a pipe, whose end is only known
+    when reached. Shared with put-image; OSError when it cannot be read."""
     reader = open(path, "rb", buffering=0)
-    mode = os.fstat(reader.fileno()).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-        return reader, None
-    total = os.lseek(reader.fileno(), 0, os.SEEK_END)
-    os.lseek(reader.fileno(), 0, os.SEEK_SET)
-    return reader, total
+    st = os.fstat(reader.fileno())
+    if stat.S_ISREG(st.st_mode):
+        return reader, st.st_size
+    return reader, syscalls.device_size(reader.fileno())
 
 
 def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompressor, source: str,

@@ -1,0 +1,132 @@
+"""The system calls whose name or very existence differs between Linux and macOS.
+
+A client runs on Linux (the netboot image) or on a booted Mac, and put-image on either.
+Each function here makes the running OS's own call and has a way round where it has
+none, so that no other module asks which OS it runs on. Facilities are found by what
+the running Python offers (hasattr); ioctls, whose numbers mean different things on
+each kernel, by sys.platform. docs/macos.md says what a Mac client does differently.
+"""
+
+import errno
+import fcntl
+import mmap
+import os
+import stat
+import struct
+import sys
+from typing import Optional, Tuple
+
+LINUX = sys.platform.startswith("linux")
+DARWIN = sys.platform == "darwin"
+BLKZEROOUT = 0x127F  # Linux _IO(0x12, 127): zero a byte range of a block device
+DKIOCGETBLOCKSIZE = 0x40046418  # macOS _IOR('d', 24, uint32_t): bytes per sector
+DKIOCGETBLOCKCOUNT = 0x40086419  # macOS _IOR('d', 25, uint64_t): sectors on the disk
+# macOS: fsync(2) leaves the bytes in the drive's cache, F_FULLFSYNC empties it too.
+F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", None)
+
+
+def unsupported(what: str) -> OSError:
+    return OSError(errno.EOPNOTSUPP, f"this system has no call to {what}")
+
+
+def device_size(fd: int) -> Optional[int]:
+    """Bytes on the disk behind `fd`; None for anything else (a file, a pipe, /dev/null)
+    or when the OS cannot tell.
+
+    Linux: lseek to a block device's end. macOS says 0 there: it answers in sectors
+    (DKIOCGETBLOCKCOUNT x DKIOCGETBLOCKSIZE), for /dev/diskN and the raw /dev/rdiskN alike.
+    """
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISBLK(mode) or stat.S_ISCHR(mode)):
+        return None
+    geometry = _darwin_geometry(fd)
+    if geometry:
+        return geometry[0] * geometry[1]
+    if not stat.S_ISBLK(mode):
+        return None
+    end = os.lseek(fd, 0, os.SEEK_END)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return end or None
+
+
+def raw_sector(fd: int) -> int:
+    """The unit a raw disk takes reads and writes in: a macOS /dev/rdiskN's sector size.
+    1 for everything that goes through the OS's cache (files, block devices; Linux has
+    no raw disk devices any more)."""
+    if stat.S_ISCHR(os.fstat(fd).st_mode):
+        geometry = _darwin_geometry(fd)
+        if geometry:
+            return geometry[0]
+    return 1
+
+
+def _darwin_geometry(fd: int) -> Optional[Tuple[int, int]]:
+    """(sector size, sectors) of a macOS disk device; None elsewhere."""
+    if not DARWIN:
+        return None
+    try:
+        sector = struct.unpack("I", fcntl.ioctl(fd, DKIOCGETBLOCKSIZE, bytes(4)))[0]
+        count = struct.unpack("Q", fcntl.ioctl(fd, DKIOCGETBLOCKCOUNT, bytes(8)))[0]
+    except OSError:
+        return None
+    return (sector, count) if sector and count else None
+
+
+def zero_range(fd: int, offset: int, length: int) -> None:
+    """Have a block device zero a range itself (Linux BLKZEROOUT: the drive's own zeroing
+    command where it has one). OSError where the OS has no such call."""
+    if not LINUX:
+        raise unsupported("zero a range of a disk")
+    fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Free a range of a file, which then reads as zeros: MADV_REMOVE on a shared
+    mapping, the standard library's way to FALLOC_FL_PUNCH_HOLE (Linux). OSError where
+    the OS or filesystem cannot; ValueError for pages larger than the range's alignment."""
+    if not hasattr(mmap, "MADV_REMOVE"):
+        raise unsupported("free a range of a file")
+    with mmap.mmap(fd, length, offset=offset) as mapped:
+        mapped.madvise(mmap.MADV_REMOVE)
+
+
+def drop_cache(fd: int) -> None:
+    """Forget the cached pages of `fd` (clean after an fsync), so that reads come from
+    the storage: posix_fadvise (Linux). OSError where the OS has no such call."""
+    if not hasattr(os, "posix_fadvise"):
+        raise unsupported("drop cached pages")
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def open_uncached(path: str) -> Optional[int]:
+    """`path` opened for reading past the OS's cache (O_DIRECT: whole sectors from
+    aligned buffers only); None where the OS has no O_DIRECT. OSError if refused."""
+    if not hasattr(os, "O_DIRECT"):
+        return None
+    return os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+
+
+def read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Read into `view` from `offset`: preadv, or a seek and a readv where Python has no
+    preadv (macOS before 11). The fallback moves the fd's position."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.readv(fd, [view])
+
+
+def flush(fd: int) -> None:
+    """Make what was written to `fd` durable: F_FULLFSYNC where the OS has it (macOS; a
+    filesystem without it falls back to fsync), else fsync."""
+    if F_FULLFSYNC is not None:
+        try:
+            fcntl.fcntl(fd, F_FULLFSYNC)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
+
+
+def max_rss_kib(ru_maxrss: int) -> int:
+    """getrusage's peak memory in KiB: Linux counts in KiB, macOS in bytes."""
+    return ru_maxrss // 1024 if DARWIN else ru_maxrss
