@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,6 +208,29 @@ def lab():
             yield lab
         finally:
             lab.close()
+
+
+@pytest.fixture
+def loop_devices(tmp_path):
+    """make(size, *losetup_options) -> (device, backing file): a real loop device over a
+    file full of old bytes (0xff). Needs root and losetup, as CI has."""
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup for loop devices")
+    made = []
+
+    def make(size, *options):
+        backing = tmp_path / f"backing{len(made)}.img"
+        backing.write_bytes(b"\xff" * size)
+        dev = subprocess.run(["losetup", "--find", "--show", *options, str(backing)],
+                             capture_output=True, text=True)
+        if dev.returncode != 0:
+            pytest.skip(f"no loop device available: {dev.stderr.strip()}")
+        made.append(dev.stdout.strip())
+        return dev.stdout.strip(), backing
+
+    yield make
+    for dev in made:
+        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 @pytest.fixture

@@ -26,35 +26,15 @@ MiB = 1 << 20
 HOSTS = ["127.0.0.11", "127.0.0.12"]
 
 
-def needs_root_tools() -> None:
-    if os.geteuid() != 0 or not (shutil.which("losetup") and shutil.which("unshare")):
-        pytest.skip("needs root, losetup and unshare")
+def needs_unshare() -> None:
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare for a mount namespace")
 
 
-@pytest.fixture
-def loop_device(tmp_path):
-    """make(size, *losetup_options) -> a loop device over a file full of old bytes (0xff)."""
-    made = []
-
-    def make(size, *options):
-        backing = tmp_path / f"backing{len(made)}.img"
-        backing.write_bytes(b"\xff" * size)
-        r = subprocess.run(["losetup", "--find", "--show", *options, str(backing)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"no loop device available: {r.stderr.strip()}")
-        made.append(r.stdout.strip())
-        return r.stdout.strip(), backing
-
-    yield make
-    for dev in made:
-        subprocess.run(["losetup", "-d", dev], check=False)
-
-
-def test_mac_clients_image_a_file_over_old_data_and_a_disk_and_read_both_back(lab, loop_device):
-    needs_root_tools()
+def test_mac_clients_image_a_file_over_old_data_and_a_disk_and_read_both_back(lab, loop_devices):
+    needs_unshare()
     image = zero_run_image(lab.images / "disk.img")
-    device, _ = loop_device(32 * MiB)
+    device, _ = loop_devices(32 * MiB)
     old_file = lab.disks / "mac.img"
     old_file.write_bytes(b"\xff" * (32 * MiB))  # old bytes under the image's zero runs
     write_config(lab.images, HOSTS, extra='  verify = "readback"\n')
@@ -76,11 +56,11 @@ def test_mac_clients_image_a_file_over_old_data_and_a_disk_and_read_both_back(la
         assert "Traceback" not in c.output(), c.output()
 
 
-def test_put_image_on_a_mac_uploads_a_whole_disk(lab, loop_device):
-    needs_root_tools()
+def test_put_image_on_a_mac_uploads_a_whole_disk(lab, loop_devices):
+    needs_unshare()
     write_config(lab.images, HOSTS[:1])
     lab.start_master()
-    device, backing = loop_device(8 * MiB)
+    device, backing = loop_devices(8 * MiB)
     data = os.urandom(8 * MiB)
     backing.write_bytes(data)
     r = subprocess.run([*AS_MACOS, "put-image", "-i", device, "-n", "mac.img",
@@ -99,9 +79,8 @@ def pieces(data: bytes):
 
 @pytest.mark.parametrize("length", [3 * MiB + 4096, 3 * MiB + 1000])
 def test_sector_writer_gives_a_raw_disk_only_whole_sectors_and_keeps_the_old_tail(
-        loop_device, length):
-    needs_root_tools()
-    device, _ = loop_device(4 * MiB, "--sector-size", "4096")
+        loop_devices, length):
+    device, _ = loop_devices(4 * MiB, "--sector-size", "4096")
     data = os.urandom(length)
     fd = os.open(device, os.O_RDWR | os.O_DIRECT)  # refuses any write not of whole sectors
     try:
@@ -116,9 +95,8 @@ def test_sector_writer_gives_a_raw_disk_only_whole_sectors_and_keeps_the_old_tai
         assert disk.read(4 * MiB) == data + b"\xff" * (4 * MiB - length)
 
 
-def test_sector_writer_names_the_byte_offset_where_the_device_refused(loop_device):
-    needs_root_tools()
-    device, _ = loop_device(1 * MiB, "--sector-size", "4096")
+def test_sector_writer_names_the_byte_offset_where_the_device_refused(loop_devices):
+    device, _ = loop_devices(1 * MiB, "--sector-size", "4096")
     fd = os.open(device, os.O_RDWR | os.O_DIRECT)
     try:
         writer = SectorWriter(fd, 4096, chunk=64 << 10)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 
 import pytest
@@ -136,28 +135,6 @@ def test_zero_run_image_through_three_clients_reads_back_identical_with_holes(la
         allocated = disk.stat().st_blocks * 512
         assert allocated <= image.stat().st_size - zeros + MiB, f"{h}: zero runs were written"
         assert lab.clients()[h]["state"] == "DONE"
-
-
-@pytest.fixture
-def loop_devices(tmp_path):
-    """Real loop devices over 0xff-filled backing files (needs root, as CI has)."""
-    if os.geteuid() != 0 or not shutil.which("losetup"):
-        pytest.skip("needs root and losetup for loop devices")
-    made = []
-
-    def make(size):
-        backing = tmp_path / f"backing{len(made)}.img"
-        backing.write_bytes(b"\xff" * size)
-        dev = subprocess.run(["losetup", "--find", "--show", str(backing)],
-                             capture_output=True, text=True)
-        if dev.returncode != 0:
-            pytest.skip(f"no loop device available: {dev.stderr.strip()}")
-        made.append(dev.stdout.strip())
-        return dev.stdout.strip(), backing
-
-    yield make
-    for dev in made:
-        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 def read_prefix(path, n):
