@@ -8,10 +8,10 @@ leave a stale tail. Zero runs are not written where the destination can do bette
 past a file's old end they are holes (a seek); over old bytes the filesystem frees
 them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
 cannot be done so is written as zeros. A raw disk (macOS /dev/rdiskN) takes whole
-sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path under /dev/ (other than
-/dev/shm/, which is for files) is an error, never a new file: on a netboot client /dev
-is RAM, and a mistyped device name would otherwise take the whole image and report a
-verified copy.
+sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path
+under /dev/ (other than /dev/shm/, which is for files) is an error, never a new file:
+on a netboot client /dev is RAM, and a mistyped device name would otherwise take the
+whole image and report a verified copy.
 """
 
 import errno
@@ -149,8 +149,7 @@ class Target:
             try:
                 self.sectors.write(view)
             except OSError as e:
-                raise TargetError(f"writing {self.path} failed at byte {self.sectors.offset}: "
-                                  f"{e.strerror or e}") from None
+                raise TargetError(self._describe(e)) from None
             self.written += len(view)
             return
         while view:
@@ -305,7 +304,10 @@ class Target:
             self.fd = None
 
     def _describe(self, e: OSError) -> str:
-        return f"writing {self.path} failed at byte {self.written}: {e.strerror or e}"
+        """The failed write's device offset (a raw disk's writes are gathered, so it is
+        where the refused sectors begin)."""
+        at = self.sectors.offset if self.sectors else self.written
+        return f"writing {self.path} failed at byte {at}: {e.strerror or e}"
 
 
 class TarTarget:
