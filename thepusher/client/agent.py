@@ -127,7 +127,9 @@ class Client:
         task = self._register()
         destination = self.destination or task.destination
         error = run_script("preImage", task.pre_image, self.link.host)
-        self._call("POST", "/api/ready", {"error": error or ""})
+        # The disk as preImage left it: the master checks the image fits before a round.
+        self._call("POST", "/api/ready", {"error": error or "", "destination": destination,
+                                          "disk_size": disk_size(destination)})
         if error:
             log.error("ERROR: %s", error)
             show_banner("ERROR", [error, "This machine was not imaged."])

@@ -91,6 +91,8 @@ class Controller:
                 raise ApiError(409, f"{host} is already part of a running round")
             c.last_seen = time.monotonic()
             error = body_field(body, "error", str, "")
+            c.destination = body_field(body, "destination", str, c.destination)
+            c.disk_size = body_field(body, "disk_size", int, c.disk_size)
             if error:
                 st.set_state(c, "ERROR", error)
                 return {"state": c.state}

@@ -32,7 +32,8 @@ class Client:
     state: str = "NONE"
     mac: str = ""
     data_port: int = 0
-    disk_size: Optional[int] = None
+    disk_size: Optional[int] = None  # bytes of its destination disk, when it says
+    destination: str = ""  # where it writes: the image's destination or its --destination
     registered: bool = False
     bytes_done: int = 0
     bytes_total: int = 0
@@ -63,6 +64,8 @@ class Client:
             "state": self.state,
             "mac": self.mac,
             "registered": self.registered,
+            "destination": self.destination,
+            "disk_size": self.disk_size,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
             "rate": round(self.rate, 1),

@@ -1,0 +1,177 @@
+"""An image on a disk larger than the one it was taken from: make the disk's end right.
+
+A GPT keeps a backup of its header and partition entries in the disk's last sectors.
+Written to a larger disk, an image leaves that backup in the middle of the disk, and
+the disk's real end holds whatever was there before, perhaps an older GPT's backup or
+RAID and ZFS labels. Tools then see a damaged table, or a second, older one (Windows
+has rewritten such a table and destroyed a bootloader). So, after the image is
+written and verified, as a separate step:
+
+- the disk's last MiB is zeroed (old backup GPTs, md/DDF RAID superblocks and ZFS
+  labels all live there), whatever table the image has;
+- a GPT's backup entries and header are written at the disk's real end, the primary
+  header points to them, its last usable sector moves to just before them, and every
+  CRC is computed again (zlib.crc32, as the UEFI spec defines them);
+- the image's old backup header, now in the middle of the disk, is zeroed;
+- the protective MBR's partition covers the whole disk (up to its 32-bit limit);
+- with `grow`, the partition that ends last is made to end at the last usable sector
+  (the table only: its filesystem is grown by resize2fs or ntfsresize at first boot).
+
+An MBR disk has nothing at its end to move. An image whose GPT is damaged is left as
+it is (the report says so): its bytes are what the admin uploaded, verified.
+"""
+
+import errno
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import List, Optional
+
+HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")  # the 92 bytes of a GPT header
+SIGNATURE = b"EFI PART"
+ENTRY_RANGE = struct.Struct("<QQ")  # first and last LBA, at byte 32 of an entry
+WIPE_TAIL = 1 << 20
+MBR_SIZE_FIELD = 446 + 12  # the first MBR partition's sector count
+MBR_TYPE_FIELD = 446 + 4
+
+
+class FitError(Exception):
+    """The disk could not be made right; the message names disk and byte offset."""
+
+
+@dataclass
+class Header:
+    revision: int
+    size: int
+    my_lba: int
+    alternate_lba: int
+    first_usable: int
+    last_usable: int
+    disk_guid: bytes
+    entries_lba: int
+    entries: int
+    entry_size: int
+    entries_crc: int
+
+    @classmethod
+    def parse(cls, sector: bytes) -> Optional["Header"]:
+        """The header in `sector`, or None if there is none or its CRC is wrong."""
+        if len(sector) < HEADER.size or sector[:8] != SIGNATURE:
+            return None
+        (_, revision, size, crc, _, my_lba, alternate, first, last, guid, entries_lba,
+         entries, entry_size, entries_crc) = HEADER.unpack_from(sector)
+        if not HEADER.size <= size <= len(sector) or entry_size < 128 or entries > 1 << 16:
+            return None
+        if zlib.crc32(sector[:16] + bytes(4) + sector[20:size]) != crc:
+            return None
+        return cls(revision, size, my_lba, alternate, first, last, guid, entries_lba,
+                   entries, entry_size, entries_crc)
+
+    def pack(self, sector_size: int) -> bytes:
+        """The header's sector, with its CRC."""
+        def fields(crc: int) -> bytes:
+            raw = HEADER.pack(SIGNATURE, self.revision, self.size, crc, 0, self.my_lba,
+                              self.alternate_lba, self.first_usable, self.last_usable,
+                              self.disk_guid, self.entries_lba, self.entries, self.entry_size,
+                              self.entries_crc)
+            return raw.ljust(self.size, b"\0")
+        return fields(zlib.crc32(fields(0))).ljust(sector_size, b"\0")
+
+
+def sector_size_of(fd: int) -> Optional[int]:
+    """The sector size the image's GPT was made for (its header is in sector 1), None
+    without a GPT."""
+    for size in (512, 4096):
+        if os.pread(fd, 8, size) == SIGNATURE:
+            return size
+    return None
+
+
+def fit_to_disk(fd: int, path: str, image_size: int, disk_size: int, grow: bool) -> List[str]:
+    """Make the end of a disk larger than the image right (see above); what was done,
+    as lines for the report. FitError on a failed read or write."""
+    if disk_size <= image_size:
+        return []
+    done = []
+    try:
+        sector = sector_size_of(fd) or 512
+        disk_sectors = disk_size // sector
+        primary = Header.parse(os.pread(fd, sector, sector))
+        entries = b""
+        if primary is not None:
+            entries = os.pread(fd, primary.entries * primary.entry_size, primary.entries_lba * sector)
+            if zlib.crc32(entries) != primary.entries_crc:
+                primary = None
+        tail = min(WIPE_TAIL, disk_size - image_size) // sector * sector
+        _zero(fd, disk_sectors * sector - tail, tail)
+        done.append(f"old data in the disk's last {tail >> 10} KiB wiped")
+        if primary is None:
+            if sector_size_of(fd):
+                done.append("the image's GPT is damaged: its backup was not moved")
+            return done
+        done.extend(_move_gpt(fd, primary, entries, sector, disk_sectors, grow))
+        _fix_protective_mbr(fd, disk_sectors)
+        os.fsync(fd)
+    except OSError as e:
+        raise FitError(f"fitting {path} to its size failed: {e.strerror or e}") from None
+    return done
+
+
+def _move_gpt(fd: int, primary: Header, entries: bytes, sector: int, disk_sectors: int,
+              grow: bool) -> List[str]:
+    done = []
+    last = disk_sectors - 1
+    entry_sectors = -(-len(entries) // sector)
+    backup_entries_lba = last - entry_sectors
+    old_backup = primary.alternate_lba
+    primary.last_usable = backup_entries_lba - 1
+    primary.alternate_lba = last
+    if grow:
+        table = bytearray(entries)
+        end_of = [(ENTRY_RANGE.unpack_from(table, i + 32)[1], i)
+                  for i in range(0, len(table), primary.entry_size)
+                  if any(table[i : i + 16])]  # a used entry has a type GUID
+        if end_of:
+            _, i = max(end_of)
+            first = ENTRY_RANGE.unpack_from(table, i + 32)[0]
+            ENTRY_RANGE.pack_into(table, i + 32, first, primary.last_usable)
+            entries = bytes(table)
+            primary.entries_crc = zlib.crc32(entries)
+            size = (primary.last_usable - first + 1) * sector
+            done.append(f"partition {i // primary.entry_size + 1} grown to {size / (1 << 30):.1f} GiB "
+                        "(its filesystem is grown at first boot)")
+    backup = Header(**vars(primary))
+    backup.my_lba, backup.alternate_lba, backup.entries_lba = last, 1, backup_entries_lba
+    # The new backup first, then the old one is cleared, then the primary points to it:
+    # a step cut short leaves a table that tools still read.
+    _write(fd, entries.ljust(entry_sectors * sector, b"\0"), backup_entries_lba * sector)
+    _write(fd, backup.pack(sector), last * sector)
+    if 1 < old_backup < backup_entries_lba:
+        _zero(fd, old_backup * sector, sector)
+    _write(fd, entries.ljust(entry_sectors * sector, b"\0"), primary.entries_lba * sector)
+    _write(fd, primary.pack(sector), primary.my_lba * sector)
+    done.insert(0, f"GPT backup moved from sector {old_backup} to the disk's end ({last})")
+    return done
+
+
+def _fix_protective_mbr(fd: int, disk_sectors: int) -> None:
+    """The protective MBR's 0xEE partition covers the disk, as far as 32 bits reach."""
+    mbr = bytearray(os.pread(fd, 512, 0))
+    if mbr[510:512] != b"\x55\xaa" or mbr[MBR_TYPE_FIELD] != 0xEE:
+        return
+    struct.pack_into("<I", mbr, MBR_SIZE_FIELD, min(disk_sectors - 1, 0xFFFFFFFF))
+    _write(fd, bytes(mbr), 0)
+
+
+def _write(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n == 0:
+            raise OSError(errno.ENOSPC, f"no space at byte {offset}")
+        view, offset = view[n:], offset + n
+
+
+def _zero(fd: int, offset: int, length: int) -> None:
+    _write(fd, bytes(length), offset)
