@@ -117,6 +117,12 @@ image "fedora25" {
   comment     = "Fedora 25 2016-12-11"
   destination = "/dev/sda"
   compression = "BZ2"
+
+  # optional, default false. On a disk larger than the image, a GPT's backup always
+  # moves to the disk's end (and the old data in the disk's last MiB is wiped);
+  # grow = true also makes the last partition end there (the table only: grow its
+  # filesystem with resize2fs or ntfsresize at first boot). Not for TAR images.
+  grow        = true
 }
 
 # an XZ-compressed partition image; a long command fits in a heredoc

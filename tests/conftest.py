@@ -234,6 +234,29 @@ def loop_devices(tmp_path):
 
 
 @pytest.fixture
+def small_tmpfs(tmp_path):
+    """make(size) -> a real tmpfs of `size` ("1m") mounted for this test only: a disk
+    that fills up (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    mounted = []
+
+    def make(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounted)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
 def cpu_starved(tmp_path):
     """A cgroup (v1 cpu controller) that lets its processes use 3% of one CPU."""
     base = Path("/sys/fs/cgroup/cpu")

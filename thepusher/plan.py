@@ -56,6 +56,7 @@ class Task:
     verify: str
     pre_image: str
     post_image: str
+    grow: bool = False  # the last partition ends at a larger disk's end
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class Task:
             "verify": self.verify,
             "preImage": self.pre_image,
             "postImage": self.post_image,
+            "grow": self.grow,
         }
 
     @classmethod
@@ -83,6 +85,7 @@ class Task:
             verify=_take(d, "task", "verify", str),
             pre_image=_take(d, "task", "preImage", str),
             post_image=_take(d, "task", "postImage", str),
+            grow=_take(d, "task", "grow", bool) if "grow" in d else False,  # older masters
         )
 
 

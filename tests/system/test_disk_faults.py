@@ -16,18 +16,9 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def tiny_fs(tmp_path):
+def tiny_fs(small_tmpfs):
     """A real 1 MiB filesystem (tmpfs), mounted for this test only."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a filesystem needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    return small_tmpfs("1m")
 
 
 def test_full_filesystem_is_error_with_cause_and_next_hop_still_verifies(tmp_path, tiny_fs):

@@ -486,7 +486,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             4,
             3,
             "image 'u': unknown key 'zzz' (known keys: filename, comment, destination, type, "
-            "compression, preImage, postImage, verify)",
+            "compression, preImage, postImage, verify, grow)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -495,6 +495,22 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             3,
             "image 'u': 'filename' must be a string, found a list",
             id="wrong-type-list",
+        ),
+        pytest.param(
+            'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n  grow = "yes"\n}\n',
+            4,
+            3,
+            "image 'u': 'grow' must be true or false, found a string",
+            id="grow-not-a-bool",
+        ),
+        pytest.param(
+            'image "u" {\n  filename = "u.tar"\n  destination = "/mnt"\n  type = "TAR"\n'
+            '  grow = true\n}\n',
+            5,
+            3,
+            "image 'u': grow = true grows a disk image's last partition; a TAR image is "
+            "extracted into files (leave grow out for TAR)",
+            id="grow-for-tar",
         ),
         pytest.param(
             'image "u" {\n  filename = "u.img"\n  destination = true\n}\n',

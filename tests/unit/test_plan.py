@@ -28,7 +28,8 @@ START_JSON = {
 WIRE = json.loads(json.dumps(START_JSON))  # as a client reads it: lists, not tuples
 TASK_JSON = {"group": "room1", "image": "ubuntu", "comment": "", "destination": "/dev/sda",
              "type": "IMG", "compression": "NONE", "verify": "write", "preImage": "",
-             "postImage": "reboot"}
+             "postImage": "reboot", "grow": False}
+OPTIONAL_TASK_KEYS = {"grow": False}  # what a task from an older master lacks, and its default
 
 
 # -- on the wire -----------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_start_without_a_key_is_refused_naming_it(key):
         Start.from_json(d)
 
 
-@pytest.mark.parametrize("key", list(TASK_JSON))
+@pytest.mark.parametrize("key", [k for k in TASK_JSON if k not in OPTIONAL_TASK_KEYS])
 def test_task_without_a_key_is_refused_naming_it(key):
     d = dict(TASK_JSON)
     del d[key]
@@ -109,6 +110,14 @@ def test_task_without_a_key_is_refused_naming_it(key):
 def test_start_with_a_key_of_another_type_is_refused_naming_it(key, value, kind):
     with pytest.raises(PlanError, match=f"key '{key}' as {kind}, not "):
         Start.from_json(dict(WIRE, **{key: value}))
+
+
+def test_a_task_from_an_older_master_takes_the_defaults_of_the_keys_it_lacks():
+    older = {k: v for k, v in TASK_JSON.items() if k not in OPTIONAL_TASK_KEYS}
+    task = Task.from_json(older)
+    assert {k: task.to_json()[k] for k in OPTIONAL_TASK_KEYS} == OPTIONAL_TASK_KEYS
+    with pytest.raises(PlanError, match="task has key 'grow' as str, not bool"):
+        Task.from_json(dict(TASK_JSON, grow="yes"))
 
 
 def test_task_with_a_key_of_another_type_is_refused_naming_it():

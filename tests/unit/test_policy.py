@@ -37,6 +37,14 @@ def test_a_host_out_of_retries_is_not_waited_for_nor_taken():
     assert policy.for_retry(group, clients) == [HOSTS[1], HOSTS[2]]
 
 
+def test_a_host_that_cannot_take_part_is_not_waited_for_until_it_registers_again():
+    group, clients = room(["WAIT", "ERROR", "WAIT"])
+    assert policy.due(group, clients, now=0) == ([], None)  # an ERROR it may recover from
+    clients[HOSTS[1]].unready = True  # its preImage failed, or the image does not fit
+    assert policy.due(group, clients, now=0) == ([HOSTS[0], HOSTS[2]], None)
+    assert policy.waiting_for(group, clients) == []
+
+
 def test_a_host_within_retries_is_waited_for():
     assert policy.due(*room(["DONE", "ERROR*1", "WAIT"], retries=1), now=0) == ([], None)
     assert policy.due(*room(["DONE", "WAIT*1", "WAIT"], retries=1), now=0) == (HOSTS[1:], None)

@@ -21,6 +21,7 @@ from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 from thepusher.console import ProgressLine, banner
+from thepusher.disk import gpt
 from thepusher.disk.target import Target, TarTarget
 from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
 from thepusher.units import duration
@@ -259,9 +260,16 @@ class Client:
             show_banner("ERROR", [self._aborted, f"image {task.image} was not written to "
                                   f"{destination} ({took}); {where}, round {start.round}"])
             return 1
-        if hop.error is None:
+        error, after = hop.error, []
+        if error is None and task.type == "IMG":
+            try:
+                after = gpt.fit_to_disk(destination, start.content_size, task.grow)
+            except gpt.FitError as e:
+                error = f"{e} (the image itself was written and verified)"
+        if error is None:
             final["sha256"] = hop.digest
             final["verified_by"] = hop.verified_by
+            final["after_write"] = after
             final["auth"] = wire.report_mac(secret, start.session, "DONE", hop.digest,
                                             final["bytes_done"])
             self._report(start, "DONE", final, final=True)
@@ -273,6 +281,8 @@ class Client:
                 return 1
             checked = "read back and verified" if hop.verified_by == "readback" else "verified"
             log.info("DONE: %s %s, sha256 %s", destination, checked, hop.digest)
+            for line in after:
+                log.info("%s: %s", destination, line)
             for host, reason in hop.skipped:
                 log.warning("skipped next hop %s: %s", host, reason)
             if hop.forward_error:
@@ -280,17 +290,19 @@ class Client:
             show_banner("DONE", [
                 f"image {task.image} written to {destination} and {checked}",
                 f"sha256 {hop.digest}",
+                *after,
                 f"{took}; {where}, round {start.round}",
             ])
             error = run_script("postImage", task.post_image, self.link.host)
             if error:
                 log.warning("%s", error)
             return 0
-        final["error"] = hop.error
+        final["error"] = error
         self._report(start, "ERROR", final, final=True)
-        log.error("ERROR: %s", hop.error)
-        show_banner("ERROR", [hop.error, f"image {task.image} was not written to "
-                              f"{destination} ({took}); {where}, round {start.round}"])
+        log.error("ERROR: %s", error)
+        written = "was written to" if hop.error is None else "was not written to"
+        show_banner("ERROR", [error, f"image {task.image} {written} {destination} ({took}); "
+                              f"{where}, round {start.round}"])
         return 1
 
     def _report(self, start: Start, state: str, fields: dict, final: bool = False) -> None:

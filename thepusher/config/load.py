@@ -192,14 +192,22 @@ class _Loader:
                                f"{entry.what}: macs names {host}, which is not in its hosts")
 
     def check_verify(self) -> None:
-        """A TAR image is extracted into files: there is no disk range to read back."""
+        """A TAR image is extracted into files: there is no disk range to read back, nor
+        a partition table to grow."""
         for entry in self.entries:
             f = entry.fields
-            if entry.type == "image" and f.get("verify") == "readback" and f.get("type") == "TAR":
+            if entry.type != "image" or f.get("type") != "TAR":
+                continue
+            if f.get("verify") == "readback":
                 attr = entry.attrs["verify"]
                 self.error(attr.line, attr.col,
                            f"{entry.what}: verify = \"readback\" reads a disk image back; a "
                            f"TAR image is extracted into files (leave verify out for TAR)")
+            if f.get("grow"):
+                attr = entry.attrs["grow"]
+                self.error(attr.line, attr.col,
+                           f"{entry.what}: grow = true grows a disk image's last partition; a "
+                           f"TAR image is extracted into files (leave grow out for TAR)")
 
     def check_start_policies(self) -> None:
         """Keys that are each valid but make no sense together, reported where they stand."""

@@ -28,6 +28,8 @@ class Image:
     # "write": DONE means the bytes handed to the disk hash to the image's digest;
     # "readback": the bytes the disk gives back after the flush do.
     verify: str = "write"
+    # After writing to a larger disk: the last partition ends at the disk's end (GPT).
+    grow: bool = False
 
 
 @dataclass

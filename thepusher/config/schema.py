@@ -48,6 +48,12 @@ def _string(key: str, value: Any) -> str:
     return value
 
 
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"'{key}' must be true or false, found {_kind(value)}")
+    return value
+
+
 def _nonempty_string(key: str, value: Any) -> str:
     if not _string(key, value).strip():
         raise Invalid(f"'{key}' must not be empty")
@@ -292,6 +298,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("preImage", "pre_image", _string),
             Key("postImage", "post_image", _string),
             Key("verify", "verify", _word(*VERIFY)),
+            Key("grow", "grow", _flag),
         ),
         table="images",
         build=_build_image,

@@ -21,12 +21,15 @@ An MBR disk has nothing at its end to move. An image whose GPT is damaged is lef
 it is (the report says so): its bytes are what the admin uploaded, verified.
 """
 
+import dataclasses
 import errno
 import os
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import List, Optional
+
+from thepusher import syscalls
 
 HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")  # the 92 bytes of a GPT header
 SIGNATURE = b"EFI PART"
@@ -79,42 +82,55 @@ class Header:
         return fields(zlib.crc32(fields(0))).ljust(sector_size, b"\0")
 
 
-def sector_size_of(fd: int) -> Optional[int]:
-    """The sector size the image's GPT was made for (its header is in sector 1), None
-    without a GPT."""
+def gpt_sector_size(head: bytes) -> Optional[int]:
+    """The sector size a GPT was made for, from a disk's first 8 KiB (its header is in
+    sector 1); None without one."""
     for size in (512, 4096):
-        if os.pread(fd, 8, size) == SIGNATURE:
+        if head[size : size + 8] == SIGNATURE:
             return size
     return None
 
 
-def fit_to_disk(fd: int, path: str, image_size: int, disk_size: int, grow: bool) -> List[str]:
+def fit_to_disk(path: str, image_size: int, grow: bool) -> List[str]:
     """Make the end of a disk larger than the image right (see above); what was done,
-    as lines for the report. FitError on a failed read or write."""
-    if disk_size <= image_size:
-        return []
-    done = []
+    as lines for the report: none for a file, or a disk the image fills. FitError when
+    a read or write fails. Every read and write is of whole sectors at sector offsets,
+    as a raw disk wants."""
     try:
-        sector = sector_size_of(fd) or 512
-        disk_sectors = disk_size // sector
-        primary = Header.parse(os.pread(fd, sector, sector))
-        entries = b""
-        if primary is not None:
-            entries = os.pread(fd, primary.entries * primary.entry_size, primary.entries_lba * sector)
-            if zlib.crc32(entries) != primary.entries_crc:
-                primary = None
-        tail = min(WIPE_TAIL, disk_size - image_size) // sector * sector
-        _zero(fd, disk_sectors * sector - tail, tail)
-        done.append(f"old data in the disk's last {tail >> 10} KiB wiped")
-        if primary is None:
-            if sector_size_of(fd):
-                done.append("the image's GPT is damaged: its backup was not moved")
-            return done
-        done.extend(_move_gpt(fd, primary, entries, sector, disk_sectors, grow))
-        _fix_protective_mbr(fd, disk_sectors)
-        os.fsync(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise FitError(f"cannot open {path} to fit the image to it: {e.strerror or e}") from None
+    try:
+        disk_size = syscalls.device_size(fd)
+        if disk_size is None or disk_size <= image_size:
+            return []
+        return _fit(fd, image_size, disk_size, grow)
     except OSError as e:
         raise FitError(f"fitting {path} to its size failed: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def _fit(fd: int, image_size: int, disk_size: int, grow: bool) -> List[str]:
+    gpt_sector = gpt_sector_size(_read(fd, 0, 8192))
+    sector = gpt_sector or 512
+    disk_sectors = disk_size // sector
+    primary = Header.parse(_read(fd, sector, sector)) if gpt_sector else None
+    entries = b""
+    if primary is not None:
+        length = primary.entries * primary.entry_size
+        entries = _read(fd, primary.entries_lba * sector, -(-length // sector) * sector)[:length]
+        if zlib.crc32(entries) != primary.entries_crc:
+            primary = None
+    tail = min(WIPE_TAIL, disk_size - image_size) // sector * sector
+    _write(fd, bytes(tail), disk_sectors * sector - tail)
+    done = [f"old data in the disk's last {tail >> 10} KiB wiped"]
+    if gpt_sector and primary is None:
+        done.append("the image's GPT is damaged (a CRC is wrong): its backup was not moved")
+    elif primary is not None:
+        done[:0] = _move_gpt(fd, primary, entries, sector, disk_sectors, grow)
+        _fix_protective_mbr(fd, sector, disk_sectors)
+    syscalls.flush(fd)
     return done
 
 
@@ -140,38 +156,46 @@ def _move_gpt(fd: int, primary: Header, entries: bytes, sector: int, disk_sector
             primary.entries_crc = zlib.crc32(entries)
             size = (primary.last_usable - first + 1) * sector
             done.append(f"partition {i // primary.entry_size + 1} grown to {size / (1 << 30):.1f} GiB "
-                        "(its filesystem is grown at first boot)")
-    backup = Header(**vars(primary))
-    backup.my_lba, backup.alternate_lba, backup.entries_lba = last, 1, backup_entries_lba
+                        "(the table only: its filesystem is grown by resize2fs or ntfsresize)")
+    backup = dataclasses.replace(primary, my_lba=last, alternate_lba=1,
+                                 entries_lba=backup_entries_lba)
+    table = entries.ljust(entry_sectors * sector, b"\0")
     # The new backup first, then the old one is cleared, then the primary points to it:
     # a step cut short leaves a table that tools still read.
-    _write(fd, entries.ljust(entry_sectors * sector, b"\0"), backup_entries_lba * sector)
+    _write(fd, table, backup_entries_lba * sector)
     _write(fd, backup.pack(sector), last * sector)
     if 1 < old_backup < backup_entries_lba:
-        _zero(fd, old_backup * sector, sector)
-    _write(fd, entries.ljust(entry_sectors * sector, b"\0"), primary.entries_lba * sector)
+        _write(fd, bytes(sector), old_backup * sector)
+    if done:  # grown: the primary entries change too
+        _write(fd, table, primary.entries_lba * sector)
     _write(fd, primary.pack(sector), primary.my_lba * sector)
     done.insert(0, f"GPT backup moved from sector {old_backup} to the disk's end ({last})")
     return done
 
 
-def _fix_protective_mbr(fd: int, disk_sectors: int) -> None:
+def _fix_protective_mbr(fd: int, sector: int, disk_sectors: int) -> None:
     """The protective MBR's 0xEE partition covers the disk, as far as 32 bits reach."""
-    mbr = bytearray(os.pread(fd, 512, 0))
+    mbr = bytearray(_read(fd, 0, sector))
     if mbr[510:512] != b"\x55\xaa" or mbr[MBR_TYPE_FIELD] != 0xEE:
         return
     struct.pack_into("<I", mbr, MBR_SIZE_FIELD, min(disk_sectors - 1, 0xFFFFFFFF))
     _write(fd, bytes(mbr), 0)
 
 
+def _read(fd: int, offset: int, length: int) -> bytes:
+    try:
+        return os.pread(fd, length, offset)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} reading byte {offset}") from None
+
+
 def _write(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, offset)
+        try:
+            n = os.pwrite(fd, view, offset)
+        except OSError as e:
+            raise OSError(e.errno, f"{e.strerror} writing byte {offset}") from None
         if n == 0:
-            raise OSError(errno.ENOSPC, f"no space at byte {offset}")
+            raise OSError(errno.ENOSPC, f"no space left writing byte {offset}")
         view, offset = view[n:], offset + n
-
-
-def _zero(fd: int, offset: int, length: int) -> None:
-    _write(fd, bytes(length), offset)

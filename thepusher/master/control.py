@@ -23,7 +23,7 @@ from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import Client, FINAL, Round, State
-from thepusher.units import count
+from thepusher.units import count, size
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
 
@@ -64,6 +64,7 @@ class Controller:
             c.mac, c.data_port, c.disk_size = mac, port, disk_size
             c.last_seen = time.monotonic()
             st.touch()
+            c.unready = False
             r = st.active_round(host)
             if r is not None:
                 if c.state not in FINAL:  # else keep the reason it failed with
@@ -93,6 +94,8 @@ class Controller:
             error = body_field(body, "error", str, "")
             c.destination = body_field(body, "destination", str, c.destination)
             c.disk_size = body_field(body, "disk_size", int, c.disk_size)
+            error = error or self._misfit(c)
+            c.unready = bool(error)
             if error:
                 st.set_state(c, "ERROR", error)
                 return {"state": c.state}
@@ -169,6 +172,7 @@ class Controller:
             running = st.running(name)
             if running is not None:
                 raise ApiError(409, f"group {name}: round {running.number} is still running")
+            self._refuse_misfits(group)
             hosts = pick(group, st.clients)
             if not hosts:
                 raise ApiError(409, f"group {name}: {nobody}")
@@ -270,6 +274,7 @@ class Controller:
                 for group in st.config.groups.values():
                     if st.running(group.name) is not None or group.name in st.held:
                         continue
+                    self._refuse_misfits(group)
                     hosts, when = policy.due(group, st.clients, now)
                     if hosts:
                         self._launch(group, hosts)
@@ -279,11 +284,34 @@ class Controller:
 
     # -- internals (lock held) -----------------------------------------------------
 
+    def _misfit(self, c: Client) -> str:
+        """Why the group's image cannot fit the host's disk, or "": a disk too small is
+        found before a round, and the rest of the room goes on without it."""
+        if c.group is None or c.disk_size is None:
+            return ""
+        image = self.state.config.groups[c.group].image
+        needs = self.catalog.content_size(image)
+        if needs is None or c.disk_size >= needs:
+            return ""
+        return (f"disk {c.destination or '(its destination)'} holds {size(c.disk_size)} "
+                f"({c.disk_size} bytes), image {image} needs {size(needs)} ({needs} bytes)")
+
+    def _refuse_misfits(self, group: ClientGroup) -> None:
+        """Ready hosts whose disk the image does not fit (its facts became known, or
+        changed, after they said they were ready) are ERROR before the round."""
+        for host in group.hosts:
+            c = self.state.clients[host]
+            why = self._misfit(c) if c.state == "WAIT" else ""
+            if why:
+                c.unready = True
+                self.state.set_state(c, "ERROR", why)
+
     @staticmethod
     def _reset(c: Client) -> None:
         c.bytes_done = c.bytes_total = c.read_back = 0
         c.rate = 0.0
         c.sha256 = c.verified_by = ""
+        c.after_write = []
         c.queues = {}
         c.cpu_seconds = c.max_rss_kb = None
 
@@ -311,6 +339,7 @@ class Controller:
             verify=image.verify,
             pre_image=image.pre_image,
             post_image=image.post_image,
+            grow=image.grow,
         )
 
     def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:

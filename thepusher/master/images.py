@@ -16,7 +16,7 @@ image dir with a valid sidecar that no configured image uses is such an upload.
 import logging
 import os
 import threading
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from thepusher.config.model import Config, Image, image_file_problem
 from thepusher.image import sparse
@@ -225,6 +225,13 @@ class Catalog:
         except ImageUnusable:
             return
         f.release()
+
+    def content_size(self, name: str) -> Optional[int]:
+        """The configured image's size on a disk, if its facts are known yet (the round
+        checks again against the very file it opens)."""
+        with self._lock:
+            facts = self._facts.get(name)
+        return facts.content_size if facts else None
 
     def open(self, name: str, cancelled: Cancelled = lambda: False) -> Tuple[ImageFile, ImageFacts]:
         """The image opened for a round, and the facts of exactly that open file: its

@@ -4,8 +4,10 @@ Pure functions of the config and the clients' states, so the rules read in one p
 (docs/config.md says them in words). A round always takes the ready (WAIT) hosts in
 `hosts` order; hosts that become ready later wait for the next round.
 
-- **expected** hosts are the ones a group still waits for on its own: not DONE, and
-  not out of automatic retries (ended in ERROR in more than `retries` rounds in a row).
+- **expected** hosts are the ones a group still waits for on its own: not DONE, not
+  out of automatic retries (ended in ERROR in more than `retries` rounds in a row), and
+  not unready (its preImage failed, or the image does not fit its disk: it is ERROR
+  until its client registers again).
   Once a host whose last round ended DONE is ready again, a new deployment has begun
   and every host of the group is expected again (the room's next re-imaging).
 - `start = "all"`: a round starts once every expected host is ready; with `wait`, also
@@ -25,6 +27,7 @@ def expected(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:
     return [
         h for h in group.hosts
         if clients[h].state != "DONE" and clients[h].failures <= group.retries
+        and not clients[h].unready
     ]
 
 

@@ -9,7 +9,7 @@ function here but `report` is called with the state's lock held.
 import hmac
 import logging
 import time
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from thepusher.chain import wire
 from thepusher.master import keys
@@ -18,6 +18,8 @@ from thepusher.master.history import INTERRUPTED
 from thepusher.master.state import Client, FINAL, Round, State
 
 log = logging.getLogger("thepusher.master")
+
+MAX_LINES, MAX_LINE = 20, 300  # what a client did after writing, as it reports it
 
 # What the journal gets once the answer is decided (History.note_outcome): round, host,
 # state, reason, how its DONE was checked.
@@ -73,6 +75,8 @@ def _report_in_round(st: State, c: Client, r: Round, state: str, body: dict) -> 
         elif c.state == "ERROR":
             log.info("%s proved a verified copy after it was marked ERROR (%s)", c.host, c.error)
         st.set_state(c, verdict, why)
+        if c.state == "DONE" and c.after_write:
+            log.info("%s: after writing: %s", c.host, "; ".join(c.after_write))
     else:
         st.set_state(c, "ERROR", body_field(body, "error", str, "") or "client reported an error")
     note = (r.number, c.host, c.state, c.error, c.verified_by)
@@ -167,6 +171,15 @@ def _skips(st: State, r: Round, host: str, entries: list) -> None:
             st.set_state(skipped, "ERROR", f"skipped by {host}: {entry[1]}")
 
 
+def _lines(body: dict, key: str) -> List[str]:
+    """A short list of short lines (what a client did after writing), or a 400."""
+    lines = body_field(body, key, list, [])
+    if len(lines) > MAX_LINES or not all(isinstance(x, str) and len(x) <= MAX_LINE for x in lines):
+        raise ApiError(400, f"field {key!r} must be at most {MAX_LINES} strings of at most "
+                            f"{MAX_LINE} characters")
+    return lines
+
+
 def _judge_done(st: State, c: Client, secret: bytes, session: str, image_name: str,
                 sha256: Optional[str], content_size: Optional[int], body: dict) -> Tuple[str, str]:
     """The master's own check of a DONE: signed by a member of the round, for the
@@ -174,6 +187,7 @@ def _judge_done(st: State, c: Client, secret: bytes, session: str, image_name: s
     record from an older master lacks them), checked the way the image asks."""
     c.sha256 = body_field(body, "sha256", str, "")
     c.verified_by = body_field(body, "verified_by", str, "write")
+    c.after_write = _lines(body, "after_write")
     auth = body_field(body, "auth", str, "")
     expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
     if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):

@@ -42,6 +42,10 @@ class Client:
     sha256: str = ""
     verified_by: str = ""  # how its DONE was checked: "write" (hash of what was written) or "readback"
     read_back: int = 0  # bytes read back from its disk so far (verify = "readback")
+    after_write: List[str] = field(default_factory=list)  # steps after a verified copy, as lines
+    # It cannot take part as it is (its preImage failed, the image does not fit its
+    # disk): no round waits for it until it registers again.
+    unready: bool = False
     queues: dict = field(default_factory=dict)
     cpu_seconds: Optional[float] = None
     max_rss_kb: Optional[int] = None
@@ -74,6 +78,7 @@ class Client:
             "sha256": self.sha256,
             "verified_by": self.verified_by if self.state == "DONE" else "",
             "read_back": self.read_back,
+            "after_write": self.after_write if self.state == "DONE" else [],
             "queues": self.queues,
             "cpu_seconds": self.cpu_seconds,
             "max_rss_kb": self.max_rss_kb,

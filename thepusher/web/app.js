@@ -179,12 +179,16 @@ function stateBadge(state) {
 const VERIFIED = {readback: "read back", write: "write hash"};
 
 /** How a DONE was checked (read back from the disk, or the hash of what was written),
- * and how far a read-back has come while it runs. */
+ * what was done to a larger disk's end afterwards, and how far a read-back has come
+ * while it runs. */
 function verification(c) {
-  if (c.state === "DONE" && c.verified_by)
-    return h("span", {class: "verified small muted", title: c.verified_by === "readback"
-      ? "the disk's content was read back and matches the image"
-      : "the bytes written hash to the image's digest"}, VERIFIED[c.verified_by] || c.verified_by);
+  if (c.state === "DONE" && c.verified_by) {
+    const after = c.after_write || [];
+    const how = c.verified_by === "readback" ? "the disk's content was read back and matches the image"
+      : "the bytes written hash to the image's digest";
+    return h("span", {class: "verified small muted", title: [how, ...after].join("\n")},
+      (VERIFIED[c.verified_by] || c.verified_by) + (after.length ? " · disk end fitted" : ""));
+  }
   if (c.state === "BUSY" && c.read_back > 0 && c.bytes_total > 0)
     return h("span", {class: "verified small muted"}, `reading back ${fmtPercent(c.read_back / c.bytes_total)}`);
   return null;
