@@ -212,15 +212,20 @@ def lab():
 
 @pytest.fixture
 def loop_devices(tmp_path):
-    """make(size, *losetup_options) -> (device, backing file): a real loop device over a
-    file full of old bytes (0xff). Needs root and losetup, as CI has."""
+    """make(size, *losetup_options, under=DIR, sparse=False) -> (device, backing file): a
+    real loop device over a file (in `under`, default tmp_path) full of old bytes
+    (0xff), or sparse. Needs root and losetup, as CI has."""
     if os.geteuid() != 0 or not shutil.which("losetup"):
         pytest.skip("needs root and losetup for loop devices")
     made = []
 
-    def make(size, *options):
-        backing = tmp_path / f"backing{len(made)}.img"
-        backing.write_bytes(b"\xff" * size)
+    def make(size, *options, under: Optional[Path] = None, sparse: bool = False):
+        backing = (under or tmp_path) / f"backing{len(made)}.img"
+        with open(backing, "wb") as f:
+            if sparse:
+                f.truncate(size)
+            else:
+                f.write(b"\xff" * size)
         dev = subprocess.run(["losetup", "--find", "--show", *options, str(backing)],
                              capture_output=True, text=True)
         if dev.returncode != 0:

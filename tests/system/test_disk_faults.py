@@ -5,8 +5,6 @@ device whose backing file sits on such a tmpfs, so the block layer returns EIO.
 """
 
 import os
-import shutil
-import subprocess
 
 import pytest
 
@@ -33,26 +31,17 @@ def test_full_filesystem_is_error_with_cause_and_next_hop_still_verifies(tmp_pat
     assert good.verified and (tmp_path / "ok.img").read_bytes() == image
 
 
-def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_path, tiny_fs):
-    if not shutil.which("losetup"):
-        pytest.skip("needs losetup")
-    backing = tiny_fs / "backing.img"
-    with open(backing, "wb") as f:
-        f.truncate(8 * MiB)  # sparse: the device claims 8 MiB, the filesystem holds 1
-    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
-    if dev.returncode != 0:
-        pytest.skip(f"no loop device available: {dev.stderr.strip()}")
-    device = dev.stdout.strip()
-    try:
-        image = os.urandom(4 * MiB)
-        last = RunningHop(tmp_path / "ok.img", image, position=2)
-        first = RunningHop(device, image, downstream=[last.address])
-        send_stream(first.address, image)
-        bad, good = first.wait(), last.wait()
-        assert not bad.verified and "Input/output error" in bad.error and device in bad.error
-        assert good.verified and (tmp_path / "ok.img").read_bytes() == image
-    finally:
-        subprocess.run(["losetup", "-d", device], check=False)
+def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_path, tiny_fs,
+                                                                       loop_devices):
+    # sparse: the device claims 8 MiB, the filesystem holds 1
+    device, _ = loop_devices(8 * MiB, under=tiny_fs, sparse=True)
+    image = os.urandom(4 * MiB)
+    last = RunningHop(tmp_path / "ok.img", image, position=2)
+    first = RunningHop(device, image, downstream=[last.address])
+    send_stream(first.address, image)
+    bad, good = first.wait(), last.wait()
+    assert not bad.verified and "Input/output error" in bad.error and device in bad.error
+    assert good.verified and (tmp_path / "ok.img").read_bytes() == image
 
 
 def test_mistyped_device_is_error_and_no_file_appears_in_dev(tmp_path):

@@ -170,21 +170,12 @@ def test_a_disk_whose_end_cannot_be_written_is_error_though_the_image_verified(
         lab, loop_devices, small_tmpfs):
     """The device claims 64 MiB, its backing filesystem holds 9.5: the image (9 MiB) is
     written and verified, wiping the disk's end fails (EIO)."""
-    backing = small_tmpfs("9728k") / "backing.img"
-    with open(backing, "wb") as f:
-        f.truncate(64 * MiB)
-    r = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"no loop device available: {r.stderr.strip()}")
-    device = r.stdout.strip()
-    try:
-        (lab.images / "disk.img").write_bytes(os.urandom(9 * MiB))
-        write_config(lab.images, [A])
-        lab.start_master()
-        assert lab.start_client(A, device).wait(120) == 1, lab.dump()
-        client = lab.clients()[A]
-    finally:
-        subprocess.run(["losetup", "-d", device], check=False)
+    device, _ = loop_devices(64 * MiB, under=small_tmpfs("9728k"), sparse=True)
+    (lab.images / "disk.img").write_bytes(os.urandom(9 * MiB))
+    write_config(lab.images, [A])
+    lab.start_master()
+    assert lab.start_client(A, device).wait(120) == 1, lab.dump()
+    client = lab.clients()[A]
     assert client["state"] == "ERROR"
     assert client["error"].startswith(f"fitting {device} to its size failed: Input/output error")
     assert client["error"].endswith("(the image itself was written and verified)")

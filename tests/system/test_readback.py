@@ -7,7 +7,6 @@ process keeps overwriting with other bytes while the client writes and reads bac
 """
 
 import os
-import shutil
 import subprocess
 import threading
 
@@ -49,19 +48,9 @@ class Tamper:
 
 
 @pytest.fixture
-def loop_device(tmp_path):
-    """A real block device (loop) over a file on tmpfs: (device, backing file)."""
-    if os.geteuid() != 0 or not shutil.which("losetup"):
-        pytest.skip("needs root and losetup")
-    backing = tmp_path / "backing.img"
-    with open(backing, "wb") as f:
-        f.truncate(32 * MiB)
-    r = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"no loop device available: {r.stderr.strip()}")
-    device = r.stdout.strip()
-    yield device, backing
-    subprocess.run(["losetup", "-d", device], check=False)
+def loop_device(loop_devices):
+    """A real block device (loop) over a sparse file: (device, backing file)."""
+    return loop_devices(32 * MiB, sparse=True)
 
 
 def run_client(lab, destination: str) -> int:

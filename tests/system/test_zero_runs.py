@@ -214,7 +214,7 @@ def test_zero_runs_over_old_bytes_are_written_where_the_filesystem_cannot_punch_
 def test_zero_run_image_on_loop_devices_reads_back_identical(lab, loop_devices):
     image = zero_run_image(lab.images / "disk.img")
     size = image.stat().st_size
-    devices = [loop_devices(size + MiB)[0] for _ in range(2)]
+    devices = [loop_devices(size + 3 * MiB)[0] for _ in range(2)]
     write_config(lab.images, hosts(2))
     lab.start_master()
     clients = [lab.start_client(h, dev) for h, dev in zip(hosts(2), devices)]
@@ -222,9 +222,10 @@ def test_zero_run_image_on_loop_devices_reads_back_identical(lab, loop_devices):
         assert c.wait(120) == 0, lab.dump()
     want = image.read_bytes()
     for dev in devices:
-        got = read_prefix(dev, size + MiB)
+        got = read_prefix(dev, size + 3 * MiB)
         assert hashlib.sha256(got[:size]).hexdigest() == hashlib.sha256(want).hexdigest()
-        assert got[size:] == b"\xff" * MiB
+        assert got[size : size + 2 * MiB] == b"\xff" * (2 * MiB)  # no zero run spills over
+        assert got[size + 2 * MiB :] == bytes(MiB)  # the disk's last MiB: wiped (docs/disks.md)
 
 
 def test_free_space_of_a_compressed_image_lands_as_holes_and_reads_back_identical(lab, tmp_path):
