@@ -9,11 +9,13 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from typing import List
+from contextlib import contextmanager
+from typing import Iterator, List
 
 import thepusher
 from thepusher.master import server
@@ -127,14 +129,15 @@ def _run(hosts: List[str], size: int, workdir: str, keep: bool, port: int) -> in
     env = dict(os.environ, PYTHONPATH=package_root())
     procs = []
     try:
-        for i, host in enumerate(hosts):
-            logf = open(os.path.join(workdir, f"client-{i + 1}.log"), "wb")
-            cmd = client_command() + [
-                "client", "-p", f"127.0.0.1:{srv.server_address[1]}", "--bind", host,
-                "--data-port", "0", "--destination", os.path.join(workdir, f"disk-{i + 1}.img"),
-            ]
-            procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env),
-                          logf))
+        with interrupt_deferred():
+            for i, host in enumerate(hosts):
+                logf = open(os.path.join(workdir, f"client-{i + 1}.log"), "wb")
+                cmd = client_command() + [
+                    "client", "-p", f"127.0.0.1:{srv.server_address[1]}", "--bind", host,
+                    "--data-port", "0", "--destination", os.path.join(workdir, f"disk-{i + 1}.img"),
+                ]
+                procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                               env=env), logf))
         for p, logf in procs:
             p.wait()
             logf.close()
@@ -155,6 +158,22 @@ def _run(hosts: List[str], size: int, workdir: str, keep: bool, port: int) -> in
             logf.close()
         srv.shutdown()
         srv.server_close()
+
+
+@contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block is done: one in the middle of starting a client
+    would leave that client running, unknown to the cleanup that kills the others.
+    (A caught signal is reset to its default in a new process, so the clients can
+    still be interrupted.)"""
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def report(srv, workdir: str, image: str, hosts: List[str], size: int) -> bool:

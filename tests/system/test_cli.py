@@ -286,6 +286,9 @@ def test_demo_interrupted_mid_round_exits_130_and_removes_its_work_dir(tmp_path)
     assert proc.returncode == 130 and "Traceback" not in err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
+    left = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
+    subprocess.run(["pkill", "-f", str(tmp_path)])  # a failed run leaves nothing running either
+    assert left == "", f"processes of the demo still running: {left}"
 
 
 def test_every_command_has_a_description_and_every_option_its_help_and_default():
