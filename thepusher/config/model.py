@@ -28,6 +28,9 @@ class Image:
     # "write": DONE means the bytes handed to the disk hash to the image's digest;
     # "readback": the bytes the disk gives back after the flush do.
     verify: str = "write"
+    # "linux": after the copy is verified, give its Linux root the host's own name and
+    # no clone's machine-id or SSH host keys (disk/personalize.py); "": leave it as is.
+    personalize: str = ""
 
 
 @dataclass
@@ -69,6 +72,19 @@ class ClientGroup:
 
 
 @dataclass
+class Host:
+    """One machine's own identity, from a `host "ADDRESS" { ... }` block or a line of the
+    hosts file: what its scripts see as #HOSTNAME# and #VAR:name#, and the name
+    `personalize` writes into its system."""
+
+    address: str  # normalised, as in a group's hosts
+    line: int  # of its block in the config, or of its line in the hosts file
+    name: str = ""  # a hostname (one RFC 1123 label); "" when none is given
+    vars: Dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the hosts file it comes from; "" for a host block
+
+
+@dataclass
 class Settings:
     """Top-level `key = value` lines: master-wide knobs. Every wait in a round is bounded
     by one of these (seconds); docs/protocol.md says what happens when each runs out."""
@@ -91,6 +107,8 @@ class Settings:
     # Shared with the netboot image (create-nbi --secret, or thePusherSecret= on the
     # kernel command line): clients then run only tasks the master signed with it.
     secret: str = ""
+    # A CSV file (relative to the config's directory) of host names, vars and MACs.
+    hosts_file: str = ""
 
 
 @dataclass
@@ -100,6 +118,7 @@ class Config:
     images: Dict[str, Image]
     groups: Dict[str, ClientGroup]
     settings: Settings = field(default_factory=Settings)
+    hosts: Dict[str, Host] = field(default_factory=dict)  # by address: names and vars
 
     def group_of(self, host: str) -> Optional[ClientGroup]:
         """The group `host` (an address as a socket reports it) belongs to, if any."""
