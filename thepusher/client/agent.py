@@ -9,7 +9,6 @@ import logging
 import os
 import resource
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
+from thepusher.client.scripts import run_script, words
 from thepusher.console import ProgressLine, banner
 from thepusher.disk.target import Target, TarTarget
 from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
@@ -73,21 +73,6 @@ def disk_size(path: str) -> Optional[int]:
         os.close(fd)
 
 
-def run_script(label: str, command: str, master_host: str) -> Optional[str]:
-    """Run preImage/postImage with `sh -c` (original behaviour); return an error or None."""
-    if not command:
-        return None
-    command = command.replace("#MASTER#", master_host)
-    log.info("running %s: %s", label, command)
-    try:
-        result = subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL)
-    except OSError as e:
-        return f"{label} could not start: {e}"
-    if result.returncode != 0:
-        return f"{label} exited with status {result.returncode}"
-    return None
-
-
 class Client:
     def __init__(
         self,
@@ -101,6 +86,7 @@ class Client:
         # With a secret, only tasks and starts the master holding it signed are acted on.
         self.secret = secret
         self._nonce = ""  # sent with the registration whose task we took
+        self._registered_as = ""  # the address the master knows us by
         self._refused = False
         self.bind = bind
         self.destination = destination
@@ -126,7 +112,7 @@ class Client:
     def _run(self) -> int:
         task = self._register()
         destination = self.destination or task.destination
-        error = run_script("preImage", task.pre_image, self.link.host)
+        error = run_script("preImage", task.pre_image, self._words(task))
         # The disk as preImage left it: the master checks the image fits before a round.
         self._call("POST", "/api/ready", {"error": error or "", "destination": destination,
                                           "disk_size": disk_size(destination)})
@@ -169,6 +155,7 @@ class Client:
                     continue
             if answer.get("task"):
                 self._nonce = nonce
+                self._registered_as = str(answer.get("host") or "")
                 task = Task.from_json(answer["task"])
                 log.info(
                     "registered as %s in group %s: image %s -> %s",
@@ -180,6 +167,9 @@ class Client:
                 answer.get("host"),
             )
             time.sleep(10)
+
+    def _words(self, task: Task) -> dict:
+        return words(task, self.link.host, self._registered_as)
 
     def _wait_for_start(self, task: Task) -> Union[Start, RoundFailed]:
         log.info("ready; waiting for group %s to start", task.group)
@@ -282,7 +272,7 @@ class Client:
                 f"sha256 {hop.digest}",
                 f"{took}; {where}, round {start.round}",
             ])
-            error = run_script("postImage", task.post_image, self.link.host)
+            error = run_script("postImage", task.post_image, self._words(task))
             if error:
                 log.warning("%s", error)
             return 0
