@@ -16,7 +16,7 @@ MASTER    ?=
 TC_MIRROR ?=
 # Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
 # PXE tools, dnsmasq (checks the generated config), chromium (the status page's browser test).
-TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium bzip2 xz-utils gzip tar iproute2
+TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium bzip2 xz-utils gzip tar iproute2 e2fsprogs fdisk openssh-client
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 

@@ -19,7 +19,7 @@ from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
-from thepusher.client.scripts import run_script, words
+from thepusher.client.scripts import personalize_copy, run_script, words
 from thepusher.console import ProgressLine, banner
 from thepusher.disk.target import Target, TarTarget
 from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
@@ -249,7 +249,12 @@ class Client:
             show_banner("ERROR", [self._aborted, f"image {task.image} was not written to "
                                   f"{destination} ({took}); {where}, round {start.round}"])
             return 1
-        if hop.error is None:
+        error = hop.error
+        if error is None and task.personalize:
+            final["personalized"], error = personalize_copy(
+                task, destination, REPORT_EVERY,
+                lambda: self._report(start, "BUSY", sampler.sample()))
+        if error is None:
             final["sha256"] = hop.digest
             final["verified_by"] = hop.verified_by
             final["auth"] = wire.report_mac(secret, start.session, "DONE", hop.digest,
@@ -271,16 +276,18 @@ class Client:
                 f"image {task.image} written to {destination} and {checked}",
                 f"sha256 {hop.digest}",
                 f"{took}; {where}, round {start.round}",
-            ])
+            ] + ([f"personalized as {task.hostname}"] if task.personalize else []))
             error = run_script("postImage", task.post_image, self._words(task))
             if error:
                 log.warning("%s", error)
             return 0
-        final["error"] = hop.error
+        final["error"] = error
         self._report(start, "ERROR", final, final=True)
-        log.error("ERROR: %s", hop.error)
-        show_banner("ERROR", [hop.error, f"image {task.image} was not written to "
-                              f"{destination} ({took}); {where}, round {start.round}"])
+        log.error("ERROR: %s", error)
+        written = (f"image {task.image} was written to {destination} and verified, but this "
+                   f"machine is not itself" if hop.error is None else
+                   f"image {task.image} was not written to {destination} ({took})")
+        show_banner("ERROR", [error, f"{written}; {where}, round {start.round}"])
         return 1
 
     def _report(self, start: Start, state: str, fields: dict, final: bool = False) -> None:

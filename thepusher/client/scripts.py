@@ -1,13 +1,16 @@
-"""preImage and postImage: the admin's shell commands around a round, run with `sh -c`
-as the original tool did, with this host's words filled in (config/placeholders.py)
-and also given as THEPUSHER_* environment variables."""
+"""The steps around a round that make a machine this host: preImage and postImage, the
+admin's shell commands, run with `sh -c` as the original tool did, with this host's
+words filled in (config/placeholders.py) and also given as THEPUSHER_* environment
+variables; and `personalize` (disk/personalize.py) on the verified copy."""
 
 import logging
 import os
 import subprocess
-from typing import Dict, Optional
+import threading
+from typing import Callable, Dict, List, Optional, Tuple
 
 from thepusher.config.placeholders import MissingVar, environment, substitute, values
+from thepusher.disk import personalize
 from thepusher.plan import Task
 
 log = logging.getLogger("thepusher.client")
@@ -40,3 +43,30 @@ def run_script(label: str, command: str, words: Dict[str, str]) -> Optional[str]
     if result.returncode != 0:
         return f"{label} exited with status {result.returncode}"
     return None
+
+
+def personalize_copy(task: Task, destination: str, every: float,
+                     keep_alive: Callable[[], None]) -> Tuple[List[str], Optional[str]]:
+    """(what was changed, why it failed or None) for the task's `personalize`. It mounts,
+    writes and may make SSH keys: seconds in which `keep_alive` is called `every` so
+    often, so that the master does not take the silence for a lost client."""
+    result: Dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["done"] = personalize.linux(destination, task.hostname)
+        except (personalize.PersonalizeError, OSError) as e:
+            result["error"] = f"personalize: {e}"
+
+    worker = threading.Thread(target=work, name="personalize", daemon=True)
+    worker.start()
+    while True:
+        worker.join(every)
+        if not worker.is_alive():
+            break
+        keep_alive()
+    if "done" not in result:
+        return [], str(result.get("error", "personalize ended without a result"))
+    done = list(result["done"])  # type: ignore[call-overload]
+    log.info("personalized %s as %s: %s", destination, task.hostname, "; ".join(done))
+    return done, None

@@ -285,6 +285,7 @@ class Controller:
         c.rate = 0.0
         c.sha256 = c.verified_by = ""
         c.queues = {}
+        c.personalized = []
         c.cpu_seconds = c.max_rss_kb = None
 
     def _signed(self, kind: str, host: str, answer: dict) -> dict:

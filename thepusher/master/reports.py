@@ -174,6 +174,8 @@ def _judge_done(st: State, c: Client, secret: bytes, session: str, image_name: s
     record from an older master lacks them), checked the way the image asks."""
     c.sha256 = body_field(body, "sha256", str, "")
     c.verified_by = body_field(body, "verified_by", str, "write")
+    # What personalize changed: shown, not judged (the MAC below covers the copy only).
+    c.personalized = [str(line)[:200] for line in body_field(body, "personalized", list, [])][:20]
     auth = body_field(body, "auth", str, "")
     expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
     if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):

@@ -42,6 +42,7 @@ class Client:
     sha256: str = ""
     verified_by: str = ""  # how its DONE was checked: "write" (hash of what was written) or "readback"
     read_back: int = 0  # bytes read back from its disk so far (verify = "readback")
+    personalized: List[str] = field(default_factory=list)  # what its DONE says personalize changed
     queues: dict = field(default_factory=dict)
     cpu_seconds: Optional[float] = None
     max_rss_kb: Optional[int] = None
@@ -73,6 +74,7 @@ class Client:
             "error": self.error,
             "sha256": self.sha256,
             "verified_by": self.verified_by if self.state == "DONE" else "",
+            "personalized": self.personalized if self.state == "DONE" else [],
             "read_back": self.read_back,
             "queues": self.queues,
             "cpu_seconds": self.cpu_seconds,
