@@ -159,7 +159,7 @@ image "debian12" {
   # images use sysprep in their own setup instead (docs/disks.md).
   personalize = "linux"
 
-  postImage   = "wget -q -O /dev/null http://#MASTER#:8080/static/imaged?host=#HOSTNAME#&room=#VAR:room#; reboot"
+  postImage   = "wget -q -O /dev/null http://#MASTER#:8080/static/imaged/#VAR:room#/#HOSTNAME#; reboot"
 }
 
 ### CLIENT GROUPS #############################################################
