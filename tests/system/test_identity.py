@@ -1,8 +1,12 @@
 """Per-host identity in real rounds (issue 18): real master and clients on 127.0.0.x run
 real preImage/postImage scripts that write what they were given to files."""
 
+import time
+
 from tests.conftest import write_config, write_image
-from thepusher.client.scripts import run_script
+from thepusher.client.scripts import personalize_copy, run_script
+from thepusher.disk import personalize
+from thepusher.plan import Task
 
 MiB = 1 << 20
 A, B = "127.0.0.11", "127.0.0.12"
@@ -55,3 +59,27 @@ def test_a_script_naming_a_var_the_host_lacks_is_not_run(tmp_path):
                      "(10.0.0.5) no var 'room'; preImage was not run")
     assert not marker.exists()
     assert run_script("preImage", f"touch {marker}", words) is None and marker.exists()
+
+
+TASK = Task(group="g", image="i", comment="", destination="/dev/sda", type="IMG",
+            compression="NONE", verify="write", pre_image="", post_image="",
+            hostname="pc-01", personalize="linux")
+
+
+def test_the_client_keeps_reporting_while_it_personalizes(monkeypatch):
+    """Mounting and making SSH keys take seconds: the master must not take them for a
+    lost client (report_timeout)."""
+    monkeypatch.setattr(personalize, "linux", lambda dest, name: time.sleep(0.5) or
+                        [f"hostname {name} on {dest}"])
+    beats = []
+    assert personalize_copy(TASK, "/dev/sdz", 0.1, lambda: beats.append(1)) == \
+        (["hostname pc-01 on /dev/sdz"], None)
+    assert len(beats) >= 3
+
+
+def test_a_personalize_failure_is_the_clients_error(monkeypatch):
+    def refuse(dest, name):
+        raise personalize.PersonalizeError(f"no Linux root filesystem on {dest}: ...")
+    monkeypatch.setattr(personalize, "linux", refuse)
+    assert personalize_copy(TASK, "/dev/sdz", 0.1, lambda: None) == \
+        ([], "personalize: no Linux root filesystem on /dev/sdz: ...")

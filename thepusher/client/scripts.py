@@ -50,13 +50,14 @@ def personalize_copy(task: Task, destination: str, every: float,
     """(what was changed, why it failed or None) for the task's `personalize`. It mounts,
     writes and may make SSH keys: seconds in which `keep_alive` is called `every` so
     often, so that the master does not take the silence for a lost client."""
-    result: Dict[str, object] = {}
+    done: List[str] = []
+    failed: List[str] = []
 
     def work() -> None:
         try:
-            result["done"] = personalize.linux(destination, task.hostname)
+            done.extend(personalize.linux(destination, task.hostname))
         except (personalize.PersonalizeError, OSError) as e:
-            result["error"] = f"personalize: {e}"
+            failed.append(f"personalize: {e}")
 
     worker = threading.Thread(target=work, name="personalize", daemon=True)
     worker.start()
@@ -65,8 +66,7 @@ def personalize_copy(task: Task, destination: str, every: float,
         if not worker.is_alive():
             break
         keep_alive()
-    if "done" not in result:
-        return [], str(result.get("error", "personalize ended without a result"))
-    done = list(result["done"])  # type: ignore[call-overload]
+    if failed or not done:
+        return [], failed[0] if failed else "personalize ended without a result"
     log.info("personalized %s as %s: %s", destination, task.hostname, "; ".join(done))
     return done, None
