@@ -6,15 +6,27 @@ check-config, not on the machine as an empty string.
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from thepusher.config import hcl
 from thepusher.config.model import Host, normalize_host
 from thepusher.config.placeholders import SAFE_CHARACTERS, SAFE_VALUE, uses, vars_used
-from thepusher.config.schema import Entry
 
 Report = Callable[[int, int, str], None]  # line, col, message in the config file
 FileReport = Callable[[int, str], None]  # line, message in the hosts file
 SCRIPTS = (("preImage", "pre_image"), ("postImage", "post_image"))
+
+
+class Entry(Protocol):
+    """A block as load.py read it (its _Entry): checked here without importing load."""
+
+    type: str
+    name: Optional[str]
+    what: str
+    block: hcl.Block
+    fields: Dict[str, Any]
+    attrs: Dict[str, hcl.Attribute]
+    complete: bool
 
 
 @dataclass
@@ -24,7 +36,7 @@ class _Known:
     report: Callable[[str], None]  # an error at its block or its line
 
 
-def address_labels(entries: List[Entry], error: Report) -> None:
+def address_labels(entries: Sequence[Entry], error: Report) -> None:
     """A host block's label is an address a group lists: check it and normalise it,
     before duplicate names are looked for ('::ffff:10.0.0.1' is '10.0.0.1')."""
     for entry in entries:
@@ -39,7 +51,7 @@ def address_labels(entries: List[Entry], error: Report) -> None:
             entry.name, entry.complete = None, False
 
 
-def check(entries: List[Entry], file_hosts: List[Tuple[Host, str]], error: Report,
+def check(entries: Sequence[Entry], file_hosts: List[Tuple[Host, str]], error: Report,
           file_error: FileReport) -> None:
     """Every cross-check of identities; a problem goes to `file_error` at its line of the
     hosts file, or to `error` at its place in the config."""
@@ -56,7 +68,7 @@ def check(entries: List[Entry], file_hosts: List[Tuple[Host, str]], error: Repor
         _image(image, [g for g in groups if g.fields.get("image") == image.name], known, error)
 
 
-def _known(entries: List[Entry], file_hosts: List[Tuple[Host, str]], error: Report,
+def _known(entries: Sequence[Entry], file_hosts: List[Tuple[Host, str]], error: Report,
            file_error: FileReport) -> Dict[str, _Known]:
     known: Dict[str, _Known] = {}
     for entry in entries:

@@ -16,11 +16,12 @@ and files whose first bytes contradict their declared compression.
 
 import difflib
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl, hostsfile, identity
 from thepusher.config.model import Config, ConfigError, Host, Settings
-from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Entry, Invalid
+from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
 
 
 # How messages about an unnamed block speak of it, and the name they suggest.
@@ -35,12 +36,25 @@ def _suggest(word: str, known: List[str]) -> str:
     return f"; did you mean '{lowered[close[0]]}'?" if close else ""
 
 
+@dataclass
+class _Entry:
+    """A block as read, kept even when it has errors so cross-checks still see it."""
+
+    type: str
+    name: Optional[str]  # None when the block lacks its single label
+    what: str  # how messages name it: "clientgroup 'g'", or "clientgroup block"
+    block: hcl.Block
+    fields: Dict[str, Any]  # converted values of the keys that were valid
+    attrs: Dict[str, hcl.Attribute]
+    complete: bool  # no error inside this block
+
+
 class _Loader:
     def __init__(self, path: str, image_dir: str) -> None:
         self.path = path
         self.image_dir = image_dir
         self.errors: List[Tuple[int, int, str]] = []
-        self.entries: List[Entry] = []
+        self.entries: List[_Entry] = []
         self.settings: Dict[str, Any] = {}
         self.setting_attrs: Dict[str, hcl.Attribute] = {}
         self.hosts_file = ""  # its path, when the config names one
@@ -79,7 +93,7 @@ class _Loader:
                 continue
             self.entries.append(self.read_block(block, spec))
 
-    def read_block(self, block: hcl.Block, spec: BlockSpec) -> Entry:
+    def read_block(self, block: hcl.Block, spec: BlockSpec) -> _Entry:
         before = len(self.errors)
         name: Optional[str] = None
         if len(block.labels) == 1 and not block.labels[0].strip():
@@ -124,7 +138,7 @@ class _Loader:
         for key in spec.keys:
             if key.required and key.hcl not in attrs:
                 self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
-        return Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
+        return _Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
 
     def read_hosts_file(self) -> None:
         """`hosts_file`, relative to the config's directory."""
@@ -146,7 +160,7 @@ class _Loader:
                        lambda line, message: self.file_errors.append((line, message)))
 
     def check_names(self) -> None:
-        first: Dict[Tuple[str, str], Entry] = {}
+        first: Dict[Tuple[str, str], _Entry] = {}
         for entry in self.entries:
             if entry.name is None:
                 continue
@@ -175,7 +189,7 @@ class _Loader:
 
     def check_hosts(self) -> None:
         """A host is one machine in one chain: it may appear in one group only."""
-        owner: Dict[str, Entry] = {}
+        owner: Dict[str, _Entry] = {}
         for entry in self.entries:
             for host in entry.fields.get("hosts", []) if entry.type == "clientgroup" else []:
                 other = owner.setdefault(host, entry)

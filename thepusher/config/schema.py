@@ -294,19 +294,6 @@ def _build_host(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir: 
     return Host(address=name, line=block.line, **fields)
 
 
-@dataclass
-class Entry:
-    """A block as read, kept even when it has errors so cross-checks still see it."""
-
-    type: str
-    name: Optional[str]  # None when the block lacks its single label
-    what: str  # how messages name it: "clientgroup 'g'", or "clientgroup block"
-    block: hcl.Block
-    fields: Dict[str, Any]  # converted values of the keys that were valid
-    attrs: Dict[str, hcl.Attribute]
-    complete: bool  # no error inside this block
-
-
 TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (disk/tar/)
 START_POLICIES = ("all", "manual")
 VERIFY = ("write", "readback")
