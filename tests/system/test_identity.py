@@ -49,6 +49,23 @@ def test_scripts_get_each_hosts_words_and_thepusher_environment(lab):
             "THEPUSHER_VAR_ROOM=B13", "THEPUSHER_VAR_SEAT=07"]
 
 
+def test_the_task_says_who_the_host_is_with_the_mac_it_registered_with_else_the_configured(lab):
+    write_image(lab.images / "disk.img", MiB)
+    (lab.images / "room.csv").write_text(f"ip,name,mac,room\n{A},pc-01,52:54:00:00:00:01,B12\n")
+    write_config(lab.images, [A, B], settings='hosts_file = "room.csv"\n')
+    lab.start_master()
+    for mac, expected in (("", "52:54:00:00:00:01"), ("00:00:00:00:00:00", "52:54:00:00:00:01"),
+                          ("52:54:00:99:99:99", "52:54:00:99:99:99")):
+        status, answer = lab.call("POST", "/api/register", {"data_port": 9, "mac": mac}, source=A)
+        assert status == 200, answer
+        task = answer["task"]
+        assert (task["hostname"], task["address"], task["mac"], task["vars"],
+                task["personalize"]) == ("pc-01", A, expected, {"room": "B12"}, "")
+    status, answer = lab.call("POST", "/api/register", {"data_port": 9, "mac": ""}, source=B)
+    assert (answer["task"]["hostname"], answer["task"]["mac"], answer["task"]["vars"]) == \
+        ("", "", {})
+
+
 def test_a_script_naming_a_var_the_host_lacks_is_not_run(tmp_path):
     """A host added to a group at run time has no vars: its script fails, unrun."""
     marker = tmp_path / "ran"
