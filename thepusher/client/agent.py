@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 from thepusher import signing, syscalls
 from thepusher.chain import wire
@@ -168,7 +168,7 @@ class Client:
             )
             time.sleep(10)
 
-    def _words(self, task: Task) -> dict:
+    def _words(self, task: Task) -> Dict[str, str]:
         return words(task, self.link.host, self._registered_as)
 
     def _wait_for_start(self, task: Task) -> Union[Start, RoundFailed]:
