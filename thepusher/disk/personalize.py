@@ -164,7 +164,7 @@ def _make_it(root: str, name: str, keygen: str) -> List[str]:
     done.append(f"hostname {name}" + (f" (was {old})" if old and old != name else ""))
     hosts = _read(root, "etc/hosts")
     if hosts is not None:
-        new, line = _hosts_with(hosts, old, name)
+        new, line = hosts_with(hosts, old, name)
         if new != hosts:
             _write(root, "etc/hosts", new)
             done.append(f"/etc/hosts: {line}")
@@ -178,16 +178,18 @@ def _make_it(root: str, name: str, keygen: str) -> List[str]:
     return done + _ssh_keys(root, keygen)
 
 
-def _hosts_with(text: str, old: str, name: str) -> Tuple[str, str]:
-    """/etc/hosts with `name` on its 127.0.1.1 line: the old name replaced, also as the
-    first label of a longer name (old.example.org -> name.example.org)."""
+def hosts_with(text: str, old: str, name: str) -> Tuple[str, str]:
+    """/etc/hosts with `name` on its 127.0.1.1 line, and that line: the old name (its
+    first label) replaced, also in longer names (old.example.org -> name.example.org);
+    a line without the old name gets `name` alone."""
     lines = text.splitlines(keepends=True)
+    short = old.split(".")[0]
     for i, line in enumerate(lines):
         fields = line.split("#", 1)[0].split()
         if fields[:1] != ["127.0.1.1"]:
             continue
-        names = [name + n[len(old):] if old and (n == old or n.startswith(old + ".")) else n
-                 for n in fields[1:]]
+        names = [name + n[len(short):] if short and (n == short or n.startswith(short + "."))
+                 else n for n in fields[1:]]
         if names == fields[1:]:
             names = [name]
         lines[i] = "127.0.1.1\t" + " ".join(names) + "\n"
