@@ -174,7 +174,7 @@ def test_every_hosts_file_problem_is_named_by_file_and_line(tmp_path):
         f"unquoted, so nothing a shell would read as more than letters)",
         f"{f}:4: host 10.0.0.1 is already on line 2",
         f"{f}:5: name 'pc-01' is already 10.0.0.1's ({f}:2)",
-        f"{f}:6: 1 cells, but the header names 4 (ip,name,mac,room)",
+        f"{f}:6: 1 cell, but the header names 4 (ip,name,mac,room)",
         f"{f}:7: host 10.0.0.8 is in no clientgroup's hosts",
     ]
 

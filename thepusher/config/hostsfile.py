@@ -11,7 +11,7 @@ problem is named `file:line: message`, all at once, as in the config itself.
 
 import csv
 import ipaddress
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from thepusher.config.model import Host, normalize_host, normalize_mac
 from thepusher.config.placeholders import hostname_problem, var_problem
@@ -55,7 +55,8 @@ def read(path: str) -> Tuple[List[Tuple[Host, str]], List[Problem]]:
     for n, line in lines[1:]:
         cells = [c.strip() for c in _cells(line, delimiter)]
         if len(cells) != len(columns):
-            problems.append((n, f"{len(cells)} cells, but the header names "
+            problems.append((n, f"{len(cells)} cell{'s' if len(cells) != 1 else ''}, but "
+                            f"the header names "
                             f"{len(columns)} ({delimiter.join(columns)})"))
             continue
         row = dict(zip(columns, cells))
@@ -75,7 +76,8 @@ def _cells(line: str, delimiter: str) -> List[str]:
     return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
 
 
-def _host(path: str, n: int, row: Dict[str, str], problems: List[Problem]):
+def _host(path: str, n: int, row: Dict[str, str],
+          problems: List[Problem]) -> Optional[Tuple[Host, str]]:
     """One line's Host and MAC, or None with its problems added."""
     before = len(problems)
     try:
