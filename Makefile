@@ -16,9 +16,10 @@ MASTER    ?=
 TC_MIRROR ?=
 # Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
 # PXE tools, dnsmasq (checks the generated config), chromium (the status page's browser test),
-# gdisk and fdisk (sgdisk, sfdisk: real partition tables for the disk fix-up tests).
+# gdisk, fdisk and e2fsprogs (sgdisk, sfdisk, mkfs.ext4: real partition tables and
+# filesystems for the disk fix-up and personalize tests), openssh-client (ssh-keygen).
 TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium bzip2 xz-utils gzip tar iproute2 \
-  gdisk fdisk
+  gdisk fdisk e2fsprogs openssh-client
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 

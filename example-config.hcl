@@ -66,6 +66,14 @@ upload_token   = ""
 # a rogue master on the LAN cannot make them write a disk or run scripts. "" = none
 secret         = ""
 
+# a table of the machines' names, vars and MACs (CSV), relative to this file's
+# directory, instead of (or beside) host blocks. Its first line names the columns:
+# ip (required), name, mac, and any other column is a var, e.g.
+#   ip,name,mac,room
+#   10.0.4.21,pc-01,52:54:00:4e:9e:21,B12
+# "" = none
+hosts_file     = ""
+
 ### IMAGES ####################################################################
 
 # provide a unique name per image to be deployed ("image" blocks, one label each)
@@ -106,7 +114,11 @@ image "ubuntu1604" {
   # reports ERROR and takes no image), postImage once the written image was verified
   # (a failure is only logged).
   # use -s / --static-content flag to master to let master share scripts etc. via /static.
-  # Occurrences of #MASTER# will be replaced by master's IP address.
+  # Occurrences of #MASTER# will be replaced by master's IP address; per host also
+  # #HOSTNAME#, #IP#, #MAC#, #GROUP#, #IMAGE# and #VAR:name# (from host blocks or the
+  # hosts file), which the scripts also find as $THEPUSHER_HOSTNAME, $THEPUSHER_IP, ...
+  # $THEPUSHER_MASTER, $THEPUSHER_VAR_NAME. A script naming a var a host lacks is a
+  # config error (check-config names the host).
   preImage    = "wget http://#MASTER#:8080/static/preimage-script-1.sh; sh preimage-script-1.sh"
   postImage   = "sleep 5; eject ; reboot"
 }
@@ -137,6 +149,23 @@ image "home-partition" {
     umount /dev/sda3 2>/dev/null || true
   EOF
   postImage   = "e2fsck -fp /dev/sda3"
+}
+
+# a whole-disk Debian image that every machine comes up from as itself
+image "debian12" {
+  filename    = "debian12.img.gz"
+  destination = "/dev/sda"
+  compression = "GZIP"
+
+  # optional, default none. "linux": once the copy is verified (and before postImage),
+  # the client mounts the image's Linux root filesystem and writes the host's name into
+  # /etc/hostname (and the 127.0.1.1 line of /etc/hosts), empties /etc/machine-id and
+  # replaces the SSH host keys, so no two machines are clones. Every host of a group
+  # using it needs a name (host blocks or the hosts file). Not for TAR images; Windows
+  # images use sysprep in their own setup instead (docs/disks.md).
+  personalize = "linux"
+
+  postImage   = "wget -q -O /dev/null http://#MASTER#:8080/static/imaged/#VAR:room#/#HOSTNAME#; reboot"
 }
 
 ### CLIENT GROUPS #############################################################
@@ -201,4 +230,31 @@ clientgroup "roomA" {
     "fd00::78:143",
   ]
   start = "manual"   # wait for `thepusher start roomA`
+}
+
+# a room whose machines get their own names (personalize above needs one per host)
+clientgroup "roomB12" {
+  image = "debian12"
+  hosts = ["10.0.4.21", "10.0.4.22"]
+}
+
+### HOSTS #####################################################################
+
+# optional: who each machine is, by its address (as a group's hosts list it). A host
+# block for an address in no group is an error, and so are two hosts with one name.
+host "10.0.4.21" {
+
+  # the machine's hostname: one label of letters, digits and inner hyphens (at most
+  # 63), as /etc/hostname holds it. #HOSTNAME# in scripts; personalize writes it.
+  # Without one, #HOSTNAME# is the address with dashes (10-0-4-21).
+  name = "pc-01"
+
+  # words for the scripts: #VAR:room# and $THEPUSHER_VAR_ROOM. Names: letters, digits,
+  # '_'. Values: letters, digits and . _ , : / @ + - only (they reach sh unquoted).
+  vars = { room = "B12", seat = "01" }
+}
+
+host "10.0.4.22" {
+  name = "pc-02"
+  vars = { room = "B12", seat = "02" }
 }

@@ -10,7 +10,7 @@ The JSON is the wire format of docs/api.md, and with the config's `secret` it is
 gets signed (signing.py): `to_json()` keeps every key, value and order as it was.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple, Union
 
 DEFAULT_PORT = 8080  # the master's HTTP API and page
@@ -36,6 +36,11 @@ def _take(d: Dict[str, Any], what: str, key: str, kind: type) -> Any:
     return value
 
 
+def _optional(d: Dict[str, Any], what: str, key: str, kind: type, default: Any) -> Any:
+    """A key a master older than it may leave out: its absence means `default`."""
+    return _take(d, what, key, kind) if key in d else default
+
+
 def _object(d: Any, what: str) -> Dict[str, Any]:
     if not isinstance(d, dict):
         raise PlanError(f"the master's {what} is {type(d).__name__}, not a JSON object")
@@ -45,7 +50,9 @@ def _object(d: Any, what: str) -> Dict[str, Any]:
 @dataclass(frozen=True)
 class Task:
     """What a registered host is given (the answer to POST /api/register): its group's
-    image, where to write it, and the scripts around it."""
+    image, where to write it, the scripts around it, and who the host is (for the
+    scripts' #HOSTNAME#, #VAR:x#, ... and `personalize`). A master from before the
+    identity fields sends none of them: they default to nothing."""
 
     group: str
     image: str
@@ -57,6 +64,11 @@ class Task:
     pre_image: str
     post_image: str
     grow: bool = False  # the last partition ends at a larger disk's end
+    hostname: str = ""  # the config's name for the host; "" when it gives none
+    address: str = ""  # the host's address as its group lists it
+    mac: str = ""
+    vars: Dict[str, str] = field(default_factory=dict)
+    personalize: str = ""  # "linux": make the written system this host (disk/personalize.py)
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -70,6 +82,11 @@ class Task:
             "preImage": self.pre_image,
             "postImage": self.post_image,
             "grow": self.grow,
+            "hostname": self.hostname,
+            "address": self.address,
+            "mac": self.mac,
+            "vars": dict(self.vars),
+            "personalize": self.personalize,
         }
 
     @classmethod
@@ -85,8 +102,21 @@ class Task:
             verify=_take(d, "task", "verify", str),
             pre_image=_take(d, "task", "preImage", str),
             post_image=_take(d, "task", "postImage", str),
-            grow=_take(d, "task", "grow", bool) if "grow" in d else False,  # older masters
+            grow=_optional(d, "task", "grow", bool, False),
+            hostname=_optional(d, "task", "hostname", str, ""),
+            address=_optional(d, "task", "address", str, ""),
+            mac=_optional(d, "task", "mac", str, ""),
+            vars=_vars(_optional(d, "task", "vars", dict, {})),
+            personalize=_optional(d, "task", "personalize", str, ""),
         )
+
+
+def _vars(d: Dict[str, Any]) -> Dict[str, str]:
+    for name, value in d.items():
+        if not isinstance(value, str):
+            raise PlanError(f"the master's task has var {name!r} as {type(value).__name__}, "
+                            "not str")
+    return dict(d)
 
 
 @dataclass(frozen=True)

@@ -174,8 +174,11 @@ def test_a_disk_whose_end_cannot_be_written_is_error_though_the_image_verified(
     (lab.images / "disk.img").write_bytes(os.urandom(9 * MiB))
     write_config(lab.images, [A])
     lab.start_master()
-    assert lab.start_client(A, device).wait(120) == 1, lab.dump()
+    proc = lab.start_client(A, device)
+    assert proc.wait(120) == 1, lab.dump()
     client = lab.clients()[A]
+    said = " ".join(proc.output().split())  # the banner wraps its lines
+    assert f"image img was written to {device} and verified, but its disk's end is not right" in said
     assert client["state"] == "ERROR"
     assert client["error"].startswith(f"fitting {device} to its size failed: Input/output error")
     assert client["error"].endswith("(the image itself was written and verified)")

@@ -151,8 +151,8 @@ def test_docs_table_gives_each_settings_default():
 
 def test_every_schema_key_fills_a_field_of_its_dataclass(tmp_path):
     """Adding a key to the schema without a dataclass field must fail here, not at run time."""
-    cfg = load(str(write(tmp_path, VALID)))
-    built = {"images": cfg.images["u"], "groups": cfg.groups["g"]}
+    cfg = load(str(write(tmp_path, VALID + 'host "10.0.0.1" {\n  name = "pc-01"\n}\n')))
+    built = {"images": cfg.images["u"], "groups": cfg.groups["g"], "hosts": cfg.hosts["10.0.0.1"]}
     for spec in schema.BLOCKS.values():
         fields = {f.name for f in dataclasses.fields(built[spec.table])}
         for key in spec.keys:
@@ -241,9 +241,9 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         f"{path}:2:1: 'io_timeout' must be between 0 and 86400 seconds, found 0",
         f"{path}:3:1: unknown setting 'verbose' (top-level settings: arm_timeout, "
         "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address, "
-        "put_allowed, upload_token, secret; "
-        "image and group keys go inside "
-        "image or clientgroup blocks)",
+        "put_allowed, upload_token, secret, hosts_file; "
+        "image, group and host keys go inside "
+        "image, clientgroup or host blocks)",
         f"{path}:7:3: image 'u': unsupported type 'ZIP'; supported: IMG, TAR",
     ]
 
@@ -389,7 +389,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             'imgae "u" {\n}\n',
             1,
             1,
-            "unknown block type 'imgae'; did you mean 'image'? (known: clientgroup, image)",
+            "unknown block type 'imgae'; did you mean 'image'? (known: clientgroup, host, image)",
             id="unknown-block-type",
         ),
         pytest.param(
@@ -397,8 +397,9 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             1,
             "unknown setting 'debug' (top-level settings: arm_timeout, accept_timeout, io_timeout, "
-            "report_timeout, replay_window, admin_token, wake_address, put_allowed, upload_token, secret; image and group keys go "
-            "inside image or clientgroup blocks)",
+            "report_timeout, replay_window, admin_token, wake_address, put_allowed, upload_token, "
+            "secret, hosts_file; image, group and host keys go inside image, clientgroup or host "
+            "blocks)",
             id="unknown-setting",
         ),
         pytest.param(
@@ -407,8 +408,8 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             3,
             "unknown setting 'filename' (top-level settings: arm_timeout, accept_timeout, "
             "io_timeout, report_timeout, replay_window, admin_token, wake_address, put_allowed, "
-            "upload_token, secret; "
-            "image and group keys go inside image or clientgroup blocks)",
+            "upload_token, secret, hosts_file; "
+            "image, group and host keys go inside image, clientgroup or host blocks)",
             id="image-key-at-top-level",
         ),
         pytest.param(
@@ -486,7 +487,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             4,
             3,
             "image 'u': unknown key 'zzz' (known keys: filename, comment, destination, type, "
-            "compression, preImage, postImage, verify, grow)",
+            "compression, preImage, postImage, verify, grow, personalize)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(

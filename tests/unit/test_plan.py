@@ -28,8 +28,11 @@ START_JSON = {
 WIRE = json.loads(json.dumps(START_JSON))  # as a client reads it: lists, not tuples
 TASK_JSON = {"group": "room1", "image": "ubuntu", "comment": "", "destination": "/dev/sda",
              "type": "IMG", "compression": "NONE", "verify": "write", "preImage": "",
-             "postImage": "reboot", "grow": False}
-OPTIONAL_TASK_KEYS = {"grow": False}  # what a task from an older master lacks, and its default
+             "postImage": "reboot", "grow": False, "hostname": "", "address": "", "mac": "",
+             "vars": {}, "personalize": ""}
+# What a task from an older master lacks, and what it then means (test_placeholders too).
+OPTIONAL_TASK_KEYS = {"grow": False, "hostname": "", "address": "", "mac": "", "vars": {},
+                      "personalize": ""}
 
 
 # -- on the wire -----------------------------------------------------------------------

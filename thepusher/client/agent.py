@@ -9,17 +9,17 @@ import logging
 import os
 import resource
 import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
+from thepusher.client.scripts import personalize_copy, run_script, words
 from thepusher.console import ProgressLine, banner
 from thepusher.disk import gpt
 from thepusher.disk.target import Target, TarTarget
@@ -74,21 +74,6 @@ def disk_size(path: str) -> Optional[int]:
         os.close(fd)
 
 
-def run_script(label: str, command: str, master_host: str) -> Optional[str]:
-    """Run preImage/postImage with `sh -c` (original behaviour); return an error or None."""
-    if not command:
-        return None
-    command = command.replace("#MASTER#", master_host)
-    log.info("running %s: %s", label, command)
-    try:
-        result = subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL)
-    except OSError as e:
-        return f"{label} could not start: {e}"
-    if result.returncode != 0:
-        return f"{label} exited with status {result.returncode}"
-    return None
-
-
 class Client:
     def __init__(
         self,
@@ -102,6 +87,7 @@ class Client:
         # With a secret, only tasks and starts the master holding it signed are acted on.
         self.secret = secret
         self._nonce = ""  # sent with the registration whose task we took
+        self._registered_as = ""  # the address the master knows us by
         self._refused = False
         self.bind = bind
         self.destination = destination
@@ -127,7 +113,7 @@ class Client:
     def _run(self) -> int:
         task = self._register()
         destination = self.destination or task.destination
-        error = run_script("preImage", task.pre_image, self.link.host)
+        error = run_script("preImage", task.pre_image, self._words(task))
         # The disk as preImage left it: the master checks the image fits before a round.
         self._call("POST", "/api/ready", {"error": error or "", "destination": destination,
                                           "disk_size": disk_size(destination)})
@@ -170,6 +156,7 @@ class Client:
                     continue
             if answer.get("task"):
                 self._nonce = nonce
+                self._registered_as = str(answer.get("host") or "")
                 task = Task.from_json(answer["task"])
                 log.info(
                     "registered as %s in group %s: image %s -> %s",
@@ -181,6 +168,9 @@ class Client:
                 answer.get("host"),
             )
             time.sleep(10)
+
+    def _words(self, task: Task) -> Dict[str, str]:
+        return words(task, self.link.host, self._registered_as)
 
     def _wait_for_start(self, task: Task) -> Union[Start, RoundFailed]:
         log.info("ready; waiting for group %s to start", task.group)
@@ -260,12 +250,18 @@ class Client:
             show_banner("ERROR", [self._aborted, f"image {task.image} was not written to "
                                   f"{destination} ({took}); {where}, round {start.round}"])
             return 1
-        error, after = hop.error, []
+        error, after, short_of = hop.error, [], f"was not written to {destination} ({took})"
         if error is None and task.type == "IMG":
+            short_of = f"was written to {destination} and verified, but its disk's end is not right"
             try:
                 after = gpt.fit_to_disk(destination, start.content_size, task.grow)
             except gpt.FitError as e:
                 error = f"{e} (the image itself was written and verified)"
+        if error is None and task.personalize:
+            short_of = f"was written to {destination} and verified, but this machine is not itself"
+            final["personalized"], error = personalize_copy(
+                task, destination, REPORT_EVERY,
+                lambda: self._report(start, "BUSY", sampler.sample()))
         if error is None:
             final["sha256"] = hop.digest
             final["verified_by"] = hop.verified_by
@@ -292,17 +288,15 @@ class Client:
                 f"sha256 {hop.digest}",
                 *after,
                 f"{took}; {where}, round {start.round}",
-            ])
-            error = run_script("postImage", task.post_image, self.link.host)
+            ] + ([f"personalized as {task.hostname}"] if task.personalize else []))
+            error = run_script("postImage", task.post_image, self._words(task))
             if error:
                 log.warning("%s", error)
             return 0
         final["error"] = error
         self._report(start, "ERROR", final, final=True)
         log.error("ERROR: %s", error)
-        written = "was written to" if hop.error is None else "was not written to"
-        show_banner("ERROR", [error, f"image {task.image} {written} {destination} ({took}); "
-                              f"{where}, round {start.round}"])
+        show_banner("ERROR", [error, f"image {task.image} {short_of}; {where}, round {start.round}"])
         return 1
 
     def _report(self, start: Start, state: str, fields: dict, final: bool = False) -> None:

@@ -21,13 +21,25 @@ def _size(path: str) -> str:
     return f"{size} B"  # not reached
 
 
+def _identity(cfg: Config, address: str) -> str:
+    """'  pc-01  room=B12' for a host with a name or vars, else ''."""
+    host = cfg.hosts.get(address)
+    if host is None:
+        return ""
+    words = [host.name or "(no name)"] + [f"{k}={v}" for k, v in host.vars.items()]
+    return "  " + "  ".join(words)
+
+
 def describe(cfg: Config) -> str:
     """A human summary for `thepusher check-config`: what would be deployed where."""
     out = [f"config     {cfg.path}", f"image dir  {cfg.image_dir}"]
     timeouts = ", ".join(f"{k.hcl} {getattr(cfg.settings, k.field):g} s" for k in TIMEOUTS)
     admin = "admin token set" if cfg.settings.admin_token else "no admin token (control from the master's host only)"
     out += [f"timeouts   {timeouts}", f"replay     {cfg.settings.replay_window:g} MiB",
-            f"control    {admin}; Wake-on-LAN to {cfg.settings.wake_address}", ""]
+            f"control    {admin}; Wake-on-LAN to {cfg.settings.wake_address}"]
+    if cfg.settings.hosts_file:
+        out.append(f"hosts file {cfg.settings.hosts_file}")
+    out.append("")
     out.append(f"images ({len(cfg.images)}):")
     for image in cfg.images.values():
         out.append(f"  {image.name}")
@@ -37,6 +49,9 @@ def describe(cfg: Config) -> str:
         out.append(f"    type         {image.type}, compression {image.compression}, "
                    f"verify {image.verify}")
         out.append(f"    destination  {image.destination}")
+        if image.personalize:
+            out.append(f"    personalize  {image.personalize} (each host's name, machine-id, "
+                       f"SSH host keys)")
         for label, script in (("preImage", image.pre_image), ("postImage", image.post_image)):
             lines = script.rstrip("\n").split("\n") if script.strip() else []
             for i, text in enumerate(lines):
@@ -53,5 +68,5 @@ def describe(cfg: Config) -> str:
             if len(chains) > 1:
                 out.append(f"    chain {n}:")
             for i, host in enumerate(chain, 1):
-                out.append(f"    {i:>3}. {host}")
+                out.append(f"    {i:>3}. {host}{_identity(cfg, host)}")
     return "\n".join(out)

@@ -19,14 +19,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from thepusher.config import hcl
-from thepusher.config.model import Config, ConfigError, Settings
+from thepusher.config import hcl, hostsfile, identity
+from thepusher.config.model import Config, ConfigError, Host, Settings
 from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
 
 
 # How messages about an unnamed block speak of it, and the name they suggest.
 NOUNS = {"clientgroup": "group"}
-EXAMPLE_NAMES = {"image": "disk", "clientgroup": "room1"}
+EXAMPLE_NAMES = {"image": "disk", "clientgroup": "room1", "host": "10.0.0.21"}
 
 
 def _suggest(word: str, known: List[str]) -> str:
@@ -56,6 +56,10 @@ class _Loader:
         self.errors: List[Tuple[int, int, str]] = []
         self.entries: List[_Entry] = []
         self.settings: Dict[str, Any] = {}
+        self.setting_attrs: Dict[str, hcl.Attribute] = {}
+        self.hosts_file = ""  # its path, when the config names one
+        self.file_errors: List[Tuple[int, str]] = []  # line, message in the hosts file
+        self.file_hosts: List[Tuple[Host, str]] = []  # the hosts file's, with their MACs
 
     def error(self, line: int, col: int, message: str) -> None:
         self.errors.append((line, col, message))
@@ -66,11 +70,12 @@ class _Loader:
             key = settings.get(attr.key)
             if key is None:
                 hint = _suggest(attr.key, list(settings)) or (
-                    f" (top-level settings: {', '.join(settings)}; image and group keys go "
-                    f"inside {' or '.join(BLOCKS)} blocks)"
+                    f" (top-level settings: {', '.join(settings)}; image, group and host keys "
+                    f"go inside {', '.join(list(BLOCKS)[:-1])} or {list(BLOCKS)[-1]} blocks)"
                 )
                 self.error(attr.line, attr.col, f"unknown setting '{attr.key}'{hint}")
                 continue
+            self.setting_attrs[key.field] = attr
             try:
                 self.settings[key.field] = key.convert(attr.key, attr.value)
             except Invalid as e:
@@ -134,6 +139,25 @@ class _Loader:
             if key.required and key.hcl not in attrs:
                 self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
         return _Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
+
+    def read_hosts_file(self) -> None:
+        """`hosts_file`, relative to the config's directory."""
+        name = self.settings.get("hosts_file")
+        if not name:
+            return
+        path = self.hosts_file = os.path.join(os.path.dirname(self.path), name)
+        try:
+            self.file_hosts, problems = hostsfile.read(path)
+        except (OSError, ValueError) as e:
+            attr = self.setting_attrs["hosts_file"]
+            reason = getattr(e, "strerror", None) or e
+            self.error(attr.line, attr.col, f"cannot read hosts file {path}: {reason}")
+            return
+        self.file_errors.extend(problems)
+
+    def check_identities(self) -> None:
+        identity.check(self.entries, self.file_hosts, self.error,
+                       lambda line, message: self.file_errors.append((line, message)))
 
     def check_names(self) -> None:
         first: Dict[Tuple[str, str], _Entry] = {}
@@ -259,6 +283,7 @@ class _Loader:
             spec = BLOCKS[entry.type]
             assert entry.name is not None and entry.complete
             tables[spec.table][entry.name] = spec.build(entry.name, entry.fields, entry.block, self.image_dir)
+        tables["hosts"].update((host.address, host) for host, _mac in self.file_hosts)
         return Config(
             path=self.path, image_dir=self.image_dir, settings=Settings(**self.settings), **tables
         )
@@ -292,17 +317,20 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
         image_dir = os.path.dirname(path)
     loader = _Loader(os.path.abspath(path), os.path.abspath(image_dir))
     loader.read(body)
+    identity.address_labels(loader.entries, loader.error)
     loader.check_names()
     loader.check_image_refs()
     loader.check_hosts()
     loader.check_start_policies()
     loader.check_macs()
     loader.check_verify()
-    if loader.errors:
+    loader.read_hosts_file()
+    loader.check_identities()
+    if loader.errors or loader.file_errors:
         raise ConfigError(
             [
                 f"{path}:{line}:{col}: {msg}"
                 for line, col, msg in sorted(loader.errors, key=lambda e: e[:2])
-            ]
+            ] + [f"{loader.hosts_file}:{line}: {msg}" for line, msg in sorted(loader.file_errors)]
         )
     return loader.config()

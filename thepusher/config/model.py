@@ -30,6 +30,9 @@ class Image:
     verify: str = "write"
     # After writing to a larger disk: the last partition ends at the disk's end (GPT).
     grow: bool = False
+    # "linux": after the copy is verified, give its Linux root the host's own name and
+    # no clone's machine-id or SSH host keys (disk/personalize.py); "": leave it as is.
+    personalize: str = ""
 
 
 @dataclass
@@ -71,6 +74,19 @@ class ClientGroup:
 
 
 @dataclass
+class Host:
+    """One machine's own identity, from a `host "ADDRESS" { ... }` block or a line of the
+    hosts file: what its scripts see as #HOSTNAME# and #VAR:name#, and the name
+    `personalize` writes into its system."""
+
+    address: str  # normalised, as in a group's hosts
+    line: int  # of its block in the config, or of its line in the hosts file
+    name: str = ""  # a hostname (one RFC 1123 label); "" when none is given
+    vars: Dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the hosts file it comes from; "" for a host block
+
+
+@dataclass
 class Settings:
     """Top-level `key = value` lines: master-wide knobs. Every wait in a round is bounded
     by one of these (seconds); docs/protocol.md says what happens when each runs out."""
@@ -93,6 +109,8 @@ class Settings:
     # Shared with the netboot image (create-nbi --secret, or thePusherSecret= on the
     # kernel command line): clients then run only tasks the master signed with it.
     secret: str = ""
+    # A CSV file (relative to the config's directory) of host names, vars and MACs.
+    hosts_file: str = ""
 
 
 @dataclass
@@ -102,6 +120,7 @@ class Config:
     images: Dict[str, Image]
     groups: Dict[str, ClientGroup]
     settings: Settings = field(default_factory=Settings)
+    hosts: Dict[str, Host] = field(default_factory=dict)  # by address: names and vars
 
     def group_of(self, host: str) -> Optional[ClientGroup]:
         """The group `host` (an address as a socket reports it) belongs to, if any."""

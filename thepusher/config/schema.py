@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl
-from thepusher.config.model import ClientGroup, Image, normalize_host, normalize_mac
+from thepusher.config.model import ClientGroup, Host, Image, normalize_host, normalize_mac
+from thepusher.config.placeholders import hostname_problem, var_problem
 from thepusher.image.formats import ALIASES, COMPRESSIONS
 
 
@@ -215,6 +216,31 @@ def _mac_map(key: str, value: Any) -> Dict[str, str]:
     return macs
 
 
+def _hostname(key: str, value: Any) -> str:
+    """One RFC 1123 label, as /etc/hostname holds it (and safe in a shell command)."""
+    problem = hostname_problem(_string(key, value))
+    if problem:
+        raise Invalid(f"'{key}' {problem}")
+    return value
+
+
+def _vars(key: str, value: Any) -> Dict[str, str]:
+    """`{ room = "B12", seat = "04" }`: a host's own words for its scripts."""
+    if not isinstance(value, dict):
+        raise Invalid(f"'{key}' must be an object of name = \"value\", found {_kind(value)}")
+    problems: List[str] = []
+    out: Dict[str, str] = {}
+    for name, item in value.items():
+        problem = var_problem(name, item if isinstance(item, str) else None, list(out))
+        if problem is not None:
+            problems.append(f"{key}: {problem}")
+            continue
+        out[name] = item
+    if problems:
+        raise Invalid(*problems, partial=out)
+    return out
+
+
 def _host_list(key: str, value: Any) -> List[str]:
     """A non-empty list of distinct IPv4/IPv6 addresses, in canonical text form."""
     if not isinstance(value, list):
@@ -270,9 +296,14 @@ def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir:
     return ClientGroup(name=name, line=block.line, **fields)
 
 
+def _build_host(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir: str) -> Host:
+    return Host(address=name, line=block.line, **fields)
+
+
 TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (disk/tar/)
 START_POLICIES = ("all", "manual")
 VERIFY = ("write", "readback")
+PERSONALIZE = ("linux",)
 
 SETTINGS: Tuple[Key, ...] = (
     Key("arm_timeout", "arm_timeout", _seconds),
@@ -285,6 +316,7 @@ SETTINGS: Tuple[Key, ...] = (
     Key("put_allowed", "put_allowed", _networks),
     Key("upload_token", "upload_token", _token),
     Key("secret", "secret", _token),
+    Key("hosts_file", "hosts_file", _string),
 )
 
 BLOCKS: Dict[str, BlockSpec] = {
@@ -299,6 +331,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("postImage", "post_image", _string),
             Key("verify", "verify", _word(*VERIFY)),
             Key("grow", "grow", _flag),
+            Key("personalize", "personalize", _word(*PERSONALIZE)),
         ),
         table="images",
         build=_build_image,
@@ -316,6 +349,15 @@ BLOCKS: Dict[str, BlockSpec] = {
         ),
         table="groups",
         build=_build_group,
+    ),
+    # labelled by the host's address; load.py checks and normalises it (identity.py)
+    "host": BlockSpec(
+        keys=(
+            Key("name", "name", _hostname),
+            Key("vars", "vars", _vars),
+        ),
+        table="hosts",
+        build=_build_host,
     ),
 }
 

@@ -313,6 +313,7 @@ class Controller:
         c.sha256 = c.verified_by = ""
         c.after_write = []
         c.queues = {}
+        c.personalized = []
         c.cpu_seconds = c.max_rss_kb = None
 
     def _signed(self, kind: str, host: str, answer: dict) -> dict:
@@ -326,9 +327,15 @@ class Controller:
         return signing.sign(self.settings.secret, kind, answer)
 
     def _task(self, c: Client) -> Optional[plan.Task]:
+        """The host's task: its group's image and scripts, and who it is (the config's
+        name and vars; the MAC it registered with, else the configured one)."""
         if c.group is None:
             return None
-        image = self.state.config.images[self.state.config.groups[c.group].image]
+        config = self.state.config
+        group = config.groups[c.group]
+        image = config.images[group.image]
+        host = config.hosts.get(c.host)
+        mac = c.mac if c.mac.strip("0:") else group.macs.get(c.host, "")
         return plan.Task(
             group=c.group,
             image=image.name,
@@ -340,6 +347,11 @@ class Controller:
             pre_image=image.pre_image,
             post_image=image.post_image,
             grow=image.grow,
+            hostname=host.name if host else "",
+            address=c.host,
+            mac=mac,
+            vars=dict(host.vars) if host else {},
+            personalize=image.personalize,
         )
 
     def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:

@@ -188,6 +188,7 @@ def _judge_done(st: State, c: Client, secret: bytes, session: str, image_name: s
     c.sha256 = body_field(body, "sha256", str, "")
     c.verified_by = body_field(body, "verified_by", str, "write")
     c.after_write = _lines(body, "after_write")
+    c.personalized = _lines(body, "personalized")  # shown, not judged: auth covers the copy
     auth = body_field(body, "auth", str, "")
     expected = wire.report_mac(secret, session, "DONE", c.sha256, c.bytes_done)
     if not hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode()):

@@ -46,6 +46,7 @@ class Client:
     # It cannot take part as it is (its preImage failed, the image does not fit its
     # disk): no round waits for it until it registers again.
     unready: bool = False
+    personalized: List[str] = field(default_factory=list)  # what its DONE says personalize changed
     queues: dict = field(default_factory=dict)
     cpu_seconds: Optional[float] = None
     max_rss_kb: Optional[int] = None
@@ -77,6 +78,7 @@ class Client:
             "error": self.error,
             "sha256": self.sha256,
             "verified_by": self.verified_by if self.state == "DONE" else "",
+            "personalized": self.personalized if self.state == "DONE" else [],
             "read_back": self.read_back,
             "after_write": self.after_write if self.state == "DONE" else [],
             "queues": self.queues,
