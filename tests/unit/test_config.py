@@ -550,7 +550,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n  extra {\n  }\n}\n',
             4,
             3,
-            "image 'u': unexpected block 'extra' (only key = value here)",
+            "image 'u': unexpected block 'extra' (blocks here: disk)",
             id="nested-block",
         ),
         pytest.param(

@@ -2,7 +2,7 @@
 
 import os
 
-from thepusher.config.model import Config
+from thepusher.config.model import Config, DiskHints
 from thepusher.config.schema import TIMEOUTS
 
 
@@ -13,12 +13,29 @@ def _size(path: str) -> str:
         return "missing"
     if not os.path.isfile(path):
         return "not a regular file"
+    return _bytes(size)
+
+
+def _bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"  # not reached
+
+
+def _hints(hints: DiskHints) -> str:
+    """'min_size 100.0 GiB, model "Samsung*"': the hints as check-config shows them."""
+    shown = []
+    for key, value in hints.to_json().items():
+        if key.endswith("_size"):
+            shown.append(f"{key} {_bytes(value)}")
+        elif isinstance(value, bool):
+            shown.append(f"{key} {str(value).lower()}")
+        else:
+            shown.append(f'{key} "{value}"')
+    return ", ".join(shown)
 
 
 def describe(cfg: Config) -> str:
@@ -37,6 +54,8 @@ def describe(cfg: Config) -> str:
         out.append(f"    type         {image.type}, compression {image.compression}, "
                    f"verify {image.verify}")
         out.append(f"    destination  {image.destination}")
+        if image.disk.to_json():
+            out.append(f"    disk         {_hints(image.disk)}")
         for label, script in (("preImage", image.pre_image), ("postImage", image.post_image)):
             lines = script.rstrip("\n").split("\n") if script.strip() else []
             for i, text in enumerate(lines):

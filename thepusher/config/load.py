@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl
 from thepusher.config.model import Config, ConfigError, Settings
-from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
+from thepusher.config.model import AUTO
+from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid, Key, Nested
 
 
 # How messages about an unnamed block speak of it, and the name they suggest.
@@ -46,6 +47,7 @@ class _Entry:
     block: hcl.Block
     fields: Dict[str, Any]  # converted values of the keys that were valid
     attrs: Dict[str, hcl.Attribute]
+    blocks: Dict[str, hcl.Block]  # the blocks inside it (`disk`), by type
     complete: bool  # no error inside this block
 
 
@@ -109,12 +111,28 @@ class _Loader:
                 f'as in {block.type} "name" {{ ... }}; found {found}',
             )
             what = f"{block.type} block"
-        keys = {k.hcl: k for k in spec.keys}
+        fields, attrs = self.read_keys(block.body, spec.keys, what, spec.nested)
+        blocks = self.read_nested(block.body, spec.nested, what, fields)
+        for key in spec.keys:
+            if key.required and key.hcl not in attrs:
+                self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
+        return _Entry(block.type, name, what, block, fields, attrs, blocks,
+                      complete=len(self.errors) == before)
+
+    def read_keys(self, body: hcl.Body, spec: Tuple[Key, ...], what: str,
+                  nested: Tuple[Nested, ...] = ()) -> Tuple[Dict[str, Any], Dict[str, hcl.Attribute]]:
+        """A body's `key = value` lines converted by `spec`: the fields that were valid,
+        and where each key stands."""
+        keys = {k.hcl: k for k in spec}
         fields: Dict[str, Any] = {}
         attrs: Dict[str, hcl.Attribute] = {}
-        for attr in block.body.attributes:
+        for attr in body.attributes:
             key = keys.get(attr.key)
             if key is None:
+                if attr.key in {n.hcl for n in nested}:
+                    self.error(attr.line, attr.col, f"{what}: '{attr.key}' is a block: write "
+                                                    f"{attr.key} {{ ... }} without '='")
+                    continue
                 hint = _suggest(attr.key, list(keys)) or f" (known keys: {', '.join(keys)})"
                 self.error(attr.line, attr.col, f"{what}: unknown key '{attr.key}'{hint}")
                 continue
@@ -126,14 +144,44 @@ class _Loader:
                     self.error(attr.line, attr.col, f"{what}: {message}")
                 if e.partial is not None:
                     fields[key.field] = e.partial
-        for inner in block.body.blocks:
-            self.error(
-                inner.line, inner.col, f"{what}: unexpected block '{inner.type}' (only key = value here)"
-            )
-        for key in spec.keys:
-            if key.required and key.hcl not in attrs:
-                self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
-        return _Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
+        return fields, attrs
+
+    def read_nested(self, body: hcl.Body, nested: Tuple[Nested, ...], what: str,
+                    fields: Dict[str, Any]) -> Dict[str, hcl.Block]:
+        """The blocks inside a block (`disk { ... }`), each built into its field of
+        `fields`; returns where each stands."""
+        specs = {n.hcl: n for n in nested}
+        found: Dict[str, hcl.Block] = {}
+        for inner in body.blocks:
+            spec = specs.get(inner.type)
+            if spec is None:
+                allowed = f"blocks here: {', '.join(specs)}" if specs else "only key = value here"
+                self.error(inner.line, inner.col, f"{what}: unexpected block '{inner.type}'"
+                                                  f"{_suggest(inner.type, list(specs))} ({allowed})")
+                continue
+            if inner.type in found:
+                self.error(inner.line, inner.col, f"{what}: a second {inner.type} block (the first "
+                                                  f"is at line {found[inner.type].line}); merge them")
+                continue
+            found[inner.type] = inner
+            if inner.labels:
+                self.error(inner.line, inner.col, f"{what}: a {inner.type} block takes no name, "
+                                                  f"as in {inner.type} {{ ... }}")
+            inner_what = f"{what}: {inner.type}"
+            before = len(self.errors)
+            values, _ = self.read_keys(inner.body, spec.keys, inner_what)
+            for deeper in inner.body.blocks:
+                self.error(deeper.line, deeper.col,
+                           f"{inner_what}: unexpected block '{deeper.type}' (only key = value here)")
+            try:  # also with errors above: what spans the valid keys is reported now too
+                value = spec.build(values)
+            except Invalid as e:
+                for message in e.messages:
+                    self.error(inner.line, inner.col, f"{inner_what}: {message}")
+                continue
+            if len(self.errors) == before:
+                fields[spec.field] = value
+        return found
 
     def check_names(self) -> None:
         first: Dict[Tuple[str, str], _Entry] = {}
@@ -200,6 +248,25 @@ class _Loader:
                 self.error(attr.line, attr.col,
                            f"{entry.what}: verify = \"readback\" reads a disk image back; a "
                            f"TAR image is extracted into files (leave verify out for TAR)")
+
+    def check_auto(self) -> None:
+        """`disk` hints narrow destination = "auto", which picks a disk for a disk image."""
+        for entry in self.entries:
+            f = entry.fields
+            if entry.type != "image" or "destination" not in f:
+                continue
+            auto = f["destination"] == AUTO
+            if auto and f.get("type") == "TAR":
+                attr = entry.attrs["destination"]
+                self.error(attr.line, attr.col,
+                           f"{entry.what}: destination = \"auto\" chooses a disk; a TAR image is "
+                           f"extracted into a directory: give its path")
+            if "disk" in entry.blocks and not auto:
+                inner = entry.blocks["disk"]
+                self.error(inner.line, inner.col,
+                           f"{entry.what}: a disk block narrows destination = \"auto\", but the "
+                           f"destination is \"{f['destination']}\" (set destination = \"auto\" "
+                           f"or remove the block)")
 
     def check_start_policies(self) -> None:
         """Keys that are each valid but make no sense together, reported where they stand."""
@@ -290,6 +357,7 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
     loader.check_start_policies()
     loader.check_macs()
     loader.check_verify()
+    loader.check_auto()
     if loader.errors:
         raise ConfigError(
             [

@@ -7,10 +7,37 @@ Everything here is plain data the rest of thepusher reads (the master's plan, th
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
 
 from thepusher.image.formats import HEAD, declaration_problem
+
+AUTO = "auto"  # the destination that makes each client choose its disk (client/choose.py)
+
+
+@dataclass(frozen=True)
+class DiskHints:
+    """What `destination = "auto"` must find on a client: each set hint narrows the
+    disks it may choose, and a machine where not exactly one is left is not written.
+    Sizes are bytes; model, serial, wwn and path are exact or shell-glob patterns.
+    Unset (None, "") narrows nothing. The same hints travel in the client's task."""
+
+    min_size: Optional[int] = None
+    max_size: Optional[int] = None
+    model: str = ""
+    serial: str = ""
+    wwn: str = ""
+    rotational: Optional[bool] = None  # True: spinning disks only; False: SSDs only
+    path: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        """The hints that are set, as the task carries them (plan.Task.disk)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+    def names_disk(self) -> bool:
+        """A hint that points at one disk by name: what lets a loop, USB or removable
+        disk be chosen (sizes and models match too many sticks to be trusted)."""
+        return bool(self.path or self.serial or self.wwn)
 
 
 @dataclass
@@ -18,7 +45,7 @@ class Image:
     name: str
     filename: str
     path: str  # absolute: image_dir/filename
-    destination: str
+    destination: str  # a path, or AUTO: each client chooses its disk by `disk`
     line: int
     comment: str = ""
     type: str = "IMG"
@@ -28,6 +55,7 @@ class Image:
     # "write": DONE means the bytes handed to the disk hash to the image's digest;
     # "readback": the bytes the disk gives back after the flush do.
     verify: str = "write"
+    disk: DiskHints = field(default_factory=DiskHints)  # the `disk { ... }` block
 
 
 @dataclass

@@ -6,11 +6,12 @@ Invalid with every reason, so that load.py can report the whole file at once.
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl
-from thepusher.config.model import ClientGroup, Image, normalize_host, normalize_mac
+from thepusher.config.model import ClientGroup, DiskHints, Image, normalize_host, normalize_mac
 from thepusher.image.formats import ALIASES, COMPRESSIONS
 
 
@@ -68,6 +69,35 @@ def _seconds(key: str, value: Any) -> float:
     if not 0 < value <= 86400:
         raise Invalid(f"'{key}' must be between 0 and 86400 seconds, found {value}")
     return float(value)
+
+
+# dd's spelling: K, M, G, T (with or without iB) count in 1024s, KB, MB, GB, TB in 1000s,
+# as disks are sold ("500 GB" is what the label on a 500 GB disk means).
+SIZE_UNITS = {"": 1, "b": 1, **{p + s: (1 << 10) ** (i + 1) for i, p in enumerate("kmgtp")
+                                for s in ("", "ib")},
+              **{p + "b": 1000 ** (i + 1) for i, p in enumerate("kmgtp")}}
+SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*$")
+
+
+def _size(key: str, value: Any) -> int:
+    """Bytes: a whole number, or a string such as "100G", "500 GB", "1.5TiB"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid(f"'{key}' must be a size such as \"100G\" or \"500 GB\", found {_kind(value)}")
+    if isinstance(value, str):
+        m = SIZE_RE.match(value.lower())
+        if m is None or m.group(2) not in SIZE_UNITS:
+            raise Invalid(f"'{key}' must be a size such as \"100G\", \"500 GB\" or \"1.5TiB\" "
+                          f"(K, M, G, T count 1024s, KB, MB, GB, TB 1000s), found '{value}'")
+        value = float(m.group(1)) * SIZE_UNITS[m.group(2)]
+    if not 0 < value < 1 << 63:
+        raise Invalid(f"'{key}' must be more than 0 bytes, found {value!r}")
+    return int(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"'{key}' must be true or false, found {_kind(value)}")
+    return value
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -247,12 +277,25 @@ class Key:
 
 
 @dataclass(frozen=True)
+class Nested:
+    """A block inside a block, without a label and at most once: `disk { ... }` in an
+    image. Its keys convert as a block's do; `build` makes of them the one value that
+    fills the outer dataclass's `field`, or raises Invalid for what spans its keys."""
+
+    hcl: str
+    field: str
+    keys: Tuple[Key, ...]
+    build: Callable[[Dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
 class BlockSpec:
     """One block type: its keys, the `Config` table it fills and how to build an entry."""
 
     keys: Tuple[Key, ...]
     table: str  # attribute of Config holding the built objects, by name
     build: Callable[[str, Dict[str, Any], hcl.Block, str], Any]  # (name, fields, block, image_dir)
+    nested: Tuple[Nested, ...] = ()
 
 
 def _build_image(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir: str) -> Image:
@@ -263,6 +306,26 @@ def _build_image(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir:
 def _build_group(name: str, fields: Dict[str, Any], block: hcl.Block, image_dir: str) -> ClientGroup:
     return ClientGroup(name=name, line=block.line, **fields)
 
+
+def _build_disk_hints(fields: Dict[str, Any]) -> DiskHints:
+    low, high = fields.get("min_size"), fields.get("max_size")
+    if low is not None and high is not None and low > high:
+        raise Invalid(f"min_size ({low} bytes) is larger than max_size ({high} bytes): "
+                      f"no disk can fit")
+    return DiskHints(**fields)
+
+
+# `disk { ... }`: which disk destination = "auto" may choose. A table of its own, so that
+# any block whose hosts choose a disk can take it (`nested=(DISK_HINTS,)`).
+DISK_HINTS = Nested("disk", "disk", keys=(
+    Key("min_size", "min_size", _size),
+    Key("max_size", "max_size", _size),
+    Key("model", "model", _nonempty_string),
+    Key("serial", "serial", _nonempty_string),
+    Key("wwn", "wwn", _nonempty_string),
+    Key("rotational", "rotational", _bool),
+    Key("path", "path", _nonempty_string),
+), build=_build_disk_hints)
 
 TYPES = ("IMG", "TAR")  # TAR: extracted into the destination directory (disk/tar/)
 START_POLICIES = ("all", "manual")
@@ -295,6 +358,7 @@ BLOCKS: Dict[str, BlockSpec] = {
         ),
         table="images",
         build=_build_image,
+        nested=(DISK_HINTS,),
     ),
     "clientgroup": BlockSpec(
         keys=(
