@@ -1,0 +1,101 @@
+"""Which disk `destination = "auto"` means on this machine: pure rules over its
+inventory (disk/inventory.py) and the image's hints (config.model.DiskHints).
+
+A wrong guess overwrites someone's data, so the rules only ever take a disk when
+exactly one is left, and say otherwise why each disk was not taken:
+
+- the disk holding the running system or the boot medium is never taken;
+- nor a read-only one;
+- a loop device, a removable disk or one on USB is taken only when a hint names it
+  (`path`, `serial` or `wwn`): a stick left in a PC, the netboot image's own loop
+  devices, an external disk are no target by default;
+- every hint that is set must match: sizes in bytes, model, serial and WWN as
+  case-insensitive shell patterns, path as a case-sensitive one.
+
+Lives with the client, not in disk/: its messages speak units and it reads the
+config's hints, and disk/ may import neither.
+"""
+
+import fnmatch
+from typing import List, Sequence, Tuple
+
+from thepusher.config.model import AUTO, DiskHints
+from thepusher.disk.inventory import Disk
+from thepusher.units import size as human_bytes
+
+
+class NoDisk(Exception):
+    """Not exactly one disk fits: the message lists every disk and what to change."""
+
+
+def _like(value: str, pattern: str, case: bool = False) -> bool:
+    if case:
+        return fnmatch.fnmatchcase(value, pattern)
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def reasons(disk: Disk, hints: DiskHints) -> List[str]:
+    """Why `disk` is not a candidate under `hints`; [] when it is."""
+    why = []
+    if disk.boot:
+        why.append(f"holds the running system ({disk.mounted} is mounted from it)")
+    if disk.read_only:
+        why.append("read-only")
+    if disk.transport == "loop" or disk.removable or disk.transport == "usb":
+        kind = ("a loop device" if disk.transport == "loop"
+                else "on USB" if disk.transport == "usb" else "removable")
+        if not hints.names_disk():
+            why.append(f"{kind}: taken only when a path, serial or wwn hint names it")
+    if hints.min_size is not None and disk.size < hints.min_size:
+        why.append(f"smaller than min_size {human_bytes(hints.min_size)}")
+    if hints.max_size is not None and disk.size > hints.max_size:
+        why.append(f"larger than max_size {human_bytes(hints.max_size)}")
+    for key in ("model", "serial", "wwn"):
+        pattern, value = getattr(hints, key), getattr(disk, key)
+        if pattern and not _like(value, pattern):
+            why.append(f'{key} is not "{pattern}"')
+    if hints.rotational is not None and disk.rotational != hints.rotational:
+        why.append("not a spinning disk (rotational = true)" if hints.rotational
+                   else "a spinning disk (rotational = false)")
+    if hints.path and not _like(disk.path, hints.path, case=True):
+        why.append(f'path is not "{hints.path}"')
+    return why
+
+
+def describe(disk: Disk) -> str:
+    """'/dev/sda (931.5 GiB, sata, WDC WD10EZEX, serial WD-WCC6Y4)': enough to tell it apart."""
+    facts = [human_bytes(disk.size), disk.transport or "unknown bus", disk.model,
+             f"serial {disk.serial}" if disk.serial else ""]
+    return f"{disk.path} ({', '.join(f for f in facts if f)})"
+
+
+def choose(disks: Sequence[Disk], hints: DiskHints) -> Disk:
+    """The one disk that fits, or NoDisk with every disk and the hint to add."""
+    judged: List[Tuple[Disk, List[str]]] = [(d, reasons(d, hints)) for d in disks]
+    fits = [d for d, why in judged if not why]
+    if len(fits) == 1:
+        return fits[0]
+    others = "; ".join(f"{describe(d)}: {', '.join(why)}" for d, why in judged if why)
+    if not disks:
+        raise NoDisk(f'destination "{AUTO}": this machine has no disk (none in /sys/block)')
+    if fits:
+        listed = "; ".join(describe(d) for d in fits)
+        first = fits[0]
+        example = f'serial = "{first.serial}"' if first.serial else f'path = "{first.path}"'
+        raise NoDisk(f'destination "{AUTO}": {len(fits)} disks fit, so none is written: '
+                     f"{listed}. Add a hint to the image's disk block that only one of them "
+                     f"matches, e.g. {example}" + (f". Not taken: {others}" if others else ""))
+    raise NoDisk(f'destination "{AUTO}": no disk fits, so none is written. Not taken: {others}. '
+                 + _advice(judged, hints))
+
+
+def _advice(judged: List[Tuple[Disk, List[str]]], hints: DiskHints) -> str:
+    """What to change when nothing fits: name a disk the default rules leave out, or
+    loosen the hints that left out the rest."""
+    gated = [d for d, why in judged if len(why) == 1 and "names it" in why[0]]
+    if gated:
+        return (f"To write {gated[0].path} anyway, name it in the image's disk block, e.g. "
+                f'path = "{gated[0].path}"')
+    if hints.to_json():
+        return "Loosen the image's disk hints, or check that the target disk is connected"
+    return "Check that the target disk is connected and seen by the kernel"
