@@ -10,7 +10,7 @@ The JSON is the wire format of docs/api.md, and with the config's `secret` it is
 gets signed (signing.py): `to_json()` keeps every key, value and order as it was.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple, Union
 
 DEFAULT_PORT = 8080  # the master's HTTP API and page
@@ -42,10 +42,26 @@ def _object(d: Any, what: str) -> Dict[str, Any]:
     return d
 
 
+# The hints of `destination = "auto"` (config.model.DiskHints) as a task carries them.
+DISK_HINTS = {"min_size": int, "max_size": int, "model": str, "serial": str, "wwn": str,
+              "rotational": bool, "path": str}
+
+
+def _disk_hints(d: Dict[str, Any]) -> Dict[str, Any]:
+    """The task's `disk`: absent from an older master's task, else only known hints."""
+    hints = _object(d.get("disk", {}), "task's disk")
+    for key in hints:
+        if key not in DISK_HINTS:
+            raise PlanError(f"the master's task has an unknown disk hint {key!r}")
+        _take(hints, "task's disk", key, DISK_HINTS[key])
+    return hints
+
+
 @dataclass(frozen=True)
 class Task:
     """What a registered host is given (the answer to POST /api/register): its group's
-    image, where to write it, and the scripts around it."""
+    image, where to write it (a path, or "auto" with the `disk` hints), and the scripts
+    around it."""
 
     group: str
     image: str
@@ -56,8 +72,10 @@ class Task:
     verify: str
     pre_image: str
     post_image: str
+    disk: Dict[str, Any] = field(default_factory=dict)  # DISK_HINTS that are set
 
     def to_json(self) -> Dict[str, Any]:
+        hints = {"disk": self.disk} if self.disk else {}  # a task without is what it always was
         return {
             "group": self.group,
             "image": self.image,
@@ -68,6 +86,7 @@ class Task:
             "verify": self.verify,
             "preImage": self.pre_image,
             "postImage": self.post_image,
+            **hints,
         }
 
     @classmethod
@@ -83,6 +102,7 @@ class Task:
             verify=_take(d, "task", "verify", str),
             pre_image=_take(d, "task", "preImage", str),
             post_image=_take(d, "task", "postImage", str),
+            disk=_disk_hints(d),
         )
 
 

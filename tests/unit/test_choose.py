@@ -76,7 +76,9 @@ def test_no_fixed_disk_is_an_error_listing_each_disk_and_why_and_how_to_name_one
 
 
 def test_a_machine_without_disks_says_so(tmp_path):
-    assert refusal(FakeSys(tmp_path)) == 'destination "auto": this machine has no disk (none in /sys/block)'
+    assert refusal(FakeSys(tmp_path)) == ('destination "auto": this machine has no disk (none in '
+                                          '/sys/block). Check that the target disk is connected '
+                                          'and seen by the kernel')
 
 
 @pytest.mark.parametrize("hints", [{"path": "/dev/sda"}, {"serial": "WD-*"}, {"rotational": True},

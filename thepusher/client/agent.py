@@ -19,8 +19,10 @@ from typing import Optional, Union
 from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
+from thepusher.client.choose import NoDisk, resolve
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 from thepusher.console import ProgressLine, banner
+from thepusher.disk.inventory import inventory
 from thepusher.disk.target import Target, TarTarget
 from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
 from thepusher.units import duration
@@ -126,7 +128,12 @@ class Client:
     def _run(self) -> int:
         task = self._register()
         destination = self.destination or task.destination
-        error = run_script("preImage", task.pre_image, self.link.host)
+        try:  # "auto" is settled before preImage, so that it and the write see one disk
+            destination = resolve(destination, task.disk)
+        except NoDisk as e:
+            error: Optional[str] = str(e)
+        else:
+            error = run_script("preImage", task.pre_image, self.link.host)
         # The disk as preImage left it: the master checks the image fits before a round.
         self._call("POST", "/api/ready", {"error": error or "", "destination": destination,
                                           "disk_size": disk_size(destination)})
@@ -153,6 +160,7 @@ class Client:
                     "data_port": self.data_port,
                     "mac": local_mac(),
                     "disk_size": disk_size(self.destination) if self.destination else None,
+                    "disks": [disk.to_json() for disk in inventory()],
                     "nonce": nonce,
                 })
             except MasterUnreachable as e:

@@ -13,19 +13,29 @@ exactly one is left, and say otherwise why each disk was not taken:
   case-insensitive shell patterns, path as a case-sensitive one.
 
 Lives with the client, not in disk/: its messages speak units and it reads the
-config's hints, and disk/ may import neither.
+config's hints, and disk/ may import neither. `choose` is the pure part; `resolve`
+applies it to this machine.
 """
 
 import fnmatch
-from typing import List, Sequence, Tuple
+import logging
+from typing import Any, Dict, List, Sequence, Tuple
 
 from thepusher.config.model import AUTO, DiskHints
-from thepusher.disk.inventory import Disk
+from thepusher.disk.inventory import Disk, inventory
 from thepusher.units import size as human_bytes
+
+log = logging.getLogger("thepusher.client")
 
 
 class NoDisk(Exception):
-    """Not exactly one disk fits: the message lists every disk and what to change."""
+    """Not exactly one disk fits. `listing`: every disk and why it was (not) taken;
+    `example`: the path of a disk a person likely means, for advice ("" if none)."""
+
+    def __init__(self, listing: str, advice: str, example: str = "") -> None:
+        super().__init__(f"{listing}. {advice}")
+        self.listing = listing
+        self.example = example
 
 
 def _like(value: str, pattern: str, case: bool = False) -> bool:
@@ -69,33 +79,40 @@ def describe(disk: Disk) -> str:
     return f"{disk.path} ({', '.join(f for f in facts if f)})"
 
 
-def choose(disks: Sequence[Disk], hints: DiskHints) -> Disk:
+def choose(disks: Sequence[Disk], hints: DiskHints, label: str = f'destination "{AUTO}"') -> Disk:
     """The one disk that fits, or NoDisk with every disk and the hint to add."""
     judged: List[Tuple[Disk, List[str]]] = [(d, reasons(d, hints)) for d in disks]
     fits = [d for d, why in judged if not why]
     if len(fits) == 1:
         return fits[0]
-    others = "; ".join(f"{describe(d)}: {', '.join(why)}" for d, why in judged if why)
     if not disks:
-        raise NoDisk(f'destination "{AUTO}": this machine has no disk (none in /sys/block)')
+        raise NoDisk(f"{label}: this machine has no disk (none in /sys/block)",
+                     "Check that the target disk is connected and seen by the kernel")
+    others = "; ".join(f"{describe(d)}: {', '.join(why)}" for d, why in judged if why)
     if fits:
-        listed = "; ".join(describe(d) for d in fits)
         first = fits[0]
         example = f'serial = "{first.serial}"' if first.serial else f'path = "{first.path}"'
-        raise NoDisk(f'destination "{AUTO}": {len(fits)} disks fit, so none is written: '
-                     f"{listed}. Add a hint to the image's disk block that only one of them "
-                     f"matches, e.g. {example}" + (f". Not taken: {others}" if others else ""))
-    raise NoDisk(f'destination "{AUTO}": no disk fits, so none is written. Not taken: {others}. '
-                 + _advice(judged, hints))
-
-
-def _advice(judged: List[Tuple[Disk, List[str]]], hints: DiskHints) -> str:
-    """What to change when nothing fits: name a disk the default rules leave out, or
-    loosen the hints that left out the rest."""
+        listing = (f"{label}: {len(fits)} disks fit, so none is written: "
+                   f"{'; '.join(describe(d) for d in fits)}"
+                   + (f". Not taken: {others}" if others else ""))
+        raise NoDisk(listing, f"Add a hint to the image's disk block that only one of them "
+                              f"matches, e.g. {example}", first.path)
     gated = [d for d, why in judged if len(why) == 1 and "names it" in why[0]]
+    listing = f"{label}: no disk fits, so none is written. Not taken: {others}"
     if gated:
-        return (f"To write {gated[0].path} anyway, name it in the image's disk block, e.g. "
-                f'path = "{gated[0].path}"')
+        raise NoDisk(listing, f"To write {gated[0].path} anyway, name it in the image's disk "
+                              f'block, e.g. path = "{gated[0].path}"', gated[0].path)
     if hints.to_json():
-        return "Loosen the image's disk hints, or check that the target disk is connected"
-    return "Check that the target disk is connected and seen by the kernel"
+        raise NoDisk(listing, "Loosen the image's disk hints, or check that the target disk "
+                              "is connected")
+    raise NoDisk(listing, "Check that the target disk is connected and seen by the kernel")
+
+
+def resolve(destination: str, hints: Dict[str, Any]) -> str:
+    """Where to write: `destination` itself, or for "auto" the disk this machine's
+    inventory and the task's hints (plan.Task.disk) leave; NoDisk when not exactly one."""
+    if destination != AUTO:
+        return destination
+    disk = choose(inventory(), DiskHints(**hints))
+    log.info('destination "%s": %s is the one disk that fits', AUTO, describe(disk))
+    return disk.path

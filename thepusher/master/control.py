@@ -18,6 +18,7 @@ from thepusher import plan, signing
 from thepusher.chain import wire
 from thepusher.config.model import ClientGroup, normalize_host
 from thepusher.master import policy, reports, wol
+from thepusher.master.disks import disks_field
 from thepusher.master.errors import ApiError, body_field
 from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
@@ -53,6 +54,7 @@ class Controller:
         port = body_field(body, "data_port", int, required=True)
         disk_size = body_field(body, "disk_size", int)
         nonce = body_field(body, "nonce", str, "")
+        disks = disks_field(body)
         if not 0 < port < 65536:
             raise ApiError(400, f"data_port {port} is not a TCP port")
         if len(nonce) > signing.MAX_NONCE:
@@ -61,7 +63,7 @@ class Controller:
         with st.lock:
             c = st.client(host)
             c.registered = True
-            c.mac, c.data_port, c.disk_size = mac, port, disk_size
+            c.mac, c.data_port, c.disk_size, c.disks = mac, port, disk_size, disks
             c.last_seen = time.monotonic()
             st.touch()
             r = st.active_round(host)
@@ -311,6 +313,7 @@ class Controller:
             verify=image.verify,
             pre_image=image.pre_image,
             post_image=image.post_image,
+            disk=image.disk.to_json(),
         )
 
     def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:
