@@ -22,7 +22,7 @@ import socket
 from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
-from thepusher.client.choose import AUTO, NoDisk, choose
+from thepusher.client.choose import AUTO, NoDisk, choose, describe
 from thepusher.config.model import DiskHints
 from thepusher.disk.inventory import inventory
 from thepusher.client.master_link import split_host_port
@@ -260,9 +260,10 @@ def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str],
     that `destination = "auto"` without hints would choose (client/choose.py)."""
     if path == AUTO:
         try:
-            path = choose(inventory(), DiskHints(), f"-i {AUTO}").path
+            disk = choose(inventory(), DiskHints(), f"-i {AUTO}")
         except NoDisk as e:
             raise UploadError(f"{e.listing}. Give -i the disk to upload"
                               + (f", e.g. -i {e.example}" if e.example else "")) from None
-        log.info("-i %s: %s is the one disk to upload", AUTO, path)
+        log.info("-i %s: %s is the one disk to upload", AUTO, describe(disk))
+        path = disk.path
     return Uploader(master, path, name, fmt, token).run()
