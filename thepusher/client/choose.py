@@ -27,6 +27,8 @@ from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.client")
 
+UNNAMED = "taken only when a path, serial or wwn hint names it"  # loop, USB, removable
+
 
 class NoDisk(Exception):
     """Not exactly one disk fits. `listing`: every disk and why it was (not) taken;
@@ -55,7 +57,7 @@ def reasons(disk: Disk, hints: DiskHints) -> List[str]:
         kind = ("a loop device" if disk.transport == "loop"
                 else "on USB" if disk.transport == "usb" else "removable")
         if not hints.names_disk():
-            why.append(f"{kind}: taken only when a path, serial or wwn hint names it")
+            why.append(f"{kind}: {UNNAMED}")
     if hints.min_size is not None and disk.size < hints.min_size:
         why.append(f"smaller than min_size {human_bytes(hints.min_size)}")
     if hints.max_size is not None and disk.size > hints.max_size:
@@ -97,7 +99,7 @@ def choose(disks: Sequence[Disk], hints: DiskHints, label: str = f'destination "
                    + (f". Not taken: {others}" if others else ""))
         raise NoDisk(listing, f"Add a hint to the image's disk block that only one of them "
                               f"matches, e.g. {example}", first.path)
-    gated = [d for d, why in judged if len(why) == 1 and "names it" in why[0]]
+    gated = [d for d, why in judged if len(why) == 1 and why[0].endswith(UNNAMED)]
     listing = f"{label}: no disk fits, so none is written. Not taken: {others}"
     if gated:
         raise NoDisk(listing, f"To write {gated[0].path} anyway, name it in the image's disk "
