@@ -3,9 +3,9 @@ client lists its disks when it registers, chooses the one disk the hints leave, 
 with two it writes nothing and the master shows why. Also `put-image -i auto` and the
 master's checks of a client's disk list.
 
-The loop devices' sizes (9, 13, 14, 20 MiB) are ones no other test makes, so that a
-`path = "/dev/loop*"` hint with sizes around 13 MiB finds only this test's devices even
-while other tests hold loop devices of their own."""
+The hints' sizes (12.5 to 14.5 MiB) hold no loop device another test makes (1, 4, 8,
+12, 32 MiB), so that a `path = "/dev/loop*"` hint finds only this test's devices even
+while other tests, or another test run, hold loop devices of their own."""
 
 import subprocess
 
@@ -21,10 +21,10 @@ A = "127.0.0.11"
 IMAGE = 4 * MiB
 
 
-def config(lab, hints: str) -> None:
+def config(lab, hints: str = "", destination: str = "auto") -> None:
+    disk = f"  disk {{\n{hints}  }}\n" if hints else ""
     (lab.images / "thePusher-config.hcl").write_text(
-        'image "img" {\n  filename = "disk.img"\n  destination = "auto"\n'
-        f'  disk {{\n{hints}  }}\n}}\n'
+        f'image "img" {{\n  filename = "disk.img"\n  destination = "{destination}"\n{disk}}}\n'
         f'clientgroup "room" {{\n  image = "img"\n  hosts = ["{A}"]\n}}\n')
 
 
@@ -46,7 +46,7 @@ def test_auto_writes_the_one_loop_device_the_hints_match_and_ends_done(lab, loop
     target, target_backing = loop_devices(13 * MiB)
     large, large_backing = loop_devices(20 * MiB)
     write_image(lab.images / "disk.img", IMAGE)
-    config(lab, '    path = "/dev/loop*"\n    min_size = "12M"\n    max_size = "14M"\n')
+    config(lab, '    path = "/dev/loop*"\n    min_size = "12.5M"\n    max_size = "13.5M"\n')
     lab.start_master()
     client = start_client(lab)
     assert client.wait(60) == 0, lab.dump()
@@ -68,7 +68,7 @@ def test_hints_matching_two_loop_devices_end_error_before_the_round_with_both_li
     first, first_backing = loop_devices(13 * MiB)
     second, second_backing = loop_devices(14 * MiB)
     write_image(lab.images / "disk.img", IMAGE)
-    config(lab, '    path = "/dev/loop*"\n    min_size = "12M"\n    max_size = "15M"\n')
+    config(lab, '    path = "/dev/loop*"\n    min_size = "12.5M"\n    max_size = "14.5M"\n')
     lab.start_master()
     client = start_client(lab)
     assert client.wait(60) == 1, lab.dump()
@@ -84,10 +84,7 @@ def test_hints_matching_two_loop_devices_end_error_before_the_round_with_both_li
 
 def test_register_refuses_a_disk_list_it_cannot_show_saying_what_is_wrong(lab):
     (lab.images / "disk.img").write_bytes(b"x")
-    config(lab, "")
-    (lab.images / "thePusher-config.hcl").write_text(
-        (lab.images / "thePusher-config.hcl").read_text().replace('"auto"', '"/dev/null"')
-        .replace("  disk {\n  }\n", ""))
+    config(lab, destination="/dev/null")
     lab.start_master()
     disk = {"path": "/dev/sda", "size": 500107862016, "model": "WDC", "future_field": 1}
     for disks, message in [
@@ -118,7 +115,7 @@ def test_put_image_auto_names_every_disk_and_uploads_nothing_when_none_fits(lab)
     else:
         pytest.skip("this machine has a disk -i auto would upload")
     (lab.images / "disk.img").write_bytes(b"x")
-    config(lab, "")
+    config(lab)
     lab.start_master()
     before = sorted(p.name for p in lab.images.iterdir())
     r = subprocess.run(thepusher("put-image", "-i", "auto", "-p", f"127.0.0.1:{lab.port}"),
@@ -128,3 +125,18 @@ def test_put_image_auto_names_every_disk_and_uploads_nothing_when_none_fits(lab)
     assert len(lines) == 1 and lines[0].startswith("thepusher put-image: -i auto: "), r.stderr
     assert "Give -i the disk to upload" in lines[0]
     assert sorted(p.name for p in lab.images.iterdir()) == before
+
+
+def test_a_client_too_old_for_auto_gets_no_task_and_is_error_saying_why(lab):
+    (lab.images / "disk.img").write_bytes(b"x")
+    config(lab)
+    lab.start_master()
+    status, answer = lab.call("POST", "/api/register", {"data_port": 9}, A)  # no `disks`
+    assert (status, answer["task"]) == (200, None)
+    me = lab.clients()[A]
+    assert me["state"] == "ERROR"
+    assert me["error"].startswith("its client lists no disks, so it is older than "
+                                  'destination = "auto"')
+    status, answer = lab.call("POST", "/api/register", {"data_port": 9, "disks": []}, A)
+    assert (status, answer["task"]["destination"]) == (200, "auto")
+    assert lab.clients()[A]["state"] == "NONE"

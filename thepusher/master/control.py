@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 from thepusher import plan, signing
 from thepusher.chain import wire
-from thepusher.config.model import ClientGroup, normalize_host
+from thepusher.config.model import AUTO, ClientGroup, normalize_host
 from thepusher.master import policy, reports, wol
 from thepusher.master.disks import disks_field
 from thepusher.master.errors import ApiError, body_field
@@ -27,6 +27,9 @@ from thepusher.master.state import Client, FINAL, Round, State
 from thepusher.units import count
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
+TOO_OLD_FOR_AUTO = ('its client lists no disks, so it is older than destination = "auto" and '
+                    "would write to a file named auto: give it this master's thepusher.pyz "
+                    "(create-nbi again)")
 
 log = logging.getLogger("thepusher.master")
 
@@ -75,6 +78,10 @@ class Controller:
                 st.set_state(c, "NONE")
             self._nonces[host] = nonce
             task = self._task(c)
+            if task is not None and task.destination == AUTO and "disks" not in body:
+                # It would take "auto" for a file name and be DONE with its disk untouched.
+                st.set_state(c, "ERROR", TOO_OLD_FOR_AUTO)
+                task = None
             answer = self._signed(signing.TASK, host, {
                 "host": host, "group": c.group, "task": None if task is None else task.to_json(),
             })
