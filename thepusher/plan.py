@@ -15,6 +15,7 @@ from typing import Any, Dict, Tuple, Union
 
 DEFAULT_PORT = 8080  # the master's HTTP API and page
 DEFAULT_DATA_PORT = 8081  # a client's data port, where its upstream connects
+MAX_DISKS = 64  # the most disks a registration lists (a lab PC has one to four)
 
 Address = Tuple[str, int]
 

@@ -28,6 +28,7 @@ def room_pc(tmp_path) -> FakeSys:
                       "vpd_pg80": vpd_pg80("4C530001230817")})
     fake.disk("loop0", VIRTUAL, 20 << 20, attrs={"loop/backing_file": "/tmp/disk.img"})
     fake.mount("/dev/sda2", "/")
+    fake.disk("loop7", VIRTUAL, 30 << 20)  # a TinyCore extension: mounted, part of the system
     fake.mount("/dev/loop7", "/tmp/tcloop/python3.9")
     for name, size in (("loop1", 0), ("zram0", GIB), ("ram0", 64 << 20), ("dm-0", GIB), ("md0", GIB)):
         fake.disk(name, VIRTUAL, size)

@@ -24,7 +24,8 @@ from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreac
 from thepusher.console import ProgressLine, banner
 from thepusher.disk.inventory import inventory
 from thepusher.disk.target import Target, TarTarget
-from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
+from thepusher.plan import (DEFAULT_DATA_PORT, MAX_DISKS, PlanError, RoundFailed, Start, Task,
+                            start_from_json)
 from thepusher.units import duration
 from thepusher.units import size as human_bytes
 
@@ -160,7 +161,7 @@ class Client:
                     "data_port": self.data_port,
                     "mac": local_mac(),
                     "disk_size": disk_size(self.destination) if self.destination else None,
-                    "disks": [disk.to_json() for disk in inventory()],
+                    "disks": [disk.to_json() for disk in inventory()[:MAX_DISKS]],
                     "nonce": nonce,
                 })
             except MasterUnreachable as e:

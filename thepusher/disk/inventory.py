@@ -6,9 +6,9 @@ none of them, and the kernel's view is the one the write goes through. What is n
 disk a machine is imaged onto is left out: RAM disks and zram, optical drives,
 floppies, device-mapper and software RAID (their members are listed as the disks they
 sit on), an eMMC's boot and RPMB areas, and anything without a medium (size 0, e.g.
-an empty card reader or an unattached loop device). Loop devices are listed: every
-TinyCore client has some for its extensions, so choose.py takes one only when a hint
-names it.
+an empty card reader or an unattached loop device), and loop devices with a mounted
+filesystem: TinyCore has one per extension, part of the running system. Other loop
+devices are listed, and choose.py takes one only when a hint names it.
 
 A disk "holds the running system" when a filesystem on it, on one of its partitions
 or on a device-mapper or RAID device built from them, is mounted (/proc/self/mounts):
@@ -200,7 +200,10 @@ def inventory(sys_root: str = "/sys", dev_root: str = "/dev",
         for disk in tree.owner_of(source, point, dev_root):
             if point == "/" or disk not in mounted:
                 mounted[disk] = point
-    return [_disk(sys_root, dev_root, name, mounted.get(name)) for name in names]
+    # A mounted loop device is the running system's own (TinyCore has one per extension,
+    # dozens): no target, and listing them would bury the disks on the status page.
+    return [_disk(sys_root, dev_root, name, mounted.get(name)) for name in names
+            if not (name.startswith("loop") and name in mounted)]
 
 
 def _disk(sys_root: str, dev_root: str, name: str, mounted: Optional[str]) -> Disk:

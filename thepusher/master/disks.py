@@ -10,8 +10,7 @@ which disk and which field, not a status too large to serve.
 from typing import Any, Dict, List
 
 from thepusher.master.errors import MAX_INT, ApiError
-
-MAX_DISKS = 64  # a lab PC has one to four; a storage server is no client
+from thepusher.plan import MAX_DISKS
 MAX_TEXT = 200  # longer than any path, model, serial or WWN the kernel gives
 
 # field -> (type, value when a client leaves it out); path and size are required.
