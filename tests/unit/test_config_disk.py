@@ -1,6 +1,7 @@
 """`destination = "auto"` and its `disk { ... }` hints in the config: what they load to,
 and every mistake in them reported at its file:line:col."""
 
+import dataclasses
 import re
 import textwrap
 
@@ -9,6 +10,8 @@ import pytest
 from thepusher.config.describe import describe
 from thepusher.config.load import load
 from thepusher.config.model import ConfigError, DiskHints
+from thepusher.config.schema import DISK_HINTS
+from thepusher.plan import DISK_HINTS as TASK_HINTS
 
 GROUP = 'clientgroup "g" {\n  image = "u"\n  hosts = ["10.0.0.1"]\n}\n'
 
@@ -69,6 +72,13 @@ def test_hints_travel_as_only_the_keys_that_are_set():
     hints = DiskHints(min_size=5, rotational=False, path="/dev/loop*")
     assert hints.to_json() == {"min_size": 5, "rotational": False, "path": "/dev/loop*"}
     assert DiskHints(**hints.to_json()) == hints
+
+
+def test_every_hint_the_config_reads_is_one_a_task_carries_with_its_type():
+    fields = {f.name for f in dataclasses.fields(DiskHints)}
+    assert {k.field for k in DISK_HINTS.keys} == fields == set(TASK_HINTS)
+    hints = DiskHints(min_size=1, max_size=2, model="m", serial="s", wwn="w", rotational=True, path="p")
+    assert {k: type(v) for k, v in hints.to_json().items()} == TASK_HINTS
 
 
 @pytest.mark.parametrize("body, expected", [

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from thepusher.config import hcl
-from thepusher.config.model import Config, ConfigError, Settings
-from thepusher.config.model import AUTO
+from thepusher.config.model import AUTO, Config, ConfigError, Settings
 from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid, Key, Nested
 
 
