@@ -33,7 +33,7 @@ def room_pc(tmp_path) -> FakeSys:
     for name, size in (("loop1", 0), ("zram0", GIB), ("ram0", 64 << 20), ("dm-0", GIB), ("md0", GIB)):
         fake.disk(name, VIRTUAL, size)
     fake.disk("sr0", SATA2, 700 << 20, removable=True)
-    fake.disk("mmcblk0", MMC, 32 * GIB, device={"name": "DA4032", "serial": "0x9ba1c2d3"})
+    fake.disk("mmcblk0", MMC, 32 * GIB, device={"name": "DA4032", "serial": "0x9ba1c2d3", "type": "MMC"})
     fake.disk("mmcblk0boot0", MMC, 4 << 20)
     fake.disk("mmcblk0rpmb", MMC, 4 << 20)
     return fake
@@ -59,6 +59,13 @@ def test_each_disk_says_its_size_sectors_model_serial_wwn_bus_and_kind(tmp_path)
     assert (disks["mmcblk0"].model, disks["mmcblk0"].serial, disks["mmcblk0"].transport) == (
         "DA4032", "0x9ba1c2d3", "mmc")
     assert disks["loop0"].transport == "loop"
+    assert disks["mmcblk0"].removable is False  # eMMC soldered on the board
+
+
+def test_an_sd_card_is_removable_even_when_its_reader_says_not(tmp_path):
+    fake = FakeSys(tmp_path)
+    fake.disk("mmcblk1", MMC.replace("mmc0", "mmc1"), 64 * GIB, device={"type": "SD", "name": "SD64G"})
+    assert listed(fake)["mmcblk1"].removable is True
 
 
 def test_a_virtio_disk_has_its_serial_beside_it_and_a_read_only_one_says_so(tmp_path):

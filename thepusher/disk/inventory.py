@@ -42,7 +42,7 @@ class Disk:
     serial: str
     wwn: str  # as lsblk shows it: 0x5000c500a1b2c3d4, eui.0025388b71b0f2a2; "" if none
     rotational: bool
-    removable: bool  # the kernel's flag; USB disks often lack it (choose.py counts the bus too)
+    removable: bool  # the kernel's flag, or an SD card; USB disks often lack it (choose.py counts the bus too)
     transport: str  # nvme, sata, usb, virtio, mmc, sas, scsi, iscsi, loop; "" if unknown
     read_only: bool
     boot: bool  # holds the running system or the boot medium: never chosen
@@ -219,7 +219,9 @@ def _disk(sys_root: str, dev_root: str, name: str, mounted: Optional[str]) -> Di
         serial=_serial(block),
         wwn=_wwn(block),
         rotational=_read(os.path.join(queue, "rotational")) == "1",
-        removable=_read(os.path.join(block, "removable")) == "1",
+        # A card reader often says 0; its card is no less removable (eMMC says "MMC").
+        removable=(_read(os.path.join(block, "removable")) == "1"
+                   or _read(os.path.join(block, "device/type")) == "SD"),
         transport=_transport(name, _device(block)),
         read_only=_read(os.path.join(block, "ro")) == "1",
         boot=mounted is not None,
