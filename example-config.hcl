@@ -91,6 +91,21 @@ image "ubuntu1604" {
   # partition (/dev/sda1). The image is written raw onto it, replacing its contents.
   destination = "/dev/sda1"
 
+  # For whole-disk images, "auto" lets each client choose: the one fixed disk that is
+  # not its boot medium (USB sticks, removable and loop devices are left out). Zero or
+  # several such disks: that PC is ERROR before anything is written, its disks listed.
+  # An optional disk block narrows the choice; every key set must match (docs/disks.md):
+  #   destination = "auto"
+  #   disk {
+  #     min_size   = "100G"          # G, GiB count 1024s; "500 GB" counts 1000s
+  #     max_size   = "2TB"
+  #     model      = "Samsung SSD*"  # model, serial, wwn: shell patterns, any case
+  #     serial     = "S4EW*"
+  #     wwn        = "0x5002538e*"
+  #     rotational = false           # false: SSDs only; true: spinning disks only
+  #     path       = "/dev/nvme*"    # naming a USB or loop disk lets it be chosen
+  #   }
+
   # optional, default "IMG". image types: IMG or TAR, any letter case
   #   IMG: a raw disk or partition image, written to the destination device
   #   TAR: a tar archive extracted into the destination directory (which the
@@ -257,4 +272,11 @@ host "10.0.4.21" {
 host "10.0.4.22" {
   name = "pc-02"
   vars = { room = "B12", seat = "02" }
+
+  # optional: this machine's own hints for destination = "auto", each one over its
+  # image's disk block (so its image must choose its disk), e.g. for the one PC whose
+  # two SSDs nothing else tells apart:
+  # disk {
+  #   serial = "S4EWNX0R*"
+  # }
 }

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", metavar="IP",
                    help="source and listen address; the master knows clients by it")
     p.add_argument("--destination", metavar="PATH",
-                   help="write here instead of the image's destination (file or block device)")
+                   help="write here instead of the image's destination (file or block device; "
+                        "'auto': the one disk the image's disk hints leave, docs/disks.md)")
     p.add_argument("--data-port", type=tcp_port, default=8081, metavar="PORT",
                    help="TCP port for the upstream hop to connect to (default 8081; 0 = any)")
     p.add_argument("--secret", metavar="SECRET",
@@ -145,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
                    help="the master's address (port 8080 unless given)")
     p.add_argument("-i", "--input", required=True, metavar="DEVICE_OR_FILE",
-                   help="what to upload: a disk (/dev/sda), an image file, or a pipe")
+                   help="what to upload: a disk (/dev/sda), an image file, a pipe, or 'auto': "
+                        "the one fixed disk that is not the boot medium")
     p.add_argument("-n", "--name", metavar="NAME",
                    help="file name on the master (default: the input's base name, e.g. sda, "
                    "plus .gz/.bz2/.xz when compressing)")

@@ -15,6 +15,7 @@ from typing import Any, Dict, Tuple, Union
 
 DEFAULT_PORT = 8080  # the master's HTTP API and page
 DEFAULT_DATA_PORT = 8081  # a client's data port, where its upstream connects
+MAX_DISKS = 64  # the most disks a registration lists (a lab PC has one to four)
 
 Address = Tuple[str, int]
 
@@ -47,12 +48,28 @@ def _object(d: Any, what: str) -> Dict[str, Any]:
     return d
 
 
+# The hints of `destination = "auto"` (config.model.DiskHints) as a task carries them.
+DISK_HINTS = {"min_size": int, "max_size": int, "model": str, "serial": str, "wwn": str,
+              "rotational": bool, "path": str}
+
+
+def _disk_hints(d: Dict[str, Any]) -> Dict[str, Any]:
+    """The task's `disk`: absent from an older master's task, else only known hints."""
+    hints = _object(d.get("disk", {}), "task's disk")
+    for key in hints:
+        if key not in DISK_HINTS:
+            raise PlanError(f"the master's task has an unknown disk hint {key!r}")
+        _take(hints, "task's disk", key, DISK_HINTS[key])
+    return hints
+
+
 @dataclass(frozen=True)
 class Task:
     """What a registered host is given (the answer to POST /api/register): its group's
-    image, where to write it, the scripts around it, and who the host is (for the
-    scripts' #HOSTNAME#, #VAR:x#, ... and `personalize`). A master from before the
-    identity fields sends none of them: they default to nothing."""
+    image, where to write it (a path, or "auto" with the `disk` hints), the scripts
+    around it, and who the host is (for the scripts' #HOSTNAME#, #VAR:x#, ... and
+    `personalize`). A master from before the identity fields or the hints sends none of
+    them: they default to nothing."""
 
     group: str
     image: str
@@ -69,8 +86,10 @@ class Task:
     mac: str = ""
     vars: Dict[str, str] = field(default_factory=dict)
     personalize: str = ""  # "linux": make the written system this host (disk/personalize.py)
+    disk: Dict[str, Any] = field(default_factory=dict)  # DISK_HINTS that are set
 
     def to_json(self) -> Dict[str, Any]:
+        hints = {"disk": self.disk} if self.disk else {}  # a task without is what it always was
         return {
             "group": self.group,
             "image": self.image,
@@ -87,6 +106,7 @@ class Task:
             "mac": self.mac,
             "vars": dict(self.vars),
             "personalize": self.personalize,
+            **hints,
         }
 
     @classmethod
@@ -108,6 +128,7 @@ class Task:
             mac=_optional(d, "task", "mac", str, ""),
             vars=_vars(_optional(d, "task", "vars", dict, {})),
             personalize=_optional(d, "task", "personalize", str, ""),
+            disk=_disk_hints(d),
         )
 
 

@@ -6,6 +6,7 @@
 #   thePusher=MASTER[:PORT]   the master to register with
 #   thePusherSecret=SECRET    the master's `secret`: run only tasks it signed
 #   putImage=/dev/sdX         upload this disk to the master instead of receiving an image
+#                             (putImage=auto: the one fixed disk that is not the boot medium)
 #   thePusherUploadToken=T    the master's `upload_token`, for putImage
 #
 # Everything goes to the console (tty1 on a PC, the serial port with console=ttyS0), so
@@ -91,11 +92,14 @@ say "network up: $(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2,
 
 if [ -n "$put_device" ]; then
     upload_token=$(bootparam thePusherUploadToken || true)
+    # put-image itself chooses for putImage=auto, and says which disk it took
+    disk=$put_device
+    [ "$put_device" = auto ] && disk="the disk putImage=auto chose (named above)"
     if THEPUSHER_UPLOAD_TOKEN="$upload_token" "$py" "$PYZ" put-image -p "$master" -i "$put_device"; then
-        banner "thepusher: DONE - $put_device is stored on $master. You may switch this machine off."
+        banner "thepusher: DONE - $disk is stored on $master. You may switch this machine off."
         exit 0
     fi
-    banner "thepusher: ERROR - $put_device was not stored on $master (reason above)"
+    banner "thepusher: ERROR - $disk was not stored on $master (reason above)"
     exit 1
 fi
 

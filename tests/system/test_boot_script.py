@@ -91,6 +91,13 @@ def test_put_image_uploads_the_named_device_instead_of_receiving(tmp_path):
     assert "RAN: client" not in done.stdout
 
 
+def test_put_image_auto_leaves_the_choice_to_put_image_and_says_so(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=auto")
+    assert done.returncode == 0
+    assert "RAN: put-image -p 10.0.0.1 -i auto" in done.stdout
+    assert "DONE - the disk putImage=auto chose (named above) is stored on 10.0.0.1" in done.stdout
+
+
 def test_failed_upload_is_shown_as_error_and_not_retried_blindly(tmp_path):
     done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda", exit_code=1)
     assert done.returncode == 1

@@ -250,3 +250,26 @@ def test_page_draws_each_chain_of_a_round_from_the_master(lab, page):
                      {"label": "masterchain 2", "hops": hosts[3:]}]
     page.screenshot(ARTIFACTS / "status-page-chains.png", 1280, 700)
     assert page.errors == []
+
+
+def test_page_shows_each_hosts_disks_and_marks_the_one_it_writes(lab, page):
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, HOSTS[:1], group=MANUAL)
+    lab.start_master()
+    disks = [
+        {"path": "/dev/nvme0n1", "size": 512110190592, "model": "Samsung SSD 970", "serial": "S4EW",
+         "transport": "nvme", "rotational": False},
+        {"path": "/dev/sda", "size": 1000204886016, "transport": "sata", "rotational": True,
+         "boot": True, "mounted": "/"},
+    ]
+    assert lab.call("POST", "/api/register", {"data_port": 9, "disks": disks}, HOSTS[0])[0] == 200
+    assert lab.call("POST", "/api/ready", {"destination": "/dev/nvme0n1"}, HOSTS[0])[0] == 200
+    open_page(lab, page)
+    line = f"#groups tr[data-host='{HOSTS[0]}'] .disks"
+    page.wait_for(f"!!document.querySelector(\"{line}\")", 10, "the host's disk line")
+    assert page.evaluate(f"document.querySelector(\"{line}\").textContent") == \
+        "→ nvme0n1 476.9 GiB nvme SSD · sda 931.5 GiB sata HDD boot"
+    tooltip = page.evaluate(f"document.querySelector(\"{line} .target\").title")
+    assert tooltip.startswith("/dev/nvme0n1 · Samsung SSD 970 · serial S4EW")
+    page.screenshot(ARTIFACTS / "status-page-disks.png", 1280, 600)
+    assert page.errors == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from thepusher.config import schema
+from thepusher.config import schema, values
 from thepusher.config import hcl
 from thepusher.config.describe import describe
 from thepusher.config.load import load
@@ -217,7 +217,7 @@ def test_settings_given_at_top_level_are_loaded_as_float_seconds(tmp_path):
         arm_timeout=5.0, accept_timeout=120.0, io_timeout=0.5, report_timeout=86400.0
     )
     assert all(isinstance(getattr(settings, k.field), float) for k in schema.SETTINGS
-               if k.convert is schema._seconds)
+               if k.convert is values.seconds)
 
 
 @pytest.mark.parametrize("written", ["TAR", "tar", "Tar"])
@@ -567,7 +567,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n  extra {\n  }\n}\n',
             4,
             3,
-            "image 'u': unexpected block 'extra' (only key = value here)",
+            "image 'u': unexpected block 'extra' (blocks here: disk)",
             id="nested-block",
         ),
         pytest.param(

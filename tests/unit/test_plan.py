@@ -65,6 +65,33 @@ def test_task_round_trips_through_json_text():
     assert Task.from_json(json.loads(json.dumps(TASK.to_json()))) == TASK
 
 
+def test_a_task_carries_the_disk_hints_of_an_auto_destination_and_reads_them_back():
+    task = Task(**dict(TASK.__dict__, destination="auto",
+                       disk={"min_size": 100 << 30, "model": "Samsung*", "rotational": False}))
+    wire = json.loads(json.dumps(task.to_json()))
+    assert wire == dict(TASK_JSON, destination="auto",
+                        disk={"min_size": 100 << 30, "model": "Samsung*", "rotational": False})
+    assert Task.from_json(wire) == task
+
+
+def test_a_task_from_an_older_master_without_disk_hints_has_none():
+    assert "disk" not in TASK.to_json()
+    assert Task.from_json(TASK_JSON).disk == {}
+
+
+@pytest.mark.parametrize("disk, problem", [
+    ({"min_size": "100G"}, "task's disk has key 'min_size' as str, not int"),
+    ({"rotational": "no"}, "task's disk has key 'rotational' as str, not bool"),
+    ({"max_size": True}, "task's disk has key 'max_size' as bool, not int"),
+    ({"vendor": "ATA"}, "task has an unknown disk hint 'vendor'"),
+    (["path"], "task's disk is list, not a JSON object"),
+])
+def test_a_task_with_a_disk_hint_it_cannot_apply_is_refused_naming_it(disk, problem):
+    with pytest.raises(PlanError) as info:
+        Task.from_json(dict(TASK_JSON, disk=disk))
+    assert str(info.value) == f"the master's {problem}"
+
+
 def test_signed_answer_parses_with_its_extra_keys():
     answer = signing.sign("correct-horse-battery", signing.START,
                           dict(START.to_json(), host="10.0.0.11", nonce="n-1"))

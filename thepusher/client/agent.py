@@ -18,12 +18,15 @@ from typing import Dict, Optional, Union
 from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
+from thepusher.client.choose import NoDisk, resolve
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 from thepusher.client.scripts import personalize_copy, run_script, words
 from thepusher.console import ProgressLine, banner
 from thepusher.disk import gpt
+from thepusher.disk.inventory import inventory
 from thepusher.disk.target import Target, TarTarget
-from thepusher.plan import DEFAULT_DATA_PORT, PlanError, RoundFailed, Start, Task, start_from_json
+from thepusher.plan import (DEFAULT_DATA_PORT, MAX_DISKS, PlanError, RoundFailed, Start, Task,
+                            start_from_json)
 from thepusher.units import duration
 from thepusher.units import size as human_bytes
 
@@ -113,7 +116,12 @@ class Client:
     def _run(self) -> int:
         task = self._register()
         destination = self.destination or task.destination
-        error = run_script("preImage", task.pre_image, self._words(task))
+        try:  # "auto" is settled before preImage, so that it and the write see one disk
+            destination = resolve(destination, task.disk)
+        except NoDisk as e:
+            error: Optional[str] = str(e)
+        else:
+            error = run_script("preImage", task.pre_image, self._words(task))
         # The disk as preImage left it: the master checks the image fits before a round.
         self._call("POST", "/api/ready", {"error": error or "", "destination": destination,
                                           "disk_size": disk_size(destination)})
@@ -140,6 +148,7 @@ class Client:
                     "data_port": self.data_port,
                     "mac": local_mac(),
                     "disk_size": disk_size(self.destination) if self.destination else None,
+                    "disks": [disk.to_json() for disk in inventory()[:MAX_DISKS]],
                     "nonce": nonce,
                 })
             except MasterUnreachable as e:

@@ -22,6 +22,9 @@ import socket
 from typing import NoReturn, Optional, Tuple
 from urllib.parse import quote
 
+from thepusher.client.choose import AUTO, NoDisk, choose, describe
+from thepusher.config.model import DiskHints
+from thepusher.disk.inventory import inventory
 from thepusher.client.master_link import split_host_port
 from thepusher.image.compress import CompressError, ParallelCompressor, open_input
 from thepusher.image.facts import FactsHasher
@@ -253,5 +256,14 @@ def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str],
               token: str = "") -> dict:
     """Upload `path` to the master as `name` (default: its base name plus the suffix of
     `fmt`, 'gz', 'bz2', 'xz' or None), with the master's upload token if it needs one;
-    the master's answer, or UploadError."""
+    the master's answer, or UploadError. `path` "auto" is the one disk of this machine
+    that `destination = "auto"` without hints would choose (client/choose.py)."""
+    if path == AUTO:
+        try:
+            disk = choose(inventory(), DiskHints(), f"-i {AUTO}")
+        except NoDisk as e:
+            raise UploadError(f"{e.listing}. Give -i the disk to upload"
+                              + (f", e.g. -i {e.example}" if e.example else "")) from None
+        log.info("-i %s: %s is the one disk to upload", AUTO, describe(disk))
+        path = disk.path
     return Uploader(master, path, name, fmt, token).run()

@@ -2,7 +2,7 @@
 
 import os
 
-from thepusher.config.model import Config
+from thepusher.config.model import Config, DiskHints
 from thepusher.config.schema import TIMEOUTS
 
 
@@ -13,6 +13,10 @@ def _size(path: str) -> str:
         return "missing"
     if not os.path.isfile(path):
         return "not a regular file"
+    return _bytes(size)
+
+
+def _bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -22,12 +26,28 @@ def _size(path: str) -> str:
 
 
 def _identity(cfg: Config, address: str) -> str:
-    """'  pc-01  room=B12' for a host with a name or vars, else ''."""
+    """'  pc-01  room=B12  disk: serial "S4X*"' for a host with a name, vars or disk
+    hints, else ''."""
     host = cfg.hosts.get(address)
     if host is None:
         return ""
     words = [host.name or "(no name)"] + [f"{k}={v}" for k, v in host.vars.items()]
+    if host.disk.to_json():
+        words.append(f"disk: {_hints(host.disk)}")
     return "  " + "  ".join(words)
+
+
+def _hints(hints: DiskHints) -> str:
+    """'min_size 100.0 GiB, model "Samsung*"': the hints as check-config shows them."""
+    shown = []
+    for key, value in hints.to_json().items():
+        if key.endswith("_size"):
+            shown.append(f"{key} {_bytes(value)}")
+        elif isinstance(value, bool):
+            shown.append(f"{key} {str(value).lower()}")
+        else:
+            shown.append(f'{key} "{value}"')
+    return ", ".join(shown)
 
 
 def describe(cfg: Config) -> str:
@@ -52,6 +72,8 @@ def describe(cfg: Config) -> str:
         if image.personalize:
             out.append(f"    personalize  {image.personalize} (each host's name, machine-id, "
                        f"SSH host keys)")
+        if image.disk.to_json():
+            out.append(f"    disk         {_hints(image.disk)}")
         for label, script in (("preImage", image.pre_image), ("postImage", image.post_image)):
             lines = script.rstrip("\n").split("\n") if script.strip() else []
             for i, text in enumerate(lines):

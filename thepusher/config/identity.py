@@ -6,27 +6,15 @@ check-config, not on the machine as an empty string.
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from thepusher.config import hcl
+from thepusher.config.entry import Entry
 from thepusher.config.model import Host, normalize_host
 from thepusher.config.placeholders import SAFE_CHARACTERS, SAFE_VALUE, uses, vars_used
 
 Report = Callable[[int, int, str], None]  # line, col, message in the config file
 FileReport = Callable[[int, str], None]  # line, message in the hosts file
 SCRIPTS = (("preImage", "pre_image"), ("postImage", "post_image"))
-
-
-class Entry(Protocol):
-    """A block as load.py read it (its _Entry): checked here without importing load."""
-
-    type: str
-    name: Optional[str]
-    what: str
-    block: hcl.Block
-    fields: Dict[str, Any]
-    attrs: Dict[str, hcl.Attribute]
-    complete: bool
 
 
 @dataclass

@@ -16,12 +16,13 @@ and files whose first bytes contradict their declared compression.
 
 import difflib
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from thepusher.config import hcl, hostsfile, identity
+from thepusher.config import combinations, hcl, hostsfile, identity
+from thepusher.config.entry import Entry
 from thepusher.config.model import Config, ConfigError, Host, Settings
-from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Invalid
+from thepusher.config.schema import BLOCKS, SETTINGS, BlockSpec, Key, Nested
+from thepusher.config.values import Invalid
 
 
 # How messages about an unnamed block speak of it, and the name they suggest.
@@ -36,25 +37,12 @@ def _suggest(word: str, known: List[str]) -> str:
     return f"; did you mean '{lowered[close[0]]}'?" if close else ""
 
 
-@dataclass
-class _Entry:
-    """A block as read, kept even when it has errors so cross-checks still see it."""
-
-    type: str
-    name: Optional[str]  # None when the block lacks its single label
-    what: str  # how messages name it: "clientgroup 'g'", or "clientgroup block"
-    block: hcl.Block
-    fields: Dict[str, Any]  # converted values of the keys that were valid
-    attrs: Dict[str, hcl.Attribute]
-    complete: bool  # no error inside this block
-
-
 class _Loader:
     def __init__(self, path: str, image_dir: str) -> None:
         self.path = path
         self.image_dir = image_dir
         self.errors: List[Tuple[int, int, str]] = []
-        self.entries: List[_Entry] = []
+        self.entries: List[Entry] = []
         self.settings: Dict[str, Any] = {}
         self.setting_attrs: Dict[str, hcl.Attribute] = {}
         self.hosts_file = ""  # its path, when the config names one
@@ -93,7 +81,7 @@ class _Loader:
                 continue
             self.entries.append(self.read_block(block, spec))
 
-    def read_block(self, block: hcl.Block, spec: BlockSpec) -> _Entry:
+    def read_block(self, block: hcl.Block, spec: BlockSpec) -> Entry:
         before = len(self.errors)
         name: Optional[str] = None
         if len(block.labels) == 1 and not block.labels[0].strip():
@@ -114,12 +102,28 @@ class _Loader:
                 f'as in {block.type} "name" {{ ... }}; found {found}',
             )
             what = f"{block.type} block"
-        keys = {k.hcl: k for k in spec.keys}
+        fields, attrs = self.read_keys(block.body, spec.keys, what, spec.nested)
+        blocks = self.read_nested(block.body, spec.nested, what, fields)
+        for key in spec.keys:
+            if key.required and key.hcl not in attrs:
+                self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
+        return Entry(block.type, name, what, block, fields, attrs, blocks,
+                      complete=len(self.errors) == before)
+
+    def read_keys(self, body: hcl.Body, spec: Tuple[Key, ...], what: str,
+                  nested: Tuple[Nested, ...] = ()) -> Tuple[Dict[str, Any], Dict[str, hcl.Attribute]]:
+        """A body's `key = value` lines converted by `spec`: the fields that were valid,
+        and where each key stands."""
+        keys = {k.hcl: k for k in spec}
         fields: Dict[str, Any] = {}
         attrs: Dict[str, hcl.Attribute] = {}
-        for attr in block.body.attributes:
+        for attr in body.attributes:
             key = keys.get(attr.key)
             if key is None:
+                if attr.key in {n.hcl for n in nested}:
+                    self.error(attr.line, attr.col, f"{what}: '{attr.key}' is a block: write "
+                                                    f"{attr.key} {{ ... }} without '='")
+                    continue
                 hint = _suggest(attr.key, list(keys)) or f" (known keys: {', '.join(keys)})"
                 self.error(attr.line, attr.col, f"{what}: unknown key '{attr.key}'{hint}")
                 continue
@@ -131,14 +135,44 @@ class _Loader:
                     self.error(attr.line, attr.col, f"{what}: {message}")
                 if e.partial is not None:
                     fields[key.field] = e.partial
-        for inner in block.body.blocks:
-            self.error(
-                inner.line, inner.col, f"{what}: unexpected block '{inner.type}' (only key = value here)"
-            )
-        for key in spec.keys:
-            if key.required and key.hcl not in attrs:
-                self.error(block.line, block.col, f"{what}: missing required key '{key.hcl}'")
-        return _Entry(block.type, name, what, block, fields, attrs, complete=len(self.errors) == before)
+        return fields, attrs
+
+    def read_nested(self, body: hcl.Body, nested: Tuple[Nested, ...], what: str,
+                    fields: Dict[str, Any]) -> Dict[str, hcl.Block]:
+        """The blocks inside a block (`disk { ... }`), each built into its field of
+        `fields`; returns where each stands."""
+        specs = {n.hcl: n for n in nested}
+        found: Dict[str, hcl.Block] = {}
+        for inner in body.blocks:
+            spec = specs.get(inner.type)
+            if spec is None:
+                allowed = f"blocks here: {', '.join(specs)}" if specs else "only key = value here"
+                self.error(inner.line, inner.col, f"{what}: unexpected block '{inner.type}'"
+                                                  f"{_suggest(inner.type, list(specs))} ({allowed})")
+                continue
+            if inner.type in found:
+                self.error(inner.line, inner.col, f"{what}: a second {inner.type} block (the first "
+                                                  f"is at line {found[inner.type].line}); merge them")
+                continue
+            found[inner.type] = inner
+            if inner.labels:
+                self.error(inner.line, inner.col, f"{what}: a {inner.type} block takes no name, "
+                                                  f"as in {inner.type} {{ ... }}")
+            inner_what = f"{what}: {inner.type}"
+            before = len(self.errors)
+            values, _ = self.read_keys(inner.body, spec.keys, inner_what)
+            for deeper in inner.body.blocks:
+                self.error(deeper.line, deeper.col,
+                           f"{inner_what}: unexpected block '{deeper.type}' (only key = value here)")
+            try:  # also with errors above: what spans the valid keys is reported now too
+                value = spec.build(values)
+            except Invalid as e:
+                for message in e.messages:
+                    self.error(inner.line, inner.col, f"{inner_what}: {message}")
+                continue
+            if len(self.errors) == before:
+                fields[spec.field] = value
+        return found
 
     def read_hosts_file(self) -> None:
         """`hosts_file`, relative to the config's directory."""
@@ -160,7 +194,7 @@ class _Loader:
                        lambda line, message: self.file_errors.append((line, message)))
 
     def check_names(self) -> None:
-        first: Dict[Tuple[str, str], _Entry] = {}
+        first: Dict[Tuple[str, str], Entry] = {}
         for entry in self.entries:
             if entry.name is None:
                 continue
@@ -189,7 +223,7 @@ class _Loader:
 
     def check_hosts(self) -> None:
         """A host is one machine in one chain: it may appear in one group only."""
-        owner: Dict[str, _Entry] = {}
+        owner: Dict[str, Entry] = {}
         for entry in self.entries:
             for host in entry.fields.get("hosts", []) if entry.type == "clientgroup" else []:
                 other = owner.setdefault(host, entry)
@@ -201,80 +235,6 @@ class _Loader:
                     here.col,
                     f"host {host} is in {other.what} (line {there.line}) "
                     f"and in {entry.what} (line {here.line}); a host belongs to one group only",
-                )
-
-    def check_macs(self) -> None:
-        """A MAC for a host the group does not list is a typo in one of the two."""
-        for entry in self.entries:
-            if entry.type != "clientgroup" or "macs" not in entry.attrs:
-                continue
-            hosts = entry.fields.get("hosts", [])
-            attr = entry.attrs["macs"]
-            for host in entry.fields.get("macs", {}):
-                if host not in hosts:
-                    self.error(attr.line, attr.col,
-                               f"{entry.what}: macs names {host}, which is not in its hosts")
-
-    def check_verify(self) -> None:
-        """A TAR image is extracted into files: there is no disk range to read back, nor
-        a partition table to grow."""
-        for entry in self.entries:
-            f = entry.fields
-            if entry.type != "image" or f.get("type") != "TAR":
-                continue
-            if f.get("verify") == "readback":
-                attr = entry.attrs["verify"]
-                self.error(attr.line, attr.col,
-                           f"{entry.what}: verify = \"readback\" reads a disk image back; a "
-                           f"TAR image is extracted into files (leave verify out for TAR)")
-            if f.get("grow"):
-                attr = entry.attrs["grow"]
-                self.error(attr.line, attr.col,
-                           f"{entry.what}: grow = true grows a disk image's last partition; a "
-                           f"TAR image is extracted into files (leave grow out for TAR)")
-
-    def check_start_policies(self) -> None:
-        """Keys that are each valid but make no sense together, reported where they stand."""
-        for entry in self.entries:
-            if entry.type != "clientgroup":
-                continue
-            f, attrs = entry.fields, entry.attrs
-            manual = f.get("start") == "manual"
-            hosts = f.get("hosts")
-            if "min_clients" in attrs and "min_clients" in f:
-                attr = attrs["min_clients"]
-                if "wait" not in attrs:
-                    self.error(
-                        attr.line, attr.col,
-                        f"{entry.what}: 'min_clients' needs 'wait': without a wait, the group "
-                        f"starts only when all its hosts are ready",
-                    )
-                if hosts and f["min_clients"] > len(hosts):
-                    self.error(
-                        attr.line, attr.col,
-                        f"{entry.what}: 'min_clients' is {f['min_clients']} but the group has "
-                        f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}",
-                    )
-            if "chains" in attrs and "chains" in f and hosts and f["chains"] > len(hosts):
-                attr = attrs["chains"]
-                self.error(
-                    attr.line, attr.col,
-                    f"{entry.what}: 'chains' is {f['chains']} but the group has "
-                    f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: a chain needs one",
-                )
-            if manual and "wait" in f:
-                attr = attrs["wait"]
-                self.error(
-                    attr.line, attr.col,
-                    f"{entry.what}: 'wait' has no effect with start = \"manual\" "
-                    f"(rounds start only with thepusher start)",
-                )
-            if manual and f.get("retries"):
-                attr = attrs["retries"]
-                self.error(
-                    attr.line, attr.col,
-                    f"{entry.what}: 'retries' has no effect with start = \"manual\" "
-                    f"(follow-up rounds start only with thepusher retry)",
                 )
 
     def config(self) -> Config:
@@ -321,9 +281,7 @@ def load(path: str, image_dir: Optional[str] = None) -> Config:
     loader.check_names()
     loader.check_image_refs()
     loader.check_hosts()
-    loader.check_start_policies()
-    loader.check_macs()
-    loader.check_verify()
+    combinations.check(loader.entries, loader.error)
     loader.read_hosts_file()
     loader.check_identities()
     if loader.errors or loader.file_errors:

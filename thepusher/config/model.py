@@ -7,10 +7,42 @@ Everything here is plain data the rest of thepusher reads (the master's plan, th
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional
 
 from thepusher.image.formats import HEAD, declaration_problem
+
+AUTO = "auto"  # the destination that makes each client choose its disk (client/choose.py)
+
+
+@dataclass(frozen=True)
+class DiskHints:
+    """What `destination = "auto"` must find on a client: each set hint narrows the
+    disks it may choose, and a machine where not exactly one is left is not written.
+    Sizes are bytes; model, serial, wwn and path are exact or shell-glob patterns.
+    Unset (None, "") narrows nothing. The same hints travel in the client's task."""
+
+    min_size: Optional[int] = None
+    max_size: Optional[int] = None
+    model: str = ""
+    serial: str = ""
+    wwn: str = ""
+    rotational: Optional[bool] = None  # True: spinning disks only; False: SSDs only
+    path: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        """The hints that are set, as the task carries them (plan.Task.disk)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+    def under(self, other: "DiskHints") -> "DiskHints":
+        """These hints with every hint `other` sets put in their place: a host's own
+        `disk` block over its image's."""
+        return replace(self, **other.to_json())
+
+    def names_disk(self) -> bool:
+        """A hint that points at one disk by name: what lets a loop, USB or removable
+        disk be chosen (sizes and models match too many sticks to be trusted)."""
+        return bool(self.path or self.serial or self.wwn)
 
 
 @dataclass
@@ -18,7 +50,7 @@ class Image:
     name: str
     filename: str
     path: str  # absolute: image_dir/filename
-    destination: str
+    destination: str  # a path, or AUTO: each client chooses its disk by `disk`
     line: int
     comment: str = ""
     type: str = "IMG"
@@ -33,6 +65,7 @@ class Image:
     # "linux": after the copy is verified, give its Linux root the host's own name and
     # no clone's machine-id or SSH host keys (disk/personalize.py); "": leave it as is.
     personalize: str = ""
+    disk: DiskHints = field(default_factory=DiskHints)  # the `disk { ... }` block
 
 
 @dataclass
@@ -84,6 +117,7 @@ class Host:
     name: str = ""  # a hostname (one RFC 1123 label); "" when none is given
     vars: Dict[str, str] = field(default_factory=dict)
     source: str = ""  # the hosts file it comes from; "" for a host block
+    disk: DiskHints = field(default_factory=DiskHints)  # its `disk { ... }` block, over its image's
 
 
 @dataclass

@@ -16,8 +16,9 @@ from typing import Dict, List, Optional
 
 from thepusher import plan, signing
 from thepusher.chain import wire
-from thepusher.config.model import ClientGroup, normalize_host
+from thepusher.config.model import AUTO, ClientGroup, normalize_host
 from thepusher.master import policy, reports, wol
+from thepusher.master.disks import disks_field
 from thepusher.master.errors import ApiError, body_field
 from thepusher.master.hosts import HostBook
 from thepusher.master.images import Catalog, ImageFile
@@ -26,6 +27,9 @@ from thepusher.master.state import Client, FINAL, Round, State
 from thepusher.units import count, size
 
 LONG_POLL = 25.0  # longest a /api/next request is held open
+TOO_OLD_FOR_AUTO = ('its client lists no disks, so it is older than destination = "auto" and '
+                    "would write to a file named auto: give it this master's thepusher.pyz "
+                    "(create-nbi again)")
 
 log = logging.getLogger("thepusher.master")
 
@@ -53,6 +57,7 @@ class Controller:
         port = body_field(body, "data_port", int, required=True)
         disk_size = body_field(body, "disk_size", int)
         nonce = body_field(body, "nonce", str, "")
+        disks = disks_field(body)
         if not 0 < port < 65536:
             raise ApiError(400, f"data_port {port} is not a TCP port")
         if len(nonce) > signing.MAX_NONCE:
@@ -61,7 +66,7 @@ class Controller:
         with st.lock:
             c = st.client(host)
             c.registered = True
-            c.mac, c.data_port, c.disk_size = mac, port, disk_size
+            c.mac, c.data_port, c.disk_size, c.disks = mac, port, disk_size, disks
             c.last_seen = time.monotonic()
             st.touch()
             c.unready = False
@@ -74,6 +79,10 @@ class Controller:
                 st.set_state(c, "NONE")
             self._nonces[host] = nonce
             task = self._task(c)
+            if task is not None and task.destination == AUTO and "disks" not in body:
+                # It would take "auto" for a file name and be DONE with its disk untouched.
+                st.set_state(c, "ERROR", TOO_OLD_FOR_AUTO)
+                task = None
             answer = self._signed(signing.TASK, host, {
                 "host": host, "group": c.group, "task": None if task is None else task.to_json(),
             })
@@ -352,6 +361,7 @@ class Controller:
             mac=mac,
             vars=dict(host.vars) if host else {},
             personalize=image.personalize,
+            disk=(image.disk.under(host.disk) if host else image.disk).to_json(),
         )
 
     def _launch(self, group: ClientGroup, hosts: List[str]) -> Round:

@@ -34,6 +34,7 @@ class Client:
     data_port: int = 0
     disk_size: Optional[int] = None  # bytes of its destination disk, when it says
     destination: str = ""  # where it writes: the image's destination or its --destination
+    disks: List[dict] = field(default_factory=list)  # its inventory (master/disks.py), replaced whole
     registered: bool = False
     bytes_done: int = 0
     bytes_total: int = 0
@@ -71,6 +72,7 @@ class Client:
             "registered": self.registered,
             "destination": self.destination,
             "disk_size": self.disk_size,
+            "disks": self.disks,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
             "rate": round(self.rate, 1),

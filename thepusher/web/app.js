@@ -194,6 +194,31 @@ function verification(c) {
   return null;
 }
 
+/** What a disk is, in a word or three: "nvme SSD", "sata HDD boot", "usb removable". */
+function diskKind(d) {
+  const words = [d.transport, d.transport === "loop" ? null : d.rotational ? "HDD" : "SSD"];
+  if (d.removable) words.push("removable");
+  if (d.read_only) words.push("read-only");
+  if (d.boot) words.push("boot");
+  return words.filter(Boolean).join(" ");
+}
+
+/** The client's disks on one line ("nvme0n1 476.9 GiB nvme SSD · sda 931.5 GiB sata HDD
+    boot"), each with model, serial and WWN in its tooltip; the one it writes is marked. */
+function disksLine(c) {
+  if (!c.disks || !c.disks.length) return null;
+  return h("div", {class: "disks muted small", "data-disks": c.disks.length}, c.disks.map((d, i) => [
+    i ? " · " : null,
+    h("span", {
+      class: d.path === c.destination ? "disk target" : "disk", "data-disk": d.path,
+      title: [d.path, d.model, d.serial && `serial ${d.serial}`, d.wwn && `WWN ${d.wwn}`,
+        `sectors ${d.logical_sector_size}/${d.physical_sector_size}`,
+        d.mounted && `${d.mounted} mounted from it`,
+        d.path === c.destination ? "the disk this client writes" : null].filter(Boolean).join(" · "),
+    }, d.path === c.destination ? "→ " : null, `${d.path.replace(/^\/dev\//, "")} ${fmtBytes(d.size)} ${diskKind(d)}`),
+  ]));
+}
+
 function bar(frac, state) {
   return h("span", {
     class: `bar s-${state}`, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
@@ -376,7 +401,7 @@ function clientTable(g) {
     cell("#", {class: "num muted c-pos"}, at < 0 ? "–" : at + 1),
     cell("Host", {class: "lead c-host"}, h("span", {class: "mono"}, c.host),
       slow ? h("span", {class: "tag"}, "bottleneck") : null,
-      c.mac ? h("div", {class: "muted mono small"}, c.mac) : null),
+      c.mac ? h("div", {class: "muted mono small"}, c.mac) : null, disksLine(c)),
     cell("State", {class: "c-state"}, stateBadge(c.state), " ", verification(c)),
     cell("Progress", {class: "progress"}, bar(frac, c.state), " ", h("span", {class: "pct"}, fmtPercent(frac))),
     cell("Written", {class: "num c-written"},
