@@ -444,7 +444,7 @@ else:
             [(b.type, b.labels, strip_positions(b.body)) for b in body.blocks],
         )
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=150, deadline=None)
     @given(BODIES)
     def test_generated_documents_round_trip(body):
         text = emit_body(body)
