@@ -32,7 +32,7 @@ from thepusher.chain import wire
 from thepusher.master.images import ImageFile
 from thepusher.master.source import Source, StreamFailed
 
-RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "15"))
+RUNS = int(os.environ.get("THEPUSHER_FAULT_RUNS", "12"))
 HOPS = 8
 RECORD = 256 * 1024
 TIMEOUT = 2.0  # I/O timeout: short, so stalls are detected quickly, with room for a busy CI
