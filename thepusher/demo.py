@@ -19,19 +19,14 @@ from typing import Iterator, List
 
 import thepusher
 from thepusher.master import server
+from thepusher import units
 from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.demo")
 
-UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
 def parse_size(text: str) -> int:
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    unit = t[-1:] if t[-1:] in UNITS else ""
-    number = t[: len(t) - len(unit)]
     try:
-        value = int(float(number) * UNITS[unit])
+        value = units.parse_size(text)
     except ValueError:
         raise ValueError(f"size {text!r}: expected a number with K, M or G, e.g. 256M") from None
     if value <= 0:

@@ -115,6 +115,20 @@ def read_at(fd: int, view: memoryview, offset: int) -> int:
     return os.readv(fd, [view])
 
 
+def write_at(fd: int, data, offset: int) -> None:
+    """All of `data` at `offset`: a short write is continued, a write of nothing is
+    ENOSPC. Every view is released on the way out, also by an error, so that the
+    caller can close the buffer `data` lies in."""
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            with view[done:] as rest:
+                n = os.pwrite(fd, rest, offset + done)
+            if n == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+
+
 def flush(fd: int) -> None:
     """Make what was written to `fd` durable: F_FULLFSYNC where the OS has it (macOS; a
     filesystem without it falls back to fsync), else fsync."""

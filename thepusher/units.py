@@ -4,7 +4,24 @@ One spelling everywhere (client console, put-image, `thepusher status`, the mast
 so a figure on one screen can be compared with the same figure on another.
 """
 
+import re
 from typing import Optional, Tuple
+
+# K, M, G, T, P (also KiB ...) count 1024s; KB, MB, GB, TB, PB 1000s, as disks are sold.
+SIZE_UNITS = {"": 1, "b": 1, **{p + s: (1 << 10) ** (i + 1) for i, p in enumerate("kmgtp")
+                                for s in ("", "ib")},
+              **{p + "b": 1000 ** (i + 1) for i, p in enumerate("kmgtp")}}
+SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '256M', '100G', '500 GB', '1.5TiB' or '4096' (see SIZE_UNITS); the
+    one reading of a size for the config, the demo and the benches. ValueError if
+    `text` is no size; whether 0 will do is the caller's to say."""
+    m = SIZE_RE.match(text.lower())
+    if m is None or m.group(2) not in SIZE_UNITS:
+        raise ValueError(f"{text!r} is no size")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
 
 
 def duration(seconds: float) -> str:

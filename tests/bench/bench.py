@@ -44,6 +44,8 @@ from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+sys.path.insert(0, ROOT)
+from thepusher import units  # noqa: E402
 
 RECORD_SIZE = 1 << 20  # wire default record size
 RSS_ALLOWANCE = 8 << 20  # threads, queues, JSON/HTTP objects on top of the pool
@@ -52,18 +54,13 @@ TARGET_RELAY_GBS = 2.0
 TARGET_CPU_S_PER_GB = 0.3
 TARGET_FAULT_RATIO = 1.2
 
-UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
 class BenchError(Exception):
     """Something broke (not a missed target): the run is aborted with this message."""
 
 
 def parse_size(text: str) -> int:
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    unit = t[-1:] if t[-1:] in UNITS else ""
     try:
-        value = int(float(t[: len(t) - len(unit)]) * UNITS[unit])
+        value = units.parse_size(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"size {text!r}: expected e.g. 256M or 1G") from None
     if value <= 0:

@@ -41,15 +41,21 @@ def untouched(backing) -> bool:
     return backing.read_bytes() == b"\xff" * backing.stat().st_size
 
 
+def auto_round(lab, max_size: str, exit_code: int) -> Proc:
+    """An auto round on the loop devices of 12.5 MiB to `max_size`; the client, ended."""
+    write_image(lab.images / "disk.img", IMAGE)
+    config(lab, f'    path = "/dev/loop*"\n    min_size = "12.5M"\n    max_size = "{max_size}"\n')
+    lab.start_master()
+    client = start_client(lab)
+    assert client.wait(60) == exit_code, lab.dump()
+    return client
+
+
 def test_auto_writes_the_one_loop_device_the_hints_match_and_ends_done(lab, loop_devices):
     small, small_backing = loop_devices(9 * MiB)
     target, target_backing = loop_devices(13 * MiB)
     large, large_backing = loop_devices(20 * MiB)
-    write_image(lab.images / "disk.img", IMAGE)
-    config(lab, '    path = "/dev/loop*"\n    min_size = "12.5M"\n    max_size = "13.5M"\n')
-    lab.start_master()
-    client = start_client(lab)
-    assert client.wait(60) == 0, lab.dump()
+    client = auto_round(lab, "13.5M", 0)
     me = lab.clients()[A]
     assert (me["state"], me["destination"], me["disk_size"]) == ("DONE", target, 13 * MiB)
     assert target_backing.read_bytes()[:IMAGE] == (lab.images / "disk.img").read_bytes()
@@ -67,11 +73,7 @@ def test_hints_matching_two_loop_devices_end_error_before_the_round_with_both_li
         lab, loop_devices):
     first, first_backing = loop_devices(13 * MiB)
     second, second_backing = loop_devices(14 * MiB)
-    write_image(lab.images / "disk.img", IMAGE)
-    config(lab, '    path = "/dev/loop*"\n    min_size = "12.5M"\n    max_size = "14.5M"\n')
-    lab.start_master()
-    client = start_client(lab)
-    assert client.wait(60) == 1, lab.dump()
+    client = auto_round(lab, "14.5M", 1)
     me = lab.clients()[A]
     assert me["state"] == "ERROR"
     assert me["error"].startswith('destination "auto": 2 disks fit, so none is written: ')

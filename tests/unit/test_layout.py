@@ -21,7 +21,7 @@ MAX_LINES = 400
 SHARED = {"plan", "units", "console", "signing"}
 ALLOWED = {
     "image": {"units", "console", "syscalls"},
-    "config": {"image"},
+    "config": {"image", "units"},
     "disk": {"image", "syscalls"},
     "chain": {"image", "disk"},
     "client": {"chain", "disk", "image", "config", "syscalls"} | SHARED,

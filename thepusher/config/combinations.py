@@ -12,7 +12,7 @@ Report = Callable[[int, int, str], None]  # line, col, message
 
 
 def check(entries: Sequence[Entry], error: Report) -> None:
-    for rule in (_check_start_policies, _check_macs, _check_verify, _check_auto, _check_host_disks):
+    for rule in (_check_start_policies, _check_macs, _check_verify, _check_auto, _check_disk_blocks):
         rule(entries, error)
 
 
@@ -49,41 +49,36 @@ def _check_verify(entries: Sequence[Entry], error: Report) -> None:
 
 
 def _check_auto(entries: Sequence[Entry], error: Report) -> None:
-    """`disk` hints narrow destination = "auto", which picks a disk for a disk image."""
+    """destination = "auto" picks a disk: not for a TAR image, extracted into a directory."""
     for entry in entries:
         f = entry.fields
-        if entry.type != "image" or "destination" not in f:
-            continue
-        auto = f["destination"] == AUTO
-        if auto and f.get("type") == "TAR":
+        if entry.type == "image" and f.get("destination") == AUTO and f.get("type") == "TAR":
             attr = entry.attrs["destination"]
             error(attr.line, attr.col,
                   f"{entry.what}: destination = \"auto\" chooses a disk; a TAR image is "
                   f"extracted into a directory: give its path")
-        if "disk" in entry.blocks and not auto:
-            inner = entry.blocks["disk"]
-            error(inner.line, inner.col,
-                  f"{entry.what}: a disk block narrows destination = \"auto\", but the "
-                  f"destination is \"{f['destination']}\" (set destination = \"auto\" "
-                  f"or remove the block)")
 
 
-def _check_host_disks(entries: Sequence[Entry], error: Report) -> None:
-    """A host's `disk` block narrows the choice its image's destination = "auto" makes."""
+def _check_disk_blocks(entries: Sequence[Entry], error: Report) -> None:
+    """A `disk` block, an image's or a host's over its image's, narrows the choice that
+    destination = "auto" makes: the image must make one."""
     images = {e.name: e for e in entries if e.type == "image"}
     group_of = {h: e for e in entries if e.type == "clientgroup" for h in e.fields.get("hosts", [])}
     for entry in entries:
-        if entry.type != "host" or "disk" not in entry.blocks:
+        inner = entry.blocks.get("disk")
+        if inner is None:
             continue
-        group = group_of.get(entry.name)
-        image = images.get(group.fields.get("image")) if group else None
+        if entry.type == "image":
+            image, whose, where = entry, "the destination is", ""
+        else:
+            group = group_of.get(entry.name)
+            image = images.get(group.fields.get("image")) if group else None
+            whose, where = f"{image.what} of its {group.what} writes to" if image else "", " there"
         destination = image.fields.get("destination") if image else None
-        if destination is not None and destination != AUTO:
-            inner = entry.blocks["disk"]
+        if destination not in (None, AUTO):
             error(inner.line, inner.col,
-                  f"{entry.what}: a disk block narrows destination = \"auto\", but {image.what} "
-                  f"of its {group.what} writes to \"{destination}\" (set destination = "
-                  f"\"auto\" there or remove the block)")
+                  f"{entry.what}: a disk block narrows destination = \"auto\", but {whose} "
+                  f"\"{destination}\" (set destination = \"auto\"{where} or remove the block)")
 
 
 def _check_start_policies(entries: Sequence[Entry], error: Report) -> None:

@@ -5,11 +5,11 @@ file at once. schema.py says which key takes which.
 
 import ipaddress
 import os
-import re
 from typing import Any, Callable, Dict, List, Optional
 
 from thepusher.config.model import normalize_host, normalize_mac
 from thepusher.config.placeholders import hostname_problem, var_problem
+from thepusher.units import parse_size
 
 
 class Invalid(Exception):
@@ -70,22 +70,16 @@ def seconds(key: str, value: Any) -> float:
 
 # dd's spelling: K, M, G, T (with or without iB) count in 1024s, KB, MB, GB, TB in 1000s,
 # as disks are sold ("500 GB" is what the label on a 500 GB disk means).
-SIZE_UNITS = {"": 1, "b": 1, **{p + s: (1 << 10) ** (i + 1) for i, p in enumerate("kmgtp")
-                                for s in ("", "ib")},
-              **{p + "b": 1000 ** (i + 1) for i, p in enumerate("kmgtp")}}
-SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*$")
-
-
 def byte_size(key: str, value: Any) -> int:
     """Bytes: a whole number, or a string such as "100G", "500 GB", "1.5TiB"."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise Invalid(f"'{key}' must be a size such as \"100G\" or \"500 GB\", found {kind_of(value)}")
     if isinstance(value, str):
-        m = SIZE_RE.match(value.lower())
-        if m is None or m.group(2) not in SIZE_UNITS:
+        try:
+            value = parse_size(value)
+        except ValueError:
             raise Invalid(f"'{key}' must be a size such as \"100G\", \"500 GB\" or \"1.5TiB\" "
-                          f"(K, M, G, T count 1024s, KB, MB, GB, TB 1000s), found '{value}'")
-        value = float(m.group(1)) * SIZE_UNITS[m.group(2)]
+                          f"(K, M, G, T count 1024s, KB, MB, GB, TB 1000s), found '{value}'") from None
     if not 0 < value < 1 << 63:
         raise Invalid(f"'{key}' must be more than 0 bytes, found {value!r}")
     return int(value)

@@ -22,7 +22,6 @@ it is (the report says so): its bytes are what the admin uploaded, verified.
 """
 
 import dataclasses
-import errno
 import os
 import struct
 import zlib
@@ -190,12 +189,7 @@ def _read(fd: int, offset: int, length: int) -> bytes:
 
 
 def _write(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.pwrite(fd, view, offset)
-        except OSError as e:
-            raise OSError(e.errno, f"{e.strerror} writing byte {offset}") from None
-        if n == 0:
-            raise OSError(errno.ENOSPC, f"no space left writing byte {offset}")
-        view, offset = view[n:], offset + n
+    try:
+        syscalls.write_at(fd, data, offset)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} writing byte {offset}") from None

@@ -8,9 +8,7 @@ part sector is completed with the disk's own old bytes, read first, so that noth
 after the image's end changes.
 """
 
-import errno
 import mmap
-import os
 
 from thepusher import syscalls
 
@@ -61,13 +59,9 @@ class SectorWriter:
             self._buf.close()
 
     def _put(self, length: int) -> None:
-        """Write the buffer's first `length` bytes at `offset`; OSError names no offset,
-        the caller does (`offset` is where the refused write began)."""
-        done = 0
-        while done < length:
-            n = os.pwrite(self.fd, self._view[done:length], self.offset + done)
-            if n == 0:
-                raise OSError(errno.ENOSPC, "no space left on the device")
-            done += n
+        """Write the buffer's first `length` bytes at `offset` (on an error, `offset` is
+        still where the refused write began)."""
+        with self._view[:length] as part:
+            syscalls.write_at(self.fd, part, self.offset)
         self.offset += length
         self._fill = 0
