@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bake in the master's `secret` (clients then run only tasks it signed; "
                         "thePusherSecret= on the kernel command line still wins; "
                         "default: $THEPUSHER_SECRET)")
+    p.add_argument("--ipxe", metavar="DIR",
+                   help="copy iPXE's snponly.efi, ipxe.efi and undionly.kpxe from DIR (UEFI machines "
+                        "netboot through them; default: /usr/lib/ipxe, Debian's ipxe package)")
     p.set_defaults(func=cmd_create_nbi)
 
     p = command("put-image", help="upload a disk or image file to the master's image directory",
@@ -297,7 +300,7 @@ def cmd_create_nbi(args) -> int:
     secret = args.secret if args.secret is not None else os.environ.get("THEPUSHER_SECRET", "")
     try:
         made = nbi.create(args.tinycore, args.out, pyz, args.master, args.download, args.append,
-                          secret)
+                          secret, args.ipxe)
     except (nbi.NbiError, OSError) as e:
         print(f"thepusher create-nbi: {e}", file=sys.stderr)
         return 1

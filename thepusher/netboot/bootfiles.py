@@ -1,4 +1,4 @@
-"""What boots the netboot image: PXELINUX and iPXE configs, a dnsmasq example, an ISO.
+"""What boots the netboot image: PXELINUX and iPXE configs and the ISO (dnsmasq.py: DHCP).
 
 All of them pass the same kernel command line. `base norestore noswap` keep TinyCore
 away from the disk we are about to overwrite: no extensions or saved settings loaded
@@ -73,28 +73,6 @@ def ipxe_script(master: Optional[str], extra: str = "") -> str:
         + note
         + f"kernel {KERNEL} initrd={INITRD} initrd={OVERLAY} {kernel_args(master, extra=extra)}\n"
         f"initrd {INITRD}\ninitrd {OVERLAY}\nboot\n"
-    )
-
-
-def dnsmasq_conf(master: Optional[str], tftp_root: str) -> str:
-    """Proxy-DHCP: the room's DHCP server keeps handing out addresses; dnsmasq only adds
-    the PXE boot answer and serves the files by TFTP, so nothing else needs changing."""
-    network = master.split(":")[0] if master else "192.0.2.0"
-    hint = "" if master else "# Replace 192.0.2.0 with an address of the clients' network.\n"
-    return (
-        "# dnsmasq.conf example, made by thepusher create-nbi: proxy-DHCP + TFTP beside the\n"
-        "# existing DHCP server. Run: dnsmasq --no-daemon --conf-file=THIS_FILE\n"
-        "port=0\n"
-        "log-dhcp\n"
-        + hint
-        + f"dhcp-range={network},proxy\n"
-        "enable-tftp\n"
-        f"tftp-root={tftp_root}\n"
-        "# BIOS PXE ROMs get pxelinux.0 (dnsmasq adds the .0), which reads pxelinux.cfg/default.\n"
-        'pxe-service=x86PC,"thepusher",pxelinux\n'
-        "# With a DHCP server of your own instead of proxy-DHCP, iPXE clients can get boot.ipxe:\n"
-        "#   dhcp-userclass=set:ipxe,iPXE\n"
-        "#   dhcp-boot=tag:ipxe,boot.ipxe\n"
     )
 
 

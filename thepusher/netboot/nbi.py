@@ -9,10 +9,13 @@ import os
 import shutil
 from typing import List, Optional, Tuple
 
-from thepusher.netboot import bootfiles, fetch, overlay, tcz
+from thepusher.netboot import bootfiles, dnsmasq, fetch, overlay, tcz
 from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
 
 log = logging.getLogger("thepusher.nbi")
+
+IPXE_DEFAULT = "/usr/lib/ipxe"  # Debian's `ipxe` package
+CMDLINE = "cmdline.txt"
 
 
 def check_inputs(cache: str) -> Optional[str]:
@@ -35,13 +38,15 @@ def check_inputs(cache: str) -> Optional[str]:
 
 def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
            download_url: Optional[str] = None, append: str = "",
-           secret: str = "") -> List[Tuple[str, str]]:
+           secret: str = "", ipxe_dir: Optional[str] = None) -> List[Tuple[str, str]]:
     """Build the netboot image; returns (file, what it is for) for the summary.
 
     `append`: more kernel command line words for every boot config, e.g.
     `console=ttyS0,115200` for machines watched over a serial console.
     `secret`: the master's `secret`, baked into the overlay only (never into the boot
     configs): clients then run only tasks the master signed with it.
+    `ipxe_dir`: where snponly.efi, ipxe.efi and undionly.kpxe are (UEFI machines need
+    them); None means Debian's /usr/lib/ipxe if it is there, a warning if not.
     """
     if master:
         overlay.check_master(master)
@@ -53,6 +58,7 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     if download_url:
         fetch.download(download_url, cache)
     release = check_inputs(cache)
+    ipxe = ipxe_binaries(ipxe_dir)
     extensions = tcz.resolve(cache, [tcz.PYTHON], release)
     for name in extensions:
         tcz.check_md5(os.path.join(cache, name))
@@ -74,8 +80,16 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     made.append(("pxelinux.cfg/default", "PXELINUX config"))
     _write(out, "boot.ipxe", bootfiles.ipxe_script(master, append))
     made.append(("boot.ipxe", "iPXE script"))
-    _write(out, "dnsmasq.conf", bootfiles.dnsmasq_conf(master, os.path.abspath(out)))
-    made.append(("dnsmasq.conf", "proxy-DHCP + TFTP example"))
+    _write(out, CMDLINE, bootfiles.kernel_args(master, extra=append) + "\n")
+    made.append((CMDLINE, "kernel command line, for the master's HTTP boot (master --boot)"))
+    for path in ipxe:
+        shutil.copyfile(path, os.path.join(out, os.path.basename(path)))
+        made.append((os.path.basename(path), f"iPXE, from {path}"))
+    tftp_root = os.path.abspath(out)
+    _write(out, dnsmasq.PROXY, dnsmasq.proxy_conf(master, tftp_root, bool(ipxe)))
+    made.append((dnsmasq.PROXY, "proxy-DHCP + TFTP example (beside the room's DHCP server)"))
+    _write(out, dnsmasq.DHCP, dnsmasq.dhcp_conf(master, tftp_root, bool(ipxe)))
+    made.append((dnsmasq.DHCP, "DHCP + TFTP example (dnsmasq hands out the addresses)"))
     binaries = bootfiles.pxelinux_binaries()
     if len(binaries) < len(bootfiles.PXELINUX_FILES):
         log.warning("pxelinux.0/ldlinux.c32 not copied: install pxelinux and syslinux-common, "
@@ -91,6 +105,28 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
         bootfiles.make_iso(out, master, append)
         made.append((bootfiles.ISO, "hybrid ISO for a CD or USB stick (BIOS)"))
     return made
+
+
+def ipxe_binaries(ipxe_dir: Optional[str]) -> List[str]:
+    """The iPXE files to copy: all of them or none (the dnsmasq configs name all three).
+
+    Asked for with --ipxe, a missing file is an error; the default directory missing is
+    only a warning, since BIOS machines still boot PXELINUX without iPXE.
+    """
+    where = ipxe_dir or IPXE_DEFAULT
+    paths = [os.path.join(where, name) for name in dnsmasq.IPXE_FILES]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not missing:
+        return paths
+    if ipxe_dir is not None:
+        raise NbiError(f"--ipxe {ipxe_dir}: {os.path.basename(missing[0])} is not there "
+                       f"(the directory needs {', '.join(dnsmasq.IPXE_FILES)})")
+    log.warning("no iPXE binaries in %s (%s missing): UEFI machines cannot netboot without them, "
+                "BIOS machines still boot PXELINUX. Get them with `apt install ipxe` "
+                "(/usr/lib/ipxe) or from https://boot.ipxe.org/ (snponly.efi, ipxe.efi, "
+                "undionly.kpxe), then pass --ipxe DIR", IPXE_DEFAULT,
+                ", ".join(os.path.basename(p) for p in missing))
+    return []
 
 
 def _write(out: str, rel: str, text: str) -> None:
