@@ -24,7 +24,7 @@ from typing import Dict, List
 import pytest
 
 from tests.conftest import ENV, ROOT
-from thepusher.netboot import bootfiles, cpio, fetch, nbi, overlay, tcz
+from thepusher.netboot import bootfiles, cpio, efi, fetch, nbi, overlay, tcz
 from thepusher.netboot.tcz import NbiError
 
 RELEASE = "6.6.8-tinycore64"
@@ -286,6 +286,71 @@ def test_iso_is_hybrid_and_boots_the_same_files(cache, pyz, tmp_path):
     assert "APPEND loglevel=3 base norestore noswap thePusher=10.1.2.3 putImage=/dev/sda" in cfg
     assert (tree / "boot/isolinux/isolinux.bin").is_file()
     assert (tree / "boot/isolinux/ldlinux.c32").is_file()
+
+
+def el_torito(iso: Path) -> List[str]:
+    """The boot catalog's image lines as xorriso reports them: platform, emulation, path."""
+    report = subprocess.run(["xorriso", "-indev", str(iso), "-report_el_torito", "plain"],
+                            check=True, capture_output=True, text=True).stdout
+    return [line for line in report.splitlines() if line.startswith("El Torito")]
+
+
+needs_uefi_iso = pytest.mark.skipif(bootfiles.iso_tools_missing() + efi.tools_missing() != [],
+                                    reason="xorriso/isolinux/grub-efi-amd64-bin/mtools not installed")
+
+
+@needs_uefi_iso
+def test_iso_boots_bios_and_uefi_from_one_catalog_and_stays_hybrid(cache, pyz, tmp_path):
+    out = tmp_path / "nbi"
+    nbi.create(str(cache), str(out), str(pyz), master="10.1.2.3")
+    iso = out / "thepusher.iso"
+    images = [line.split() for line in el_torito(iso) if line.startswith("El Torito boot img")]
+    # xorriso names platform 0xEF "UEFI"; "y": bootable
+    assert [(i[5], i[6], i[7]) for i in images] == [("1", "BIOS", "y"), ("2", "UEFI", "y")]
+    paths = [line.split()[-1] for line in el_torito(iso) if line.startswith("El Torito img path")]
+    assert paths == ["/boot/isolinux/isolinux.bin", "/boot/grub/efi.img"]
+    data = iso.read_bytes()
+    assert data[510:512] == b"\x55\xaa" and data[512:520] == b"EFI PART", "not a hybrid MBR + GPT"
+    mbr_types = [data[446 + 16 * i + 4] for i in range(4)]
+    assert 0xEF in mbr_types, "no EFI system partition in the MBR: a stick would not boot UEFI"
+
+
+@needs_uefi_iso
+def test_iso_efi_image_holds_grub_whose_menu_boots_the_same_files_and_args(cache, pyz, tmp_path):
+    out = tmp_path / "nbi"
+    nbi.create(str(cache), str(out), str(pyz), master="10.1.2.3", append="console=ttyS0")
+    tree = tmp_path / "iso"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out / "thepusher.iso"),
+                    "-extract", "/", str(tree)], check=True, capture_output=True)
+    image = tree / "boot/grub/efi.img"
+    listing = subprocess.run(["mdir", "-i", str(image), "-b", "::/EFI/BOOT"], check=True,
+                             capture_output=True, text=True).stdout.split()
+    assert listing == ["::/EFI/BOOT/BOOTX64.EFI"]
+    grub = tmp_path / "BOOTX64.EFI"
+    subprocess.run(["mcopy", "-i", str(image), "::/EFI/BOOT/BOOTX64.EFI", str(grub)], check=True)
+    binary = grub.read_bytes()
+    assert binary[:2] == b"MZ"
+    args = "loglevel=3 base norestore noswap console=ttyS0 thePusher=10.1.2.3"
+    cfg = efi.grub_cfg(lambda put: args + (" putImage=/dev/sda" if put else ""), "thepusher.gz")
+    assert cfg.encode() in binary, "the embedded grub.cfg is not the expected one"
+    assert "search --no-floppy --set=root --file /boot/thepusher.gz\n" in cfg
+    assert "set default=thepusher\nset timeout=5\n" in cfg
+    assert (f"    linux /boot/vmlinuz64 {args}\n"
+            "    initrd /boot/corepure64.gz /boot/thepusher.gz\n") in cfg
+    assert f"    linux /boot/vmlinuz64 {args} putImage=/dev/sda\n" in cfg
+    for name in ("vmlinuz64", "corepure64.gz", "thepusher.gz"):
+        assert (tree / "boot" / name).read_bytes() == (out / name).read_bytes()
+
+
+@pytest.mark.skipif(bootfiles.iso_tools_missing() != [], reason="xorriso/isolinux not installed")
+def test_iso_without_grub_efi_warns_and_boots_bios_only(cache, pyz, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(efi, "GRUB_MODULES_DIR", str(tmp_path / "no-grub"))
+    out = tmp_path / "nbi"
+    made = dict(nbi.create(str(cache), str(out), str(pyz)))
+    assert "install grub-efi-amd64-bin for UEFI" in caplog.text
+    assert made["thepusher.iso"] == "hybrid ISO for a CD or USB stick (BIOS)"
+    assert [line.split()[6] for line in el_torito(out / "thepusher.iso")
+            if line.startswith("El Torito boot img")] == ["BIOS"]
 
 
 class Mirror(http.server.SimpleHTTPRequestHandler):

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from typing import List, Optional
 
+from thepusher.netboot import efi
 from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
 
 OVERLAY = "thepusher.gz"
@@ -120,10 +121,12 @@ def iso_tools_missing() -> List[str]:
     return missing
 
 
-def make_iso(out_dir: str, master: Optional[str], extra: str = "") -> str:
-    """A hybrid ISO (CD or USB stick, BIOS boot) carrying the same kernel and initrds."""
+def make_iso(out_dir: str, master: Optional[str], extra: str = "", uefi: bool = True) -> str:
+    """A hybrid ISO (CD or USB stick) carrying the same kernel and initrds: isolinux for
+    BIOS and, with `uefi`, GRUB for UEFI (efi.py), in one file as Debian's ISOs are."""
     iso = os.path.join(out_dir, ISO)
-    with tempfile.TemporaryDirectory(prefix="thepusher-iso-") as tree:
+    with tempfile.TemporaryDirectory(prefix="thepusher-iso-") as scratch:
+        tree = os.path.join(scratch, "tree")
         isolinux = os.path.join(tree, "boot", "isolinux")
         os.makedirs(isolinux)
         shutil.copy(ISOLINUX_BIN, isolinux)
@@ -134,11 +137,15 @@ def make_iso(out_dir: str, master: Optional[str], extra: str = "") -> str:
             f.write(isolinux_cfg(master, extra))
         with open(os.path.join(isolinux, "boot.msg"), "w") as f:
             f.write(boot_msg(master))
+        uefi_args: List[str] = []
+        if uefi:
+            cfg = efi.grub_cfg(lambda put: kernel_args(master, put=put, extra=extra), OVERLAY)
+            uefi_args = efi.xorriso_args(efi.make_image(tree, cfg, scratch))
         command = [
             "xorriso", "-as", "mkisofs", "-quiet", "-l", "-J", "-R", "-V", "THEPUSHER",
             "-o", iso + ".part", "-isohybrid-mbr", ISOHDPFX,
             "-c", "boot/isolinux/boot.cat", "-b", "boot/isolinux/isolinux.bin",
-            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", tree,
+            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", *uefi_args, tree,
         ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

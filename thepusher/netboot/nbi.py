@@ -9,7 +9,7 @@ import os
 import shutil
 from typing import List, Optional, Tuple
 
-from thepusher.netboot import bootfiles, dnsmasq, fetch, overlay, tcz
+from thepusher.netboot import bootfiles, dnsmasq, efi, fetch, overlay, tcz
 from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
 
 log = logging.getLogger("thepusher.nbi")
@@ -102,8 +102,13 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     if missing:
         log.warning("no ISO: install %s to get %s", " ".join(missing), bootfiles.ISO)
     else:
-        bootfiles.make_iso(out, master, append)
-        made.append((bootfiles.ISO, "hybrid ISO for a CD or USB stick (BIOS)"))
+        no_uefi = efi.tools_missing()
+        if no_uefi:
+            log.warning("the ISO boots BIOS machines only: install %s for UEFI (GRUB's EFI "
+                        "modules, grub-mkstandalone, mtools)", " ".join(no_uefi))
+        bootfiles.make_iso(out, master, append, uefi=not no_uefi)
+        made.append((bootfiles.ISO, "hybrid ISO for a CD or USB stick ("
+                     + ("BIOS)" if no_uefi else "BIOS and UEFI)")))
     return made
 
 
