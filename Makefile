@@ -15,11 +15,13 @@ NBI_OUT   ?= build/nbi
 MASTER    ?=
 TC_MIRROR ?=
 # Debian packages the tests drive for real: cpio (cross-checks our archives), the ISO and
-# PXE tools, dnsmasq (checks the generated config), chromium (the status page's browser test),
-# gdisk, fdisk and e2fsprogs (sgdisk, sfdisk, mkfs.ext4: real partition tables and
-# filesystems for the disk fix-up and personalize tests), openssh-client (ssh-keygen).
-TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux dnsmasq-base chromium bzip2 xz-utils gzip tar iproute2 \
-  gdisk fdisk e2fsprogs openssh-client
+# PXE tools, iPXE's binaries (create-nbi copies them), GRUB's EFI modules and mtools (the
+# ISO's UEFI boot image), dnsmasq (checks the generated configs and answers DHCP in a
+# namespace), chromium (the status page's browser test), gdisk, fdisk and e2fsprogs
+# (sgdisk, sfdisk, mkfs.ext4: real partition tables and filesystems for the disk fix-up
+# and personalize tests), openssh-client (ssh-keygen).
+TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-bin mtools dnsmasq-base \
+  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs openssh-client
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 
