@@ -74,6 +74,12 @@ secret         = ""
 # "" = none
 hosts_file     = ""
 
+# what a machine boots when it network-boots (iPXE asks GET /boot.ipxe, master
+# --boot DIR) and no group lists it: "local" = its own disk, "image" = thepusher,
+# so that it shows up on the page as unassigned. Listed hosts are imaged when
+# something is pending for them, else boot their disk (docs/netboot.md)
+unknown_boot   = "local"
+
 ### IMAGES ####################################################################
 
 # provide a unique name per image to be deployed ("image" blocks, one label each)

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory holding the images and thePusher-config.hcl")
     p.add_argument("-s", "--static-content", metavar="STATIC_DIR",
                    help="directory served under /static/ (pre/post scripts)")
+    p.add_argument("--boot", metavar="DIR",
+                   help="create-nbi's output directory: serve it under /boot/ and decide "
+                        "per machine at GET /boot.ipxe what it boots (docs/netboot.md)")
     p.add_argument("-l", "--listen", default=":8080", metavar="[IP]:PORT",
                    help="HTTP address (default :8080, every interface)")
     p.add_argument("-c", "--config", metavar="FILE",
@@ -113,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
                             "without one, run this on the master's host")
         p.set_defaults(func=cmd_group, action=name)
+
+    p = command("reimage", help="what hosts boot at their next network boot (GET /boot.ipxe)",
+                description="Mark groups or hosts to be imaged at their next network boot "
+                "(or, with --put, to upload a disk once); with --clear, remove the marks and "
+                "let the master decide by the groups' rounds. Needs master --boot "
+                "(docs/netboot.md).")
+    p.add_argument("targets", nargs="+", metavar="GROUP_OR_HOST",
+                   help="clientgroup names and host addresses")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--put", metavar="DEVICE",
+                      help="upload DEVICE (a /dev/ path, or auto) at the next boot instead, once")
+    what.add_argument("--clear", action="store_true", help="remove the marks")
+    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
+                   help="the master's address (default 127.0.0.1, port 8080 unless given)")
+    p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
+                   help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
+                        "without one, run this on the master's host")
+    p.set_defaults(func=cmd_reimage)
 
     p = command("check-config", help="parse a config and print it, or every error in it")
     p.add_argument("file", metavar="FILE", help="the config file, e.g. IMAGE_DIR/thePusher-config.hcl")
@@ -195,7 +216,8 @@ def cmd_master(args) -> int:
 
     log = logging.getLogger("thepusher.master")
     try:
-        srv = server.build(args.image_storage, args.static_content, args.listen, args.config)
+        srv = server.build(args.image_storage, args.static_content, args.listen, args.config,
+                           args.boot)
     except ConfigError as e:
         print(f"thepusher master: the config has errors:\n{e}", file=sys.stderr)
         return 1
@@ -260,6 +282,21 @@ def cmd_group(args) -> int:
         answer = MasterLink(args.master, None, args.token).call("POST", path, {})
     except (MasterUnreachable, MasterRefused) as e:
         print(f"thepusher {args.action}: {e}", file=sys.stderr)
+        return 1
+    print(answer["message"])
+    return 0
+
+
+def cmd_reimage(args) -> int:
+    """`reimage`: mark hosts for their next network boot (POST /api/next-boot)."""
+    from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
+
+    boot = "clear" if args.clear else "put" if args.put else "image"
+    body = {"targets": args.targets, "boot": boot, "device": args.put or ""}
+    try:
+        answer = MasterLink(args.master, None, args.token).call("POST", "/api/next-boot", body)
+    except (MasterUnreachable, MasterRefused) as e:
+        print(f"thepusher reimage: {e}", file=sys.stderr)
         return 1
     print(answer["message"])
     return 0

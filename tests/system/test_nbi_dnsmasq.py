@@ -126,6 +126,9 @@ def test_dhcp_config_hands_out_addresses_and_boots_by_client_arch(
         "dhcp-match=set:efi64,option:client-arch,9",
         "dhcp-boot=tag:bios,tag:!ipxe,undionly.kpxe",
         "dhcp-boot=tag:efi64,tag:!ipxe,snponly.efi",
+        "dhcp-match=set:efihttp,option:client-arch,16",
+        "dhcp-option-force=tag:efihttp,60,HTTPClient",
+        "dhcp-boot=tag:efihttp,tag:!ipxe," + url.replace("/boot.ipxe", "/boot/snponly.efi"),
         f"dhcp-boot=tag:ipxe,{url}",
     ]
     assert "#   dhcp-boot=tag:bios,tag:!ipxe,pxelinux.0\n" in conf.read_text()

@@ -241,7 +241,7 @@ def test_every_setting_problem_is_reported_with_the_block_errors(tmp_path):
         f"{path}:2:1: 'io_timeout' must be between 0 and 86400 seconds, found 0",
         f"{path}:3:1: unknown setting 'verbose' (top-level settings: arm_timeout, "
         "accept_timeout, io_timeout, report_timeout, replay_window, admin_token, wake_address, "
-        "put_allowed, upload_token, secret, hosts_file; "
+        "put_allowed, upload_token, secret, hosts_file, unknown_boot; "
         "image, group and host keys go inside "
         "image, clientgroup or host blocks)",
         f"{path}:7:3: image 'u': unsupported type 'ZIP'; supported: IMG, TAR",
@@ -398,7 +398,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             1,
             "unknown setting 'debug' (top-level settings: arm_timeout, accept_timeout, io_timeout, "
             "report_timeout, replay_window, admin_token, wake_address, put_allowed, upload_token, "
-            "secret, hosts_file; image, group and host keys go inside image, clientgroup or host "
+            "secret, hosts_file, unknown_boot; image, group and host keys go inside image, clientgroup or host "
             "blocks)",
             id="unknown-setting",
         ),
@@ -408,7 +408,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             3,
             "unknown setting 'filename' (top-level settings: arm_timeout, accept_timeout, "
             "io_timeout, report_timeout, replay_window, admin_token, wake_address, put_allowed, "
-            "upload_token, secret, hosts_file; "
+            "upload_token, secret, hosts_file, unknown_boot; "
             "image, group and host keys go inside image, clientgroup or host blocks)",
             id="image-key-at-top-level",
         ),

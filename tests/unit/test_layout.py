@@ -25,7 +25,7 @@ ALLOWED = {
     "disk": {"image", "syscalls"},
     "chain": {"image", "disk"},
     "client": {"chain", "disk", "image", "config", "syscalls"} | SHARED,
-    "master": {"config", "image", "chain"} | SHARED,
+    "master": {"config", "image", "chain", "netboot"} | SHARED,
     "netboot": {"signing"},
     "plan": set(),
     "units": set(),

@@ -145,6 +145,9 @@ class Settings:
     secret: str = ""
     # A CSV file (relative to the config's directory) of host names, vars and MACs.
     hosts_file: str = ""
+    # What a network-booting machine no group lists boots (GET /boot.ipxe): its own
+    # disk ("local"), or thepusher, to show up as unassigned on the page ("image").
+    unknown_boot: str = "local"
 
 
 @dataclass

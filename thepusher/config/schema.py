@@ -96,6 +96,7 @@ SETTINGS: Tuple[Key, ...] = (
     Key("upload_token", "upload_token", v.token),
     Key("secret", "secret", v.token),
     Key("hosts_file", "hosts_file", v.string),
+    Key("unknown_boot", "unknown_boot", v.word("local", "image")),
 )
 
 BLOCKS: Dict[str, BlockSpec] = {

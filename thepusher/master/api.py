@@ -1,4 +1,4 @@
-"""HTTP routes of the master: the JSON API, the status page, /static/ and uploads.
+"""HTTP routes of the master: the JSON API, the status page, /static/, /boot/ and uploads.
 
 One small handler method per route, like http.server's own do_GET: everything it
 needs comes from the server object (controller, state, static dir, uploads, access).
@@ -7,7 +7,6 @@ Who may call what is access.py's; what the calls do, control.py's and uploads.py
 
 import json
 import logging
-import mimetypes
 import os
 import pkgutil
 import socket
@@ -17,7 +16,7 @@ from typing import Dict, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
-from thepusher.master import access, metrics, upload_body
+from thepusher.master import access, files, metrics, nextboot, upload_body
 from thepusher.master.errors import ApiError
 
 log = logging.getLogger("thepusher.http")
@@ -47,9 +46,13 @@ ROUTES = {
     "/api/register": ("POST", "post_register"),
     "/api/ready": ("POST", "post_ready"),
     "/api/report": ("POST", "post_report"),
+    "/api/next-boot": ("POST", "post_next_boot"),
+    "/boot.ipxe": ("GET", "get_boot_script"),
 }
+HEAD_ROUTES = ("get_static", "get_boot")  # files: UEFI HTTP boot asks their size first
 PREFIX_ROUTES = {
     "/static/": ("GET", "get_static"),
+    "/boot/": ("GET", "get_boot"),
     "/api/groups/": ("POST", "post_group"),
     "/api/hosts/": ("POST", "post_host"),
     UPLOADS: ("PUT", "put_image"),
@@ -68,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     # A wrong method on a known path is 405 naming the right one, not http.server's 501.
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
 
     def handle_expect_100(self) -> bool:
         """An upload is told to send its body (100 Continue) only once its name and the
@@ -217,19 +220,31 @@ class Handler(BaseHTTPRequestHandler):
         self._json(201, answer)
 
     def get_static(self, rel: str) -> None:
-        root = self.server.static_dir
-        if root is None:
-            raise ApiError(404, "no static directory configured (master -s DIR)")
-        base = os.path.realpath(root)
-        if "\0" in unquote(rel):  # os.path would raise ValueError
-            raise ApiError(404, f"no such static file: /static/{rel}")
-        path = os.path.realpath(os.path.join(base, unquote(rel)))
-        if not path.startswith(base + os.sep) or not os.path.isfile(path):
-            raise ApiError(404, f"no such static file: /static/{rel}")
-        with open(path, "rb") as f:
-            data = f.read()
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        self._send(200, data, ctype)
+        files.send(self, files.resolve(self.server.static_dir, rel, "/static/", "-s"))
+
+    def get_boot(self, rel: str) -> None:
+        files.send(self, files.resolve(self.server.boot_dir, rel, "/boot/", "--boot"))
+
+    def get_boot_script(self) -> None:
+        """`GET /boot.ipxe[?mac=M&platform=P]`: what a network-booting machine boots
+        (nextboot.py). Without a MAC, a script that asks again with it."""
+        query = parse_qs(urlsplit(self.path).query)
+        master = self.headers.get("Host") or "%s:%d" % self.connection.getsockname()[:2]
+        if "mac" not in query:
+            text = nextboot.chain_script(master)
+        else:
+            text = self.server.boot_desk.script(query["mac"][0], query.get("platform", [""])[0],
+                                                self._host(), master)
+        self._send(200, text.encode(), "text/plain; charset=utf-8")
+
+    def post_next_boot(self) -> None:
+        """`POST /api/next-boot` with `{"targets": [GROUP or HOST, ...], "boot": "image" |
+        "put" | "clear", "device": DEV}`: what those hosts boot next from the network."""
+        body = self._body()
+        self.server.access.admin(self._request())
+        targets = body.get("targets")
+        self._json(200, nextboot.mark(self.server.state, targets if isinstance(targets, list) else [],
+                                      str(body.get("boot", "")), str(body.get("device", ""))))
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -245,7 +260,8 @@ class Handler(BaseHTTPRequestHandler):
             method, name, rest = _route(path)
             if name is None:
                 raise ApiError(404, f"no such endpoint: {self.command} {path}")
-            if method != self.command:
+            head = self.command == "HEAD" and name in HEAD_ROUTES
+            if method != self.command and not head:
                 raise ApiError(405, f"{self.command} is not allowed on {path}: use {method}",
                                {"Allow": method})
             if rest is None:
@@ -334,7 +350,8 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def send_error(self, code: int, message: Optional[str] = None,
                    explain: Optional[str] = None) -> None:

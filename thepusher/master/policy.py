@@ -9,7 +9,9 @@ Pure functions of the config and the clients' states, so the rules read in one p
   not unready (its preImage failed, or the image does not fit its disk: it is ERROR
   until its client registers again).
   Once a host whose last round ended DONE is ready again, a new deployment has begun
-  and every host of the group is expected again (the room's next re-imaging).
+  and every host of the group is expected again (the room's next re-imaging), unless
+  the admin marked hosts of the group "re-image at next boot" (nextboot.py): then the
+  marked hosts are expected, and the DONE hosts that were not marked are not.
 - `start = "all"`: a round starts once every expected host is ready; with `wait`, also
   once `wait` has passed since the first of them became ready, if at least
   `min_clients` are ready by then.
@@ -67,6 +69,10 @@ def waiting_for(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:
 
 
 def _awaited(group: ClientGroup, clients: Dict[str, Client]) -> List[str]:
+    marked = [h for h in group.hosts if clients[h].next_boot == "image"]
+    if marked:
+        still = expected(group, clients)
+        return [h for h in group.hosts if h in marked or h in still]
     if any(clients[h].outcome == "DONE" and clients[h].state == "WAIT" for h in group.hosts):
         # A host that already has the image came back for a new one: that is a new
         # deployment of the whole group, not a follow-up round for the stragglers.

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from thepusher.config.load import load as load_config
-from thepusher.master import access, history, hosts, keys, uploads
+from thepusher.master import access, history, hosts, keys, marks, nextboot, uploads
 from thepusher.master.hosts import HostBook
 from thepusher.master.api import UPLOADS, Handler
 from thepusher.master.control import Controller
@@ -115,7 +115,8 @@ class MasterServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # a room's clients report every second; none must be refused
 
-    def __init__(self, address, controller: Controller, static_dir: Optional[str]) -> None:
+    def __init__(self, address, controller: Controller, static_dir: Optional[str],
+                 boot_dir: Optional[str] = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         # A request's line and headers, and then its body, must each come within this
@@ -126,11 +127,13 @@ class MasterServer(ThreadingHTTPServer):
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
+        self.boot_dir = boot_dir  # create-nbi's output: /boot/ and GET /boot.ipxe
+        self.boot_desk = nextboot.BootDesk(self.state, controller.book.macs, boot_dir)
         self.access = access.Access(self.state.config)  # who may steer it and upload
         self.view = StatusView(self.state, self.catalog)
         self.uploads = uploads.Uploads(
             self.state.config, self.catalog,
-            (CONFIG_NAME, history.FILENAME, hosts.FILENAME, keys.FILENAME),
+            (CONFIG_NAME, history.FILENAME, hosts.FILENAME, keys.FILENAME, marks.FILENAME),
             self.state.config.settings.io_timeout,
         )
 
@@ -140,11 +143,15 @@ def build(
     static_dir: Optional[str] = None,
     listen: str = f":{DEFAULT_PORT}",
     config_path: Optional[str] = None,
+    boot_dir: Optional[str] = None,
 ) -> MasterServer:
     """Everything a running master needs; raises ConfigError/ValueError/OSError on bad input."""
     _check_dir("image directory", image_dir)
     if static_dir is not None:
         _check_dir("static directory", static_dir)
+    if boot_dir is not None:
+        _check_dir("boot directory", boot_dir)
+        nextboot.check_boot_dir(boot_dir)
     path = config_path or os.path.join(image_dir, CONFIG_NAME)
     cfg = load_config(path, image_dir)
     for problem in cfg.file_problems():
@@ -154,10 +161,11 @@ def build(
     book.apply(cfg)
     catalog = Catalog(cfg)
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
-    controller = Controller(State(cfg, rounds, keys.load_or_create(cfg.image_dir)), catalog, book)
+    state = State(cfg, rounds, keys.load_or_create(cfg.image_dir), marks.Marks.load(cfg.image_dir))
+    controller = Controller(state, catalog, book)
     address = parse_listen(listen)
     try:
-        srv = MasterServer(address, controller, static_dir)
+        srv = MasterServer(address, controller, static_dir, boot_dir)
     except OSError as e:
         shown = f"[{address[0]}]" if ":" in address[0] else address[0] or "*"
         raise ValueError(f"cannot listen on {shown}:{address[1]}: "

@@ -18,6 +18,7 @@ from thepusher.master import keys
 from thepusher.master.history import History
 from thepusher.image.facts import ImageFacts
 from thepusher.master.images import ImageFile
+from thepusher.master.marks import Marks
 
 log = logging.getLogger("thepusher.master")
 
@@ -56,6 +57,8 @@ class Client:
     ready_at: float = 0.0  # monotonic time it last became WAIT: the start policies' clock
     outcome: str = ""  # how its last round ended: "", "DONE" or "ERROR" (kept across restarts)
     failures: int = 0  # rounds in a row it ended in ERROR: counted against `retries`
+    next_boot: str = ""  # the admin's mark for its next network boot (nextboot.py): "image", "put:DEV"
+    last_boot: dict = field(default_factory=dict)  # what the master told it at its last network boot
 
     def eta(self) -> Optional[float]:
         """Seconds until this client has written everything, at its current rate."""
@@ -87,6 +90,8 @@ class Client:
             "cpu_seconds": self.cpu_seconds,
             "max_rss_kb": self.max_rss_kb,
             "seen_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
+            "next_boot": self.next_boot,
+            "last_boot": self.last_boot,
         }
 
 
@@ -156,7 +161,8 @@ class Round:
 
 
 class State:
-    def __init__(self, config: Config, history: History, key: bytes) -> None:
+    def __init__(self, config: Config, history: History, key: bytes,
+                 marks: Optional["Marks"] = None) -> None:
         self.config = config
         self.key = key  # the master's own key: each round's secret is derived from it (keys.py)
         self.lock = threading.Lock()
@@ -167,10 +173,14 @@ class State:
         self.clients: Dict[str, Client] = {}
         self.rounds: Dict[str, Round] = {}  # each group's current (or last) round
         self.history = history
+        self.marks = marks if marks is not None else Marks(None)
         for group in config.groups.values():
             for host in group.hosts:
                 self.clients[host] = Client(host=host, group=group.name)
         self._restore_outcomes()
+        for host, mark in self.marks.marks.items():
+            if host in self.clients:
+                self.clients[host].next_boot = mark
 
     def _restore_outcomes(self) -> None:
         """After a restart, each host's last outcome, so a group does not wait for hosts
@@ -219,6 +229,13 @@ class State:
         c.error = error
         self.changed.notify_all()
 
+    def set_mark(self, c: Client, mark: str) -> None:
+        """The admin's mark for `c`'s next network boot, saved (OSError if it cannot be)."""
+        self.marks.set(c.host, mark)
+        if c.next_boot != mark:
+            c.next_boot = mark
+            self.touch()
+
     def mark_skipped(self, r: Round, host: str, by: str, reason: str) -> None:
         """A hop skipped `host` in round `r`: it cannot end with a verified copy."""
         with self.lock:
@@ -251,6 +268,11 @@ class State:
             c = self.clients[host]
             c.outcome = c.state
             c.failures = 0 if c.state == "DONE" else c.failures + 1
+            if c.state == "DONE" and c.next_boot == "image":
+                try:  # re-imaged as the admin asked: from now on the master decides
+                    self.set_mark(c, "")
+                except OSError as e:
+                    log.error("%s: cannot clear its re-image mark: %s", host, e)
         # New dicts, not updates: status() serialises public() views outside the lock.
         r.outcome = {h: self.clients[h].state for h in r.chain}
         r.errors = {h: self.clients[h].error for h in r.chain if r.outcome[h] != "DONE"}

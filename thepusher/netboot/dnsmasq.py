@@ -122,10 +122,26 @@ def dhcp_conf(master: Optional[str], tftp_root: str, ipxe: bool) -> str:
         "dhcp-match=set:efi64,option:client-arch,9\n"
         + _bios_lines(ipxe, proxy=False)
         + _uefi_lines(ipxe, proxy=False)
+        + _http_boot_lines(master, ipxe)
         + "# iPXE (from either of the above, or a NIC's own iPXE ROM) gets the master's script;\n"
         "# the master decides per machine what it boots.\n"
         f"dhcp-boot=tag:ipxe,{master_url(master)}\n"
     )
+
+
+def _http_boot_lines(master: Optional[str], ipxe: bool) -> str:
+    """UEFI HTTP Boot (client-arch 16, vendor class HTTPClient): the firmware loads iPXE
+    over HTTP from the master's /boot/ (master --boot), no TFTP. Answered even where PXE
+    comes first: a firmware whose PXE boot ended (the master said "boot the local disk")
+    tries HTTP Boot next, and would wait a minute for an answer before its disk."""
+    host, port = _split(master)
+    lines = ("dhcp-match=set:efihttp,option:client-arch,16\n"
+             "dhcp-option-force=tag:efihttp,60,HTTPClient\n"
+             f"dhcp-boot=tag:efihttp,tag:!ipxe,http://{host or PLACEHOLDER_MASTER}:{port}/boot/{UEFI_IPXE}\n")
+    text = "# UEFI HTTP Boot (client-arch 16): iPXE over HTTP from the master (master --boot).\n"
+    if ipxe:
+        return text + lines
+    return text + "".join(f"#   {line}\n" for line in lines.splitlines())
 
 
 def _bios_lines(ipxe: bool, proxy: bool) -> str:
