@@ -97,12 +97,14 @@ class Lab:
         self.ns.bridge(n)
         return self.vms
 
-    def start_master(self, static_dir: Optional[Path] = None) -> None:
+    def start_master(self, static_dir: Optional[Path] = None, boot_dir: Optional[Path] = None) -> None:
         """`thepusher master` from the zipapp, inside the namespace, on the bridge address."""
         args = [sys.executable, str(ROOT / "thepusher.pyz"), "-v", "master",
                 "-S", str(self.images), "-l", MASTER]
         if static_dir is not None:
             args += ["-s", str(static_dir)]
+        if boot_dir is not None:
+            args += ["--boot", str(boot_dir)]
         proc = self.ns.spawn("master", args)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -114,6 +116,10 @@ class Lab:
             except RuntimeError:
                 time.sleep(0.2)
         raise AssertionError(f"master does not answer:\n{self.ns.log('master')}")
+
+    def cli(self, *args: str) -> str:
+        """`thepusher ARGS -p MASTER` inside the namespace, as an admin types it there."""
+        return self.ns.run(sys.executable, str(ROOT / "thepusher.pyz"), *args, "-p", MASTER)
 
     def status(self) -> dict:
         """GET /api/status, asked from inside the namespace."""

@@ -5,9 +5,12 @@ TCG (software emulation) unless /dev/kvm works for real; see docs/e2e.md.
 """
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
+
+OVMF = Path("/usr/share/OVMF")  # Debian's ovmf
 
 
 @dataclass
@@ -52,6 +55,25 @@ class Vm:
         """Boot from the network with the NIC's iPXE ROM, as a lab PC would."""
         return self._common() + [
             "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex=1"]
+
+    def uefi(self) -> List[str]:
+        """A UEFI-only PC set to network boot first, then its disk: OVMF's own PXE (no
+        option ROM: the firmware's network stack, as on a lab PC), IPv6 network boot off
+        as on most PCs (else PXEv6 and HTTPv6 each wait a minute before the disk). Its
+        variable store is kept across its boots, as a PC keeps its NVRAM."""
+        variables = self.disk.with_suffix(".vars.fd")
+        if not variables.exists():
+            shutil.copyfile(OVMF / "OVMF_VARS_4M.fd", variables)
+        return ["qemu-system-x86_64", *accel(), "-machine", "q35", "-smp", "1", "-m", "512",
+                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
+                "-drive", f"if=pflash,format=raw,file={variables}",
+                "-serial", f"file:{self.console}",
+                "-drive", f"file={self.disk},format=raw,if=none,id=d0",
+                "-device", "virtio-blk-pci,drive=d0,bootindex=2",
+                "-netdev", f"tap,id=n0,ifname=tap{self.n},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile=,bootindex=1"]
 
     def tail(self, lines: int = 40) -> str:
         try:

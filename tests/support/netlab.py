@@ -141,17 +141,19 @@ class Netns:
         return names
 
     def dnsmasq(self, hosts: List[str], tftp_root: Optional[Path] = None,
-                boot_file: str = "") -> subprocess.Popen:
-        """DHCP on br0 with fixed addresses (`MAC,IP` each), optionally PXE over TFTP.
+                boot_file: str = "", conf: Optional[Path] = None) -> subprocess.Popen:
+        """DHCP on br0 with fixed addresses (`MAC,IP` each), optionally PXE over TFTP, or
+        with `conf` (a config create-nbi wrote: its range, TFTP and boot files).
 
         The IPv6 router advertisements are for iPXE, which otherwise waits 16 s for
         IPv6 autoconfiguration before it fetches its boot file.
         """
-        args = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+        args = ["dnsmasq", "--no-daemon", f"--conf-file={conf or '/dev/null'}", "--port=0",
                 f"--interface={BRIDGE}", "--bind-interfaces", "--log-facility=-",
                 f"--dhcp-leasefile={self.logdir / 'dnsmasq.leases'}",
-                "--dhcp-range=10.0.4.100,10.0.4.200,1h",
                 "--enable-ra", f"--dhcp-range=::,constructor:{BRIDGE},ra-only"]
+        if conf is None:
+            args.append("--dhcp-range=10.0.4.100,10.0.4.200,1h")
         args += [f"--dhcp-host={h}" for h in hosts]
         if tftp_root is not None:
             args += ["--enable-tftp", f"--tftp-root={tftp_root}", f"--dhcp-boot={boot_file}"]
