@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -272,4 +273,32 @@ def test_page_shows_each_hosts_disks_and_marks_the_one_it_writes(lab, page):
     tooltip = page.evaluate(f"document.querySelector(\"{line} .target\").title")
     assert tooltip.startswith("/dev/nvme0n1 · Samsung SSD 970 · serial S4EW")
     page.screenshot(ARTIFACTS / "status-page-disks.png", 1280, 600)
+    assert page.errors == []
+
+
+def test_page_marks_a_group_for_re_imaging_and_shows_each_hosts_last_network_boot(lab, page, tmp_path):
+    nbi = tmp_path / "nbi"
+    nbi.mkdir()
+    for name in ("vmlinuz64", "corepure64.gz", "thepusher.gz", "cmdline.txt"):
+        (nbi / name).write_text("x\n")
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, HOSTS[:2], group=MANUAL + f'  macs = {{ "{HOSTS[0]}" = "52:54:00:00:00:11" }}\n')
+    lab.start_master("--boot", str(nbi))
+    conn_boot = f"http://127.0.0.1:{lab.port}/boot.ipxe?mac=52-54-00-00-00-11&platform=efi"
+    with urllib.request.urlopen(conn_boot, timeout=5) as r:
+        assert b"exit 1" in r.read()  # a manual group, no mark: its disk
+    open_page(lab, page)
+    boot = f"#groups tr[data-host='{HOSTS[0]}'] .boot"
+    page.wait_for(f"!!document.querySelector(\"{boot}\")", 10, "the host's last network boot")
+    assert "its disk (nothing pending: group room starts by hand" in \
+        page.evaluate(f"document.querySelector(\"{boot}\").textContent")
+    page.evaluate(click("room", "reimage"))
+    page.wait_for("document.querySelectorAll(\"#groups [data-next-boot='image']\").length === 2", 10,
+                  "both hosts marked to re-image at next boot")
+    assert lab.clients()[HOSTS[1]]["next_boot"] == "image"
+    with urllib.request.urlopen(conn_boot, timeout=5) as r:
+        assert b"kernel /boot/vmlinuz64" in r.read()
+    page.evaluate(f"document.querySelector(\"{boot} button[data-action='mark']\").click()")
+    page.wait_for(f"document.querySelector(\"{boot}\").dataset.nextBoot === ''", 10, "the mark cleared")
+    assert lab.clients()[HOSTS[0]]["next_boot"] == ""
     assert page.errors == []

@@ -244,7 +244,8 @@ class Handler(BaseHTTPRequestHandler):
         self.server.access.admin(self._request())
         targets = body.get("targets")
         self._json(200, nextboot.mark(self.server.state, targets if isinstance(targets, list) else [],
-                                      str(body.get("boot", "")), str(body.get("device", ""))))
+                                      str(body.get("boot", "")), str(body.get("device", "")),
+                                      self.server.boot_dir is not None))
 
     # -- plumbing -----------------------------------------------------------------
 

@@ -91,8 +91,9 @@ def find_host(st: State, macs: Dict[str, str], mac: str, address: str) -> Option
     return host if c is not None and (c.group or c.registered) else None
 
 
-def mark(st: State, targets: List[str], what: str, device: str) -> dict:
-    """`POST /api/next-boot`: mark hosts and groups (by name) for their next boot."""
+def mark(st: State, targets: List[str], what: str, device: str, serving: bool) -> dict:
+    """`POST /api/next-boot`: mark hosts and groups (by name) for their next boot.
+    `serving`: the master has a --boot DIR (else the marks wait for one)."""
     if what not in (IMAGE, PUT, "clear"):
         raise ApiError(400, 'boot must be "image", "put" or "clear"')
     if what == PUT and not DEVICE_RE.match(device or ""):
@@ -120,6 +121,8 @@ def mark(st: State, targets: List[str], what: str, device: str) -> dict:
     told = {IMAGE: "re-image at next boot", PUT: f"upload {device} at next boot",
             "clear": "no mark: the master decides at each boot"}[what]
     message = f"{', '.join(hosts)}: {told}"
+    if not serving and what != "clear":
+        message += " (this master has no --boot DIR yet: restart it with --boot for this to work)"
     log.info("next boot: %s", message)
     return {"hosts": hosts, "next_boot": value, "message": message}
 

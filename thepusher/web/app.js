@@ -205,6 +205,22 @@ function diskKind(d) {
 
 /** The client's disks on one line ("nvme0n1 476.9 GiB nvme SSD · sda 931.5 GiB sata HDD
     boot"), each with model, serial and WWN in its tooltip; the one it writes is marked. */
+/** What the master told the host at its last network boot, and the admin's mark for its
+    next one (GET /boot.ipxe, docs/netboot.md). */
+function bootLine(c) {
+  const last = c.last_boot && c.last_boot.boot ? c.last_boot : null;
+  if (!last && !c.next_boot) return null;
+  const mark = c.next_boot === "image" ? "re-image" : c.next_boot ? `upload ${c.next_boot.slice(4)}` : "";
+  return h("div", {class: "boot muted small", "data-next-boot": c.next_boot || ""},
+    mark ? h("span", {class: "tag"}, `next boot: ${mark}`) : null, mark && last ? " " : null,
+    last ? `last network boot ${fmtClock(last.at)}: ${last.boot === "local" ? "its disk" : last.boot} (${last.why})` : null,
+    " ",
+    h("button", {type: "button", class: "link", "data-action": "mark",
+      onclick: () => act(`mark:${c.host}`, "api/next-boot",
+                         {targets: [c.host], boot: c.next_boot ? "clear" : "image"})},
+      c.next_boot ? "clear mark" : "re-image at next boot"));
+}
+
 function disksLine(c) {
   if (!c.disks || !c.disks.length) return null;
   return h("div", {class: "disks muted small", "data-disks": c.disks.length}, c.disks.map((d, i) => [
@@ -291,7 +307,7 @@ function renderGroups(st) {
 }
 
 function headData(g) {
-  const busy = ["start", "retry", "abort", "wake"].filter(a => page.busy.has(`${a}:${g.name}`));
+  const busy = ["start", "retry", "abort", "wake", "reimage"].filter(a => page.busy.has(`${a}:${g.name}`));
   return {
     name: g.name, image: g.image, rule: startRule(g), round: describeRound(g.round),
     running: running(g), held: !!g.held, busy, waiting: (g.waiting_for || []).join(", "),
@@ -320,7 +336,11 @@ function groupHead(d) {
         title: "Stop the running round; its hosts end in ERROR",
         onclick: go("abort", `Abort the running round of group ${d.name}? Its unfinished hosts end in ERROR.`)}),
       button("Wake", {key: `wake:${d.name}`, action: "wake",
-        title: "Send Wake-on-LAN packets to the group's hosts", onclick: go("wake")})),
+        title: "Send Wake-on-LAN packets to the group's hosts", onclick: go("wake")}),
+      button("Re-image at next boot", {key: `reimage:${d.name}`, action: "reimage",
+        title: "Every host of the group boots thepusher at its next network boot, until it is DONE " +
+               "(needs master --boot); with Wake, the room re-images itself",
+        onclick: () => act(`reimage:${d.name}`, "api/next-boot", {targets: [d.name], boot: "image"})})),
   ];
 }
 
@@ -401,7 +421,7 @@ function clientTable(g) {
     cell("#", {class: "num muted c-pos"}, at < 0 ? "–" : at + 1),
     cell("Host", {class: "lead c-host"}, h("span", {class: "mono"}, c.host),
       slow ? h("span", {class: "tag"}, "bottleneck") : null,
-      c.mac ? h("div", {class: "muted mono small"}, c.mac) : null, disksLine(c)),
+      c.mac ? h("div", {class: "muted mono small"}, c.mac) : null, disksLine(c), bootLine(c)),
     cell("State", {class: "c-state"}, stateBadge(c.state), " ", verification(c)),
     cell("Progress", {class: "progress"}, bar(frac, c.state), " ", h("span", {class: "pct"}, fmtPercent(frac))),
     cell("Written", {class: "num c-written"},
