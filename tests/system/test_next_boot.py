@@ -213,3 +213,25 @@ def test_without_boot_dir_a_pending_host_is_told_why_and_boots_its_disk(lab):
     lab.start_master()
     text = boot(lab, MACS[A])
     assert not imaging(text) and "no --boot DIR" in text
+
+
+def test_a_marked_unassigned_host_boots_thepusher_and_a_put_mark_waits_for_boot_files(lab):
+    write_image(lab.images / "disk.img", 1 * MiB)
+    write_config(lab.images, [A])
+    lab.start_master()
+    assert lab.call("POST", "/api/register", {"data_port": 9, "mac": MACS[C]}, source=C)[0] == 200
+    assert lab.cli("reimage", "--put", "auto", C).returncode == 0
+    text = boot(lab, MACS[C])
+    assert not imaging(text) and "no --boot DIR" in text
+    assert lab.status()["unassigned"][0]["next_boot"] == "put:auto", "the mark was used up"
+    lab.kill_master()
+    lab.start_master("--boot", str(boot_dir(lab.root)))
+    assert "putImage=auto" in boot(lab, MACS[C])
+
+
+def test_a_master_reached_on_port_80_is_named_with_it(lab):
+    setup(lab)
+    conn = http.client.HTTPConnection("127.0.0.1", lab.port, timeout=10)
+    conn.request("GET", f"/boot.ipxe?mac={MACS[A]}", headers={"Host": "10.9.8.7"})
+    text = conn.getresponse().read().decode()
+    assert "thePusher=10.9.8.7:80\n" in text, text

@@ -47,20 +47,32 @@ class Decision:
     device: str = ""  # for "put": the disk to upload
 
 
-def decide(st: State, host: Optional[str], unknown_boot: str) -> Decision:
-    """The boot for `host` now (call with the state lock held). A put mark is used up."""
-    c = st.clients.get(host) if host else None
+def decide(st: State, host: Optional[str], unknown_boot: str, serving: bool = True) -> Decision:
+    """The boot for `host` now (call with the state lock held). A put mark is used up.
+    `serving`: the master has the kernel to send (--boot DIR); else pending work waits,
+    and the machine is told why it boots its disk."""
+    d = _decide(st, host, unknown_boot, serving)
+    if d.boot != "local" and not serving:
+        return Decision(host, "local", f"{d.why}, but the master has no --boot DIR to serve "
+                                       "the kernel from")
+    return d
+
+
+def _decide(st: State, host: Optional[str], unknown_boot: str, serving: bool) -> Decision:
+    # A marked host no group lists is known by its mark alone after a restart.
+    c = st.client(host) if host and (host in st.clients or host in st.marks.marks) else None
     group = st.config.groups.get(c.group) if c is not None and c.group else None
+    if c is not None and c.next_boot.startswith(PUT + ":"):
+        device = c.next_boot[len(PUT) + 1:]
+        if serving:
+            st.set_mark(c, "")
+        return Decision(host, PUT, f"marked: upload {device} at this boot (once)", device)
+    if c is not None and c.next_boot == IMAGE:
+        return Decision(host, IMAGE, "marked: re-image at next boot")
     if c is None or group is None:
         what = "a machine no group lists" if host else "an unknown MAC"
         return Decision(host, IMAGE if unknown_boot == IMAGE else "local",
                         f"{what}: unknown_boot = \"{unknown_boot}\"")
-    if c.next_boot.startswith(PUT + ":"):
-        device = c.next_boot[len(PUT) + 1:]
-        st.set_mark(c, "")
-        return Decision(host, PUT, f"marked: upload {device} at this boot (once)", device)
-    if c.next_boot == IMAGE:
-        return Decision(host, IMAGE, "marked: re-image at next boot")
     r = st.active_round(host)
     if r is not None:
         return Decision(host, IMAGE, f"group {group.name}'s round {r.number} is running with it")
@@ -88,7 +100,8 @@ def find_host(st: State, macs: Dict[str, str], mac: str, address: str) -> Option
             return host
     host = normalize_host(address)
     c = st.clients.get(host)
-    return host if c is not None and (c.group or c.registered) else None
+    known = c is not None and (c.group or c.registered)
+    return host if known or host in st.marks.marks else None
 
 
 def mark(st: State, targets: List[str], what: str, device: str, serving: bool) -> dict:
@@ -109,13 +122,13 @@ def mark(st: State, targets: List[str], what: str, device: str, serving: bool) -
                 hosts += [h for h in group.hosts if h not in hosts]
                 continue
             host = normalize_host(target)
-            if host not in st.clients:
+            if host not in st.clients and host not in st.marks.marks:
                 raise ApiError(404, f"{target} is neither a group nor a host this master knows")
             if host not in hosts:
                 hosts.append(host)
         try:
             for host in hosts:
-                st.set_mark(st.clients[host], value)
+                st.set_mark(st.client(host), value)
         except OSError as e:
             raise ApiError(500, f"cannot save the marks: {e.strerror or e}") from None
     told = {IMAGE: "re-image at next boot", PUT: f"upload {device} at next boot",
@@ -146,10 +159,7 @@ class BootDesk:
         st = self.state
         with st.lock:
             host = find_host(st, self.macs, mac, address)
-            d = decide(st, host, st.config.settings.unknown_boot)
-            if d.boot != "local" and self.boot_dir is None:
-                d = Decision(host, "local", f"{d.why}, but the master has no --boot DIR to "
-                                            "serve the kernel from")
+            d = decide(st, host, st.config.settings.unknown_boot, self.boot_dir is not None)
             c = st.clients.get(host) if host else None
             if c is not None:
                 c.last_boot = {"at": time.time(), "boot": d.boot, "why": d.why,
@@ -191,6 +201,10 @@ def _comment(text: str) -> str:
 
 
 def image_script(d: Decision, cmdline: str, master: str) -> str:
+    """`master`: the Host iPXE sent, so the address it reached the master at; without a
+    port that is HTTP's 80, which thePusher= must then say (its default is 8080)."""
+    if not re.search(r":[0-9]+$", master):
+        master += ":80"
     words = f"{cmdline} thePusher={master}"
     if d.boot == PUT:
         words += f" putImage={d.device}"

@@ -214,7 +214,8 @@ class State:
         c = self.clients.get(host)
         if c is None:
             group = self.config.group_of(host)
-            c = self.clients[host] = Client(host=host, group=group.name if group else None)
+            c = self.clients[host] = Client(host=host, group=group.name if group else None,
+                                            next_boot=self.marks.marks.get(host, ""))
             self.touch()
         return c
 
