@@ -45,6 +45,7 @@ class Decision:
     boot: str  # "image", "put" or "local"
     why: str
     device: str = ""  # for "put": the disk to upload
+    blocked: bool = False  # it was due for thepusher, but the master has no kernel to send
 
 
 def decide(st: State, host: Optional[str], unknown_boot: str, serving: bool = True) -> Decision:
@@ -54,7 +55,7 @@ def decide(st: State, host: Optional[str], unknown_boot: str, serving: bool = Tr
     d = _decide(st, host, unknown_boot, serving)
     if d.boot != "local" and not serving:
         return Decision(host, "local", f"{d.why}, but the master has no --boot DIR to serve "
-                                       "the kernel from")
+                                       "the kernel from", blocked=True)
     return d
 
 
@@ -150,8 +151,7 @@ class BootDesk:
         self.boot_dir = boot_dir
 
     def script(self, mac_text: str, platform: str, address: str, master: str) -> str:
-        if not MASTER_RE.match(master):
-            raise ApiError(400, f"Host header {master[:100]!r} is not an address to boot from")
+        _check_master(master)
         mac = normalize_mac(mac_text)
         if mac is None:
             raise ApiError(400, f"mac {mac_text[:40]!r} is not a MAC address")
@@ -165,8 +165,7 @@ class BootDesk:
                 c.last_boot = {"at": time.time(), "boot": d.boot, "why": d.why,
                                "platform": platform}
                 st.touch()
-        level = logging.WARNING if "no --boot DIR" in d.why else logging.INFO
-        log.log(level, "boot %s (mac %s, %s, from %s): %s: %s", host or "?", mac, platform,
+        log.log(logging.WARNING if d.blocked else logging.INFO, "boot %s (mac %s, %s, from %s): %s: %s", host or "?", mac, platform,
                 address, d.boot, d.why)
         if d.boot == "local":
             return local_script(d, platform)
@@ -189,15 +188,20 @@ def check_boot_dir(path: str) -> None:
 def chain_script(master: str) -> str:
     """The answer without a MAC: ask again, saying which machine and firmware this is.
     `hexhyp` spells the MAC with hyphens: iPXE takes a colon in a URL for a scheme."""
-    if not MASTER_RE.match(master):
-        raise ApiError(400, f"Host header {master[:100]!r} is not an address to boot from")
+    _check_master(master)
     return ("#!ipxe\n"
             f"chain http://{master}/boot.ipxe?mac=${{netX/mac:hexhyp}}&platform=${{platform}} "
             "|| exit 1\n")
 
 
+def _check_master(master: str) -> None:
+    if not MASTER_RE.match(master):
+        raise ApiError(400, f"Host header {master[:100]!r} is not an address to boot from")
+
+
 def _comment(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
+    """Text for an `echo` line: one line, and no `$`, which iPXE would expand."""
+    return "".join(c if c.isprintable() and c != "$" else "?" for c in text)
 
 
 def image_script(d: Decision, cmdline: str, master: str) -> str:
