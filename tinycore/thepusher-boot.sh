@@ -81,6 +81,7 @@ if ! py=$(find_python); then
     banner "thepusher: NO PYTHON 3 - is python3.9.tcz in /tmp/builtin/onboot.lst?"
     exit 1
 fi
+say "python: $(command -v "$py") ($("$py" --version 2>&1))"
 
 if [ -n "$secret" ]; then
     say "master $master (only tasks it signed with the secret are run); waiting for the network"

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -25,7 +25,10 @@ from tests.e2e.qemu_vm import Vm
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BUILD = ROOT / "build" / "e2e"
-TOOLS = ["qemu-system-x86_64", "dnsmasq", "unshare", "nsenter", "ip", "dpkg-deb", "ldd"]
+TOOLS = ["qemu-system-x86_64", "dnsmasq", "unshare", "nsenter", "ip", "dpkg-deb", "ldd",
+         "mksquashfs", "strip"]
+# Console lines whose first appearance the tests time (seconds after the first VM started).
+MILESTONES = {"python": "thepusher: python: ", "registered": " registered as "}
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optional[bool]:
@@ -86,6 +89,8 @@ class Lab:
             d.mkdir()
         self.ns = Netns(self.logs)
         self.vms: List[Vm] = []
+        self.started = 0.0
+        self.seen: Dict[Tuple[str, str], float] = {}  # (vm, milestone) -> s after start
 
     def make_vms(self, n: int, disk_size: int) -> List[Vm]:
         """`n` VMs with empty (sparse) disks of `disk_size` bytes, on a bridge of their own."""
@@ -129,7 +134,31 @@ class Lab:
                                       f"http://{MASTER}/api/status"))
 
     def boot(self, vm: Vm, qemu_args: List[str]) -> subprocess.Popen:
+        self.started = self.started or time.monotonic()
         return self.ns.spawn(vm.name, qemu_args)
+
+    def python_line(self, version: str) -> str:
+        """What the boot script prints when it runs the client on the stand-in's Python."""
+        return f"{MILESTONES['python']}/usr/local/bin/python3.9 (Python {version})"
+
+    def first(self, milestone: str) -> Optional[float]:
+        """When the first VM's console showed `milestone` (MILESTONES), in s after boot."""
+        times = [t for (_vm, m), t in self.seen.items() if m == milestone]
+        return min(times) if times else None
+
+    def _watch_consoles(self) -> None:
+        now = time.monotonic() - self.started
+        for vm in self.vms:
+            todo = [m for m in MILESTONES if (vm.name, m) not in self.seen]
+            if not todo:
+                continue
+            try:
+                text = vm.console.read_text(errors="replace")
+            except OSError:
+                continue
+            for m in todo:
+                if MILESTONES[m] in text:
+                    self.seen[(vm.name, m)] = now
 
     def wait_for_poweroff(self, qemus: List[subprocess.Popen], timeout: float) -> None:
         """Until every VM is off; fails at once when the master reports a client ERROR
@@ -150,6 +179,7 @@ class Lab:
                           if c["state"] == "ERROR"}
                 if failed:
                     raise AssertionError(self.report(f"client ERROR: {failed}"))
+            self._watch_consoles()
             time.sleep(0.1)
 
     def report(self, what: str) -> str:

@@ -1,12 +1,14 @@
 """A netboot image built from Debian packages, for the end-to-end test.
 
 TinyCore cannot be downloaded here (docs/e2e.md), so the e2e test plays TinyCore's part
-with Debian's: its kernel stands in for `vmlinuz64`, and a base archive with busybox,
-Debian's python3.11, the virtio modules, an /init that boots like TinyCore's (ending in
-/opt/bootlocal.sh) and a udhcpc hook stands in for `corepure64.gz`. Everything of ours
-on top comes from `thepusher create-nbi`, run on this stand-in exactly as on TinyCore's
-files: the same overlay, boot script and boot configs. The base is slow to build
-(stdlib bytecode, gzip) and cached under a key of its inputs.
+with Debian's: its kernel stands in for `vmlinuz64`; a base archive with busybox,
+glibc, the virtio, loop and squashfs modules, an /init that boots like TinyCore's
+(loading the extensions in /tmp/builtin, then running /opt/bootlocal.sh) and a udhcpc
+hook stands in for `corepure64.gz`; and a real extension (squashfs) with pyenv's Python
+3.9 laid out as TinyCore's stands in for `python3.9.tcz` (python_tcz.py). Everything
+of ours on top comes from `thepusher create-nbi`, run on this stand-in exactly as on
+TinyCore's files: the same overlay, boot script and boot configs. The stand-in is slow
+to build (stdlib bytecode, squashfs, gzip) and cached under a key of its inputs.
 
     python3 tests/e2e/debian_nbi.py KERNEL_DEB OUT_DIR     # what the e2e fixture does
 """
@@ -17,7 +19,6 @@ import json
 import lzma
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,34 +30,27 @@ from typing import BinaryIO, Dict, Iterator, List, Set
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from thepusher.netboot import cpio  # noqa: E402
+from tests.e2e import python_tcz  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PYTHON = "/usr/bin/python3.11"  # Debian's, never a pyenv shim: the guest needs its stdlib
-STDLIB = Path("/usr/lib/python3.11")
 BUSYBOX = "/bin/busybox"  # from busybox-static: no libraries needed
-BUILDER_FILES = ("debian_nbi.py", "init.sh", "udhcpc.script")
-MODULES = ["virtio_pci", "virtio_net", "virtio_blk"]  # what init.sh modprobes
-DEBIAN_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
-                   "busybox-static"]
-# Not needed to image a disk, and together more than half of the stdlib's size.
-STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
-               "pydoc_data", "distutils", "site-packages", "dist-packages", "__pycache__",
-               "venv", "unittest", "sqlite3", "curses", "dbm"}
-DYNLOAD_SKIP = re.compile(r"^(_test|_xxtest|xxlimited|_ctypes_test|_curses|readline|_dbm|"
-                          r"_sqlite3|nis|ossaudiodev|_ssl|_crypt|audioop|_tkinter)")
+LDCONFIG = "/sbin/ldconfig"  # glibc's, static; TinyCore's base has it too
+BUILDER_FILES = ("debian_nbi.py", "python_tcz.py", "init.sh", "udhcpc.script")
+# What init.sh modprobes: the VM's devices, and what loading a .tcz needs.
+MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "loop", "squashfs"]
+DEBIAN_PACKAGES = ["busybox-static", "squashfs-tools", *python_tcz.DEBIAN_LIBS]
+# The boot script must run under BusyBox's ash, as on TinyCore, which has neither.
+NOT_IN_IMAGE = {"bash", "dash"}
 # Debian is usr-merged: /bin, /lib, ... are links into /usr. The image is laid out the
 # same way, and host paths are mapped onto it so that no entry goes through a link.
 MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
-
-
-PYTHON_TCZ_STAND_IN = (b"Stand-in for TinyCore's python3.9.tcz, which create-nbi requires. The Debian\n"
-                       b"image has python3.11 in its base initrd and never loads /tmp/builtin.\n")
 
 
 @dataclass
 class StandIn:
     tinycore: Path  # a cache as create-nbi wants it: vmlinuz64, corepure64.gz, python3.9.tcz
     vmlinux: Path  # the ELF inside vmlinuz64: QEMU boots it directly (PVH), 2 s faster
+    python_version: str  # of the clients' Python, "3.9.18"
 
 
 def build(kernel_deb: Path, out: Path) -> StandIn:
@@ -67,13 +61,15 @@ def build(kernel_deb: Path, out: Path) -> StandIn:
     """
     cache = out / "tinycore"
     cache.mkdir(parents=True, exist_ok=True)
-    key = base_key(kernel_deb)
-    if _read(out / "base.key") != key or not (cache / "corepure64.gz").exists():
+    py = python_tcz.find_python39()
+    key = base_key(kernel_deb, py)
+    built = all((cache / f).exists() for f in ("corepure64.gz", python_tcz.NAME,
+                                               python_tcz.NAME + ".md5.txt"))
+    if _read(out / "base.key") != key or not built:
         with tempfile.TemporaryDirectory(prefix="e2e-nbi-", dir=out) as tmp:
-            build_base(kernel_deb, Path(tmp), out)
+            build_base(kernel_deb, py, Path(tmp), out)
         (out / "base.key").write_text(key)
-    (cache / "python3.9.tcz").write_bytes(PYTHON_TCZ_STAND_IN)
-    return StandIn(cache, out / "vmlinux")
+    return StandIn(cache, out / "vmlinux", py.version)
 
 
 @contextmanager
@@ -91,18 +87,19 @@ def replacing(dest: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def base_key(kernel_deb: Path) -> str:
-    """Changes when anything that goes into the base archive may have changed."""
-    versions = subprocess.run(["dpkg-query", "-W", *DEBIAN_PACKAGES], capture_output=True,
-                              text=True, check=True).stdout
+def base_key(kernel_deb: Path, py: "python_tcz.Python39") -> str:
+    """Changes when anything that goes into the base archive or the extension may have
+    changed: the kernel, the Debian packages, the Python 3.9 build, the builder."""
+    query = subprocess.run(["dpkg-query", "-W", *DEBIAN_PACKAGES], capture_output=True,
+                           text=True)
     facts = {"deb": kernel_deb.name, "deb_size": kernel_deb.stat().st_size,
-             "packages": versions,
+             "packages": query.stdout + query.stderr, "python": py.key(),
              "builder": [_sha256((HERE / f).read_bytes()) for f in BUILDER_FILES]}
     return _sha256(json.dumps(facts, sort_keys=True).encode())
 
 
-def build_base(kernel_deb: Path, tmp: Path, out: Path) -> None:
-    """Unpack the kernel package, stage the stdlib, and write base.gz, vmlinuz, vmlinux."""
+def build_base(kernel_deb: Path, py: "python_tcz.Python39", tmp: Path, out: Path) -> None:
+    """Unpack the kernel package; write python3.9.tcz, corepure64.gz, vmlinuz64, vmlinux."""
     subprocess.run(["dpkg-deb", "-x", str(kernel_deb), str(tmp / "deb")], check=True)
     vmlinuz = next((tmp / "deb" / "boot").glob("vmlinuz-*"))
     kver = vmlinuz.name[len("vmlinuz-"):]
@@ -110,13 +107,7 @@ def build_base(kernel_deb: Path, tmp: Path, out: Path) -> None:
         f.write(vmlinuz.read_bytes())
     with replacing(out / "vmlinux") as f:
         f.write(extract_vmlinux(vmlinuz.read_bytes()))
-
-    stdlib = tmp / "stdlib"
-    shutil.copytree(STDLIB, stdlib, symlinks=True, ignore=_stdlib_ignore)
-    # Hash-based .pyc that is never checked: the archive's mtimes are all 0, so
-    # timestamp-based bytecode would be stale and recompiled at every boot.
-    subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "--invalidation-mode",
-                    "unchecked-hash", str(stdlib)], check=True)
+    glibc = python_tcz.build(py, tmp, out / "tinycore" / python_tcz.NAME)
 
     with replacing(out / "tinycore" / "corepure64.gz") as raw, \
             gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
@@ -125,26 +116,19 @@ def build_base(kernel_deb: Path, tmp: Path, out: Path) -> None:
             w.symlink(link, target)
         w.device("dev/console", 0o600, 5, 1)
         w.device("dev/null", 0o666, 1, 3)
-        for d in ("proc", "sys", "tmp", "run", "etc", "opt", "root", "var/run"):
+        for d in ("proc", "sys", "tmp", "run", "etc", "opt", "root", "var/run", "usr/local"):
             w.directory(d)
         w.file_from("init", str(HERE / "init.sh"), 0o755)
         w.file_from("etc/udhcpc.script", str(HERE / "udhcpc.script"), 0o755)
         w.file_from("usr/bin/busybox", BUSYBOX, 0o755)
         for applet in busybox_applets():
             w.symlink(applet, "/usr/bin/busybox")
-        w.file_from("usr/bin/python3.11", PYTHON, 0o755)
-        w.symlink("usr/bin/python3", "python3.11")
-        dynload = [p for p in (stdlib / "lib-dynload").iterdir() if p.suffix == ".so"]
-        for lib in shared_libraries([PYTHON, *map(str, dynload)]):
+        # glibc as in TinyCore's base: what the extension's binaries need of it, and
+        # ldconfig, which makes /usr/local/lib (listed in ld.so.conf) known to the loader.
+        for lib in glibc:
             w.file_from(host_path(lib), lib, 0o755)
-        for path in sorted(stdlib.rglob("*")):
-            rel = "usr/lib/python3.11/" + str(path.relative_to(stdlib))
-            if path.is_symlink():
-                w.symlink(rel, os.readlink(path))
-            elif path.is_dir():
-                w.directory(rel)
-            else:
-                w.file_from(rel, str(path), 0o644)
+        w.file_from(host_path(LDCONFIG), LDCONFIG, 0o755)
+        w.file("etc/ld.so.conf", b"/usr/local/lib\n")
         moddir = tmp / "deb" / "lib" / "modules" / kver
         modules = module_closure(moddir, MODULES)
         for rel in modules.values():
@@ -211,26 +195,10 @@ def busybox_applets() -> Iterator[str]:
     listing = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
                              check=True).stdout
     for line in listing.split():
+        if os.path.basename(line) in NOT_IN_IMAGE:
+            raise RuntimeError(f"busybox provides {line}: the boot script must run under ash")
         if line != "bin/busybox":
             yield host_path(line)
-
-
-def shared_libraries(binaries: List[str]) -> List[str]:
-    """The host libraries `ldd` resolves for these binaries, the loader included."""
-    found: Set[str] = set()
-    for binary in binaries:
-        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-        for m in re.finditer(r"(/\S+) \(0x", out):
-            found.add(m.group(1))
-    return sorted(found)
-
-
-def _stdlib_ignore(directory: str, names: List[str]) -> Set[str]:
-    top = os.path.realpath(directory) == os.path.realpath(STDLIB)
-    skip = {n for n in names if n in STDLIB_SKIP or (top and n.startswith("config-3"))}
-    if os.path.basename(directory) == "lib-dynload":
-        skip |= {n for n in names if DYNLOAD_SKIP.match(n)}
-    return skip
 
 
 def module_closure(moddir: Path, wanted: List[str]) -> Dict[str, str]:

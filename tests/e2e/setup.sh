@@ -1,11 +1,12 @@
 #!/bin/sh
-# `make e2e`, step 1 (Debian 12, as root): install QEMU, OVMF, iPXE, busybox and dnsmasq, and
+# `make e2e`, step 1 (Debian 12, as root): install QEMU, OVMF, iPXE, busybox, squashfs-tools
+# (mksquashfs), binutils (strip) and dnsmasq, and
 # download the kernel package the netboot image is built from into DEBS_DIR. Runs
 # `apt-get update` only when something is missing or the package lists are too old.
 set -eu
 DEBS_DIR=${1:?usage: setup.sh DEBS_DIR}
 PACKAGES="qemu-system-x86 ipxe-qemu ipxe ovmf grub-efi-amd64-bin mtools busybox-static
-          dnsmasq-base python3.11-minimal libpython3.11-stdlib util-linux iproute2"
+          squashfs-tools binutils dnsmasq-base util-linux iproute2"
 
 updated=
 update() {

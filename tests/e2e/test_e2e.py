@@ -47,7 +47,8 @@ def test_three_vms_get_the_image_through_the_chain(lab, stand_in):
              for vm in vms]
     lab.wait_for_poweroff(qemus, TIMEOUT)
     print(f"\n3 VMs booted, imaged {IMAGE_SIZE // MiB} MiB and powered off in "
-          f"{time.monotonic() - start:.1f} s")
+          f"{time.monotonic() - start:.1f} s (boot script's Python after {lab.first('python')} s, "
+          f"first registration after {lab.first('registered')} s)")
 
     want = sha256_file(image)
     clients = {c["host"]: c for g in lab.status()["groups"] for c in g["clients"]}
@@ -57,8 +58,12 @@ def test_three_vms_get_the_image_through_the_chain(lab, stand_in):
             lab.report(f"{vm.name}: {state}")
         assert sha256_file(vm.disk) == want, lab.report(f"{vm.name}: disk differs")
         # Powered off by the image's postImage, with #MASTER# filled in.
-        assert f"e2e-postImage master={HOST_IP}" in vm.console.read_text(errors="replace"), \
+        console = vm.console.read_text(errors="replace")
+        assert f"e2e-postImage master={HOST_IP}" in console, \
             lab.report(f"{vm.name} did not run postImage")
+        # The client ran on python3.9.tcz's interpreter, as on TinyCore.
+        assert lab.python_line(stand_in.python_version) in console, \
+            lab.report(f"{vm.name}: not {lab.python_line(stand_in.python_version)!r}")
     assert lab.status()["history"][-1]["chain"] == [vm.ip for vm in vms], lab.report("chain")
 
 
@@ -81,7 +86,7 @@ def test_pxe_booted_vm_uploads_its_disk_with_put_image(lab, stand_in):
     qemu = lab.boot(vm, vm.pxe())
     lab.wait_for_poweroff([qemu], TIMEOUT)
     print(f"\n1 VM PXE-booted and uploaded {IMAGE_SIZE // MiB} MiB in "
-          f"{time.monotonic() - start:.1f} s")
+          f"{time.monotonic() - start:.1f} s (boot script's Python after {lab.first('python')} s)")
 
     want = sha256_file(vm.disk)
     stored = lab.images / "vda"
@@ -89,3 +94,5 @@ def test_pxe_booted_vm_uploads_its_disk_with_put_image(lab, stand_in):
     assert sha256_file(stored) == want, lab.report("the stored image differs from the disk")
     sidecar = json.loads((lab.images / "vda.digest.json").read_text())
     assert sidecar["sha256"] == want, lab.report(f"sidecar: {sidecar}")
+    assert lab.python_line(stand_in.python_version) in vm.console.read_text(errors="replace"), \
+        lab.report(f"not {lab.python_line(stand_in.python_version)!r}")

@@ -78,6 +78,12 @@ def test_baked_in_master_is_used_when_the_command_line_names_none(tmp_path):
     assert "RAN: client -p 10.9.9.9" in done.stdout
 
 
+def test_it_names_the_python_it_runs_the_client_with(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1")
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert f"thepusher: python: {tmp_path / 'bin' / 'python3'} (Python {version})" in done.stdout
+
+
 def test_command_line_master_wins_over_the_baked_one_and_the_last_word_wins(tmp_path):
     done = boot(tmp_path, "thePusher=10.0.0.1 base thePusher=10.0.0.2:8090", baked="10.9.9.9")
     assert "RAN: client -p 10.0.0.2:8090" in done.stdout
