@@ -72,12 +72,6 @@ def create_nbi(stand_in: debian_nbi.StandIn, out: Path, *args: str) -> Path:
     return out
 
 
-def pxelinux_append(nbi: Path) -> str:
-    """The kernel command line PXELINUX would pass: the default label's APPEND line."""
-    cfg = (nbi / "pxelinux.cfg" / "default").read_text()
-    return cfg.split("LABEL thepusher\n", 1)[1].split("APPEND ", 1)[1].split("\n", 1)[0]
-
-
 class Lab:
     """A master, dnsmasq and VMs in one private network; logs kept for the failure report."""
 

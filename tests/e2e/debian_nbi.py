@@ -16,7 +16,6 @@ to build (stdlib bytecode, squashfs, gzip) and cached under a key of its inputs.
 import gzip
 import hashlib
 import json
-import lzma
 import os
 import re
 import subprocess
@@ -49,7 +48,6 @@ MERGED = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/
 @dataclass
 class StandIn:
     tinycore: Path  # a cache as create-nbi wants it: vmlinuz64, corepure64.gz, python3.9.tcz
-    vmlinux: Path  # the ELF inside vmlinuz64: QEMU boots it directly (PVH), 2 s faster
     python_version: str  # of the clients' Python, "3.9.18"
 
 
@@ -69,7 +67,7 @@ def build(kernel_deb: Path, out: Path) -> StandIn:
         with tempfile.TemporaryDirectory(prefix="e2e-nbi-", dir=out) as tmp:
             build_base(kernel_deb, py, Path(tmp), out)
         (out / "base.key").write_text(key)
-    return StandIn(cache, out / "vmlinux", py.version)
+    return StandIn(cache, py.version)
 
 
 @contextmanager
@@ -99,14 +97,12 @@ def base_key(kernel_deb: Path, py: "python_tcz.Python39") -> str:
 
 
 def build_base(kernel_deb: Path, py: "python_tcz.Python39", tmp: Path, out: Path) -> None:
-    """Unpack the kernel package; write python3.9.tcz, corepure64.gz, vmlinuz64, vmlinux."""
+    """Unpack the kernel package; write python3.9.tcz, corepure64.gz, vmlinuz64."""
     subprocess.run(["dpkg-deb", "-x", str(kernel_deb), str(tmp / "deb")], check=True)
     vmlinuz = next((tmp / "deb" / "boot").glob("vmlinuz-*"))
     kver = vmlinuz.name[len("vmlinuz-"):]
     with replacing(out / "tinycore" / "vmlinuz64") as f:
         f.write(vmlinuz.read_bytes())
-    with replacing(out / "vmlinux") as f:
-        f.write(extract_vmlinux(vmlinuz.read_bytes()))
     glibc = python_tcz.build(py, tmp, out / "tinycore" / python_tcz.NAME)
 
     with replacing(out / "tinycore" / "corepure64.gz") as raw, \
@@ -241,17 +237,6 @@ def _modname(name: str) -> str:
     return name[:-3].replace("-", "_") if name.endswith(".ko") else name.replace("-", "_")
 
 
-def extract_vmlinux(bzimage: bytes) -> bytes:
-    """The ELF kernel from a bzImage's xz payload: QEMU boots it via PVH, in 2 s less."""
-    start = bzimage.find(b"\xfd7zXZ\0")
-    if start < 0:
-        raise ValueError("no xz payload in the bzImage (kernel not built with KERNEL_XZ?)")
-    elf = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(bzimage[start:])
-    if not elf.startswith(b"\x7fELF"):
-        raise ValueError("the bzImage's xz payload is not an ELF file")
-    return elf
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -265,5 +250,5 @@ def _sha256(data: bytes) -> str:
 
 if __name__ == "__main__":
     built = build(Path(sys.argv[1]), Path(sys.argv[2]))
-    for f in (*sorted(built.tinycore.iterdir()), built.vmlinux):
+    for f in sorted(built.tinycore.iterdir()):
         print(f"{f} {f.stat().st_size} bytes")

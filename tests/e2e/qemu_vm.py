@@ -44,13 +44,6 @@ class Vm:
                 "-drive", f"file={self.disk},format=raw,if=virtio",
                 "-netdev", f"tap,id=n0,ifname=tap{self.n},script=no,downscript=no"]
 
-    def direct(self, kernel: Path, initrd: Path, cmdline: str) -> List[str]:
-        """Boot the kernel directly, without firmware or PXE: the fast path."""
-        return self._common() + [
-            "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile=",
-            "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", f"console=ttyS0 quiet panic=-1 {cmdline}"]
-
     def pxe(self) -> List[str]:
         """Boot from the network with the NIC's iPXE ROM, as a lab PC would."""
         return self._common() + [

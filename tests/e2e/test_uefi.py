@@ -6,7 +6,8 @@ BIOS PC (SeaBIOS with its NIC's iPXE ROM) boot from dnsmasq running the
 iPXE asks the master `GET /boot.ipxe`, which chains itself with the machine's MAC and
 firmware and answers "image" (their group has not been imaged yet); kernel and both
 initrds come over HTTP from `master --boot DIR`. The three are imaged in one chain and
-every disk is checked from the host.
+every disk is checked from the host, and each client's Python (python3.9.tcz's) and
+postImage (with #MASTER# filled in) from its console.
 
 Then one UEFI PC boots again, as it would every morning: nothing is pending, so the
 master says "boot the local disk" (`exit 1`), and its firmware goes on to the disk,
@@ -47,7 +48,7 @@ def test_two_uefi_and_one_bios_pc_netboot_into_one_chain_then_boot_local_until_m
         'image "img" {\n'
         '  filename    = "disk.img"\n'
         '  destination = "/dev/vda"\n'
-        '  postImage   = "sync; poweroff -f"\n'
+        '  postImage   = "echo e2e-postImage master=#MASTER#; sync; poweroff -f"\n'
         '}\n'
         f'clientgroup "room" {{\n  image = "img"\n  hosts = [{hosts}]\n  macs = {{ {macs} }}\n}}\n')
     lab.start_master(boot_dir=nbi)
@@ -66,6 +67,10 @@ def test_two_uefi_and_one_bios_pc_netboot_into_one_chain_then_boot_local_until_m
         platform = "efi" if vm in uefi else "pcbios"
         assert state["last_boot"]["boot"] == "image" and state["last_boot"]["platform"] == platform, \
             lab.report(f"{vm.name}: {state['last_boot']}")
+        # The client ran on python3.9.tcz's interpreter, and powered off by the image's
+        # postImage with #MASTER# filled in.
+        assert lab.python_line(stand_in.python_version) in console(vm), lab.report(f"{vm.name}: Python")
+        assert f"e2e-postImage master={HOST_IP}" in console(vm), lab.report(f"{vm.name}: postImage")
     assert lab.status()["history"][-1]["chain"] == [vm.ip for vm in vms], lab.report("chain")
     assert "Start PXE over IPv4" in console(uefi[0]) and "snponly.efi" in console(uefi[0]), \
         lab.report("vm1 did not load iPXE by the firmware's PXE")

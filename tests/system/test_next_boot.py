@@ -160,7 +160,7 @@ def test_put_mark_uploads_once_then_the_master_decides_again(lab):
 
 
 @pytest.mark.parametrize("body, status, message", [
-    ({"targets": ["nosuch"], "boot": "image"}, 404, "nosuch is neither a group nor a host"),
+    ({"targets": ["nosuch"], "boot": "image"}, 404, "nosuch is neither a group nor a host address"),
     ({"targets": [A], "boot": "wipe"}, 400, 'boot must be "image", "put" or "clear"'),
     ({"targets": [A], "boot": "put", "device": "sda; reboot"}, 400, "put needs a device"),
     ({"targets": [], "boot": "image"}, 400, "targets must be a list"),
@@ -227,6 +227,12 @@ def test_a_marked_unassigned_host_boots_thepusher_and_a_put_mark_waits_for_boot_
     lab.kill_master()
     lab.start_master("--boot", str(boot_dir(lab.root)))
     assert "putImage=auto" in boot(lab, MACS[C])
+
+
+def test_a_machine_the_master_never_met_is_marked_by_its_address(lab):
+    setup(lab)
+    assert lab.cli("reimage", "--put", "/dev/sda", "127.0.0.77").returncode == 0
+    assert "putImage=/dev/sda" in boot(lab, "52:54:00:77:77:77", source="127.0.0.77")
 
 
 def test_a_master_reached_on_port_80_is_named_with_it(lab):

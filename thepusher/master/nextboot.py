@@ -17,6 +17,7 @@ Otherwise it boots its disk. Machines the config does not know get `unknown_boot
 The marks themselves are marks.py's.
 """
 
+import ipaddress
 import logging
 import os
 import re
@@ -123,8 +124,8 @@ def mark(st: State, targets: List[str], what: str, device: str, serving: bool) -
                 hosts += [h for h in group.hosts if h not in hosts]
                 continue
             host = normalize_host(target)
-            if host not in st.clients and host not in st.marks.marks:
-                raise ApiError(404, f"{target} is neither a group nor a host this master knows")
+            if host not in st.clients and host not in st.marks.marks and not _is_address(host):
+                raise ApiError(404, f"{target} is neither a group nor a host address")
             if host not in hosts:
                 hosts.append(host)
         try:
@@ -192,6 +193,16 @@ def chain_script(master: str) -> str:
     return ("#!ipxe\n"
             f"chain http://{master}/boot.ipxe?mac=${{netX/mac:hexhyp}}&platform=${{platform}} "
             "|| exit 1\n")
+
+
+def _is_address(text: str) -> bool:
+    """A machine the master has not met yet may be marked by its (DHCP) address: a
+    capture station, say, told to upload its disk at its first boot."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_master(master: str) -> None:
