@@ -110,11 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("wake", "send Wake-on-LAN packets to GROUP's hosts with a known MAC")):
         p = command(name, help=what)
         p.add_argument("group", metavar="GROUP", help="a clientgroup of the master's config")
-        p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
-                       help="the master's address (default 127.0.0.1, port 8080 unless given)")
-        p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
-                       help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
-                            "without one, run this on the master's host")
+        _admin_options(p)
         p.set_defaults(func=cmd_group, action=name)
 
     p = command("reimage", help="what hosts boot at their next network boot (GET /boot.ipxe)",
@@ -128,11 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--put", metavar="DEVICE",
                       help="upload DEVICE (a /dev/ path, or auto) at the next boot instead, once")
     what.add_argument("--clear", action="store_true", help="remove the marks")
-    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
-                   help="the master's address (default 127.0.0.1, port 8080 unless given)")
-    p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
-                   help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
-                        "without one, run this on the master's host")
+    _admin_options(p)
     p.set_defaults(func=cmd_reimage)
 
     p = command("check-config", help="parse a config and print it, or every error in it")
@@ -207,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=tcp_port, default=8080, help="master HTTP port (default 8080)")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _admin_options(p: argparse.ArgumentParser) -> None:
+    """-p and --token of the commands that steer the master (admin calls)."""
+    p.add_argument("-p", "--master", default="127.0.0.1", type=master_address, metavar="MASTER[:PORT]",
+                   help="the master's address (default 127.0.0.1, port 8080 unless given)")
+    p.add_argument("--token", default=os.environ.get("THEPUSHER_ADMIN_TOKEN", ""),
+                   help="the config's admin_token (default: $THEPUSHER_ADMIN_TOKEN); "
+                        "without one, run this on the master's host")
 
 
 def cmd_master(args) -> int:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.support.netlab import Netns
-from tests.system.test_nbi import cache, pyz  # noqa: F401  (fixtures)
 from tests.system.test_nbi_dnsmasq import fake_ipxe
 from thepusher.netboot import nbi
 
@@ -80,7 +79,7 @@ def ask(net: Net, arch: int, *args: str) -> dict:
 
 
 @pytest.fixture
-def out(cache, pyz, tmp_path):  # noqa: F811
+def out(cache, pyz, tmp_path):
     d = tmp_path / "nbi"
     nbi.create(str(cache), str(d), str(pyz), master=SERVER, ipxe_dir=str(fake_ipxe(tmp_path / "i")))
     return d

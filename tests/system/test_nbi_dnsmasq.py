@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.test_nbi import cache, pyz  # noqa: F401  (fixtures)
 from thepusher.netboot import dnsmasq, nbi
 from thepusher.netboot.tcz import NbiError
 
@@ -36,7 +35,7 @@ def syntax_check(path: Path) -> None:
     assert check.returncode == 0, f"{path.name}: {check.stderr}"
 
 
-def test_ipxe_binaries_are_copied_from_the_given_directory(cache, pyz, tmp_path):  # noqa: F811
+def test_ipxe_binaries_are_copied_from_the_given_directory(cache, pyz, tmp_path):
     src = fake_ipxe(tmp_path / "ipxe")
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz), ipxe_dir=str(src))
@@ -44,7 +43,7 @@ def test_ipxe_binaries_are_copied_from_the_given_directory(cache, pyz, tmp_path)
         assert (out / name).read_bytes() == (src / name).read_bytes()
 
 
-def test_ipxe_directory_missing_a_binary_is_named_before_anything_is_written(cache, pyz, tmp_path):  # noqa: F811
+def test_ipxe_directory_missing_a_binary_is_named_before_anything_is_written(cache, pyz, tmp_path):
     src = fake_ipxe(tmp_path / "ipxe")
     (src / "undionly.kpxe").unlink()
     with pytest.raises(NbiError, match=f"--ipxe {src}: undionly.kpxe is not there"):
@@ -53,14 +52,14 @@ def test_ipxe_directory_missing_a_binary_is_named_before_anything_is_written(cac
 
 
 @needs_ipxe
-def test_ipxe_binaries_default_to_debians_ipxe_package(cache, pyz, tmp_path):  # noqa: F811
+def test_ipxe_binaries_default_to_debians_ipxe_package(cache, pyz, tmp_path):
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz))
     assert (out / "snponly.efi").read_bytes() == (IPXE / "snponly.efi").read_bytes()
 
 
 def test_without_ipxe_binaries_a_warning_says_where_to_get_them_and_bios_still_boots(
-        cache, pyz, tmp_path, monkeypatch, caplog):  # noqa: F811
+        cache, pyz, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(nbi, "IPXE_DEFAULT", str(tmp_path / "no-ipxe-here"))
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz), master="10.1.2.3")
@@ -83,7 +82,7 @@ def test_without_ipxe_binaries_a_warning_says_where_to_get_them_and_bios_still_b
     (None, "http://192.0.2.1:8080/boot.ipxe", "192.0.2.0"),
 ])
 def test_proxy_config_boots_each_arch_its_ipxe_and_ipxe_the_masters_script(
-        cache, pyz, tmp_path, master, url, network):  # noqa: F811
+        cache, pyz, tmp_path, master, url, network):
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz), master=master, ipxe_dir=str(fake_ipxe(tmp_path / "i")))
     conf = out / "dnsmasq-proxy.conf"
@@ -112,7 +111,7 @@ def test_proxy_config_boots_each_arch_its_ipxe_and_ipxe_the_masters_script(
     (None, "http://192.0.2.1:8080/boot.ipxe", "192.0.2.100,192.0.2.199,255.255.255.0,1h"),
 ])
 def test_dhcp_config_hands_out_addresses_and_boots_by_client_arch(
-        cache, pyz, tmp_path, master, url, dhcp_range):  # noqa: F811
+        cache, pyz, tmp_path, master, url, dhcp_range):
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz), master=master, ipxe_dir=str(fake_ipxe(tmp_path / "i")))
     conf = out / "dnsmasq-dhcp.conf"
@@ -134,7 +133,7 @@ def test_dhcp_config_hands_out_addresses_and_boots_by_client_arch(
     assert "#   dhcp-boot=tag:bios,tag:!ipxe,pxelinux.0\n" in conf.read_text()
 
 
-def test_cmdline_txt_is_the_one_line_every_boot_config_passes(cache, pyz, tmp_path):  # noqa: F811
+def test_cmdline_txt_is_the_one_line_every_boot_config_passes(cache, pyz, tmp_path):
     out = tmp_path / "nbi"
     nbi.create(str(cache), str(out), str(pyz), append="console=ttyS0")
     assert (out / "cmdline.txt").read_text() == "loglevel=3 base norestore noswap console=ttyS0\n"

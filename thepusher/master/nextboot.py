@@ -30,12 +30,11 @@ from thepusher.master import policy
 from thepusher.master.errors import ApiError
 from thepusher.master.marks import DEVICE_RE, IMAGE, PUT
 from thepusher.master.state import State
-from thepusher.netboot.bootfiles import OVERLAY
+from thepusher.netboot.bootfiles import CMDLINE, OVERLAY
 from thepusher.netboot.tcz import INITRD, KERNEL
 
 log = logging.getLogger("thepusher.boot")
 
-CMDLINE = "cmdline.txt"  # written by create-nbi: the kernel words of every boot config
 # What may stand for the master in a script line: an address or a name, and a port.
 MASTER_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 

@@ -17,6 +17,7 @@ from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
 OVERLAY = "thepusher.gz"
 COMBINED = "thepusher-core.gz"
 ISO = "thepusher.iso"
+CMDLINE = "cmdline.txt"  # the kernel command line words, for the master's HTTP boot
 BOOT_CODES = "loglevel=3 base norestore noswap"
 PUT_DEVICE = "/dev/sda"
 

@@ -15,7 +15,6 @@ from thepusher.netboot.tcz import INITRD, KERNEL, NbiError
 log = logging.getLogger("thepusher.nbi")
 
 IPXE_DEFAULT = "/usr/lib/ipxe"  # Debian's `ipxe` package
-CMDLINE = "cmdline.txt"
 
 
 def check_inputs(cache: str) -> Optional[str]:
@@ -80,8 +79,8 @@ def create(cache: str, out: str, pyz: str, master: Optional[str] = None,
     made.append(("pxelinux.cfg/default", "PXELINUX config"))
     _write(out, "boot.ipxe", bootfiles.ipxe_script(master, append))
     made.append(("boot.ipxe", "iPXE script"))
-    _write(out, CMDLINE, bootfiles.kernel_args(master, extra=append) + "\n")
-    made.append((CMDLINE, "kernel command line, for the master's HTTP boot (master --boot)"))
+    _write(out, bootfiles.CMDLINE, bootfiles.kernel_args(master, extra=append) + "\n")
+    made.append((bootfiles.CMDLINE, "kernel command line, for the master's HTTP boot (master --boot)"))
     for path in ipxe:
         shutil.copyfile(path, os.path.join(out, os.path.basename(path)))
         made.append((os.path.basename(path), f"iPXE, from {path}"))
