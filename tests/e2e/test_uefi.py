@@ -10,8 +10,9 @@ every disk is checked from the host, and each client's Python (python3.9.tcz's) 
 postImage (with #MASTER# filled in) from its console.
 
 Then one UEFI PC boots again, as it would every morning: nothing is pending, so the
-master says "boot the local disk" (`exit 1`), and its firmware goes on to the disk,
-whose GRUB says so on the serial console. The admin runs `thepusher reimage HOST`; at
+master says "boot the local disk" (`exit 1`), and its firmware goes on: UEFI HTTP Boot
+loads iPXE from the master (`/boot/snponly.efi`), which is told the same, and then the
+disk, whose GRUB says so on the serial console. The admin runs `thepusher reimage HOST`; at
 its next boot the same PC is imaged again (its disk was scribbled on meanwhile), alone:
 the group does not wait for its other, unmarked hosts. The mark is then gone.
 """
@@ -85,7 +86,12 @@ def test_two_uefi_and_one_bios_pc_netboot_into_one_chain_then_boot_local_until_m
     text = console(pc)
     assert "boot the local disk: nothing pending" in text and LOCAL in text, lab.report("local boot")
     assert "Linux version" not in text, lab.report(f"{pc.name} booted thepusher, not its disk")
-    assert lab.ns.log("master").count(f"boot {pc.ip} (mac {pc.mac}, efi") >= 2
+    # Asked twice: by the iPXE of its PXE boot, then by the iPXE its UEFI HTTP Boot loaded
+    # from the master's /boot/ (answered by dnsmasq-dhcp.conf); both times its disk.
+    local = f"boot {pc.ip} (mac {pc.mac}, efi, from {pc.ip}): local: nothing pending"
+    assert lab.ns.log("master").count(local) == 2, lab.report("the master's decisions")
+    assert any("starting Boot" in line and "UEFI HTTPv4" in line for line in text.splitlines()), \
+        lab.report("no UEFI HTTP Boot of iPXE")
 
     # Marked: imaged again at its next boot, alone, and then the mark is gone.
     with open(pc.disk, "r+b") as f:
