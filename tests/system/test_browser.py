@@ -293,6 +293,7 @@ def test_page_marks_a_group_for_re_imaging_and_shows_each_hosts_last_network_boo
     assert "its disk (nothing pending: group room starts by hand" in \
         page.evaluate(f"document.querySelector(\"{boot}\").textContent")
     page.evaluate(click("room", "reimage"))
+    assert page.dialogs[-1].startswith("Image every host of group room at its next network boot?")
     page.wait_for("document.querySelectorAll(\"#groups [data-next-boot='image']\").length === 2", 10,
                   "both hosts marked to re-image at next boot")
     assert lab.clients()[HOSTS[1]]["next_boot"] == "image"

@@ -162,7 +162,7 @@ class Round:
 
 class State:
     def __init__(self, config: Config, history: History, key: bytes,
-                 marks: Optional["Marks"] = None) -> None:
+                 marks: Optional[Marks] = None) -> None:
         self.config = config
         self.key = key  # the master's own key: each round's secret is derived from it (keys.py)
         self.lock = threading.Lock()

@@ -203,8 +203,6 @@ function diskKind(d) {
   return words.filter(Boolean).join(" ");
 }
 
-/** The client's disks on one line ("nvme0n1 476.9 GiB nvme SSD · sda 931.5 GiB sata HDD
-    boot"), each with model, serial and WWN in its tooltip; the one it writes is marked. */
 /** What the master told the host at its last network boot, and the admin's mark for its
     next one (GET /boot.ipxe, docs/netboot.md). */
 function bootLine(c) {
@@ -221,6 +219,8 @@ function bootLine(c) {
       c.next_boot ? "clear mark" : "re-image at next boot"));
 }
 
+/** The client's disks on one line ("nvme0n1 476.9 GiB nvme SSD · sda 931.5 GiB sata HDD
+    boot"), each with model, serial and WWN in its tooltip; the one it writes is marked. */
 function disksLine(c) {
   if (!c.disks || !c.disks.length) return null;
   return h("div", {class: "disks muted small", "data-disks": c.disks.length}, c.disks.map((d, i) => [
@@ -340,7 +340,11 @@ function groupHead(d) {
       button("Re-image at next boot", {key: `reimage:${d.name}`, action: "reimage",
         title: "Every host of the group boots thepusher at its next network boot, until it is DONE " +
                "(needs master --boot); with Wake, the room re-images itself",
-        onclick: () => act(`reimage:${d.name}`, "api/next-boot", {targets: [d.name], boot: "image"})})),
+        onclick: () => {
+          if (!window.confirm(`Image every host of group ${d.name} at its next network boot? ` +
+                              "Their disks are overwritten then.")) return;
+          act(`reimage:${d.name}`, "api/next-boot", {targets: [d.name], boot: "image"});
+        }})),
   ];
 }
 
