@@ -92,6 +92,8 @@ def test_dhcp_mode_offers_each_client_arch_its_boot_file_and_ipxe_the_masters_ur
     assert uefi7["siaddr"] == SERVER and uefi7["yiaddr"].startswith("10.9.0.")
     assert ask(net, 0, "--ipxe")["file"] == URL
     assert ask(net, 7, "--ipxe")["file"] == URL
+    # UEFI HTTP Boot (arch 16) loads iPXE over HTTP from the master's /boot/.
+    assert ask(net, 16)["file"] == URL.replace("/boot.ipxe", "/boot/snponly.efi")
 
 
 def test_proxy_mode_sends_uefi_to_port_4011_for_snponly_and_ipxe_to_the_master(net, out, tmp_path):
