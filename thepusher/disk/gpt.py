@@ -25,13 +25,11 @@ import dataclasses
 import os
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 from thepusher import syscalls
+from thepusher.image.fsmap.table import HEADER, SIGNATURE, Header, gpt_sector_size  # noqa: F401
 
-HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")  # the 92 bytes of a GPT header
-SIGNATURE = b"EFI PART"
 ENTRY_RANGE = struct.Struct("<QQ")  # first and last LBA, at byte 32 of an entry
 WIPE_TAIL = 1 << 20
 MBR_SIZE_FIELD = 446 + 12  # the first MBR partition's sector count
@@ -40,54 +38,6 @@ MBR_TYPE_FIELD = 446 + 4
 
 class FitError(Exception):
     """The disk could not be made right; the message names disk and byte offset."""
-
-
-@dataclass
-class Header:
-    revision: int
-    size: int
-    my_lba: int
-    alternate_lba: int
-    first_usable: int
-    last_usable: int
-    disk_guid: bytes
-    entries_lba: int
-    entries: int
-    entry_size: int
-    entries_crc: int
-
-    @classmethod
-    def parse(cls, sector: bytes) -> Optional["Header"]:
-        """The header in `sector`, or None if there is none or its CRC is wrong."""
-        if len(sector) < HEADER.size or sector[:8] != SIGNATURE:
-            return None
-        (_, revision, size, crc, _, my_lba, alternate, first, last, guid, entries_lba,
-         entries, entry_size, entries_crc) = HEADER.unpack_from(sector)
-        if not HEADER.size <= size <= len(sector) or entry_size < 128 or entries > 1 << 16:
-            return None
-        if zlib.crc32(sector[:16] + bytes(4) + sector[20:size]) != crc:
-            return None
-        return cls(revision, size, my_lba, alternate, first, last, guid, entries_lba,
-                   entries, entry_size, entries_crc)
-
-    def pack(self, sector_size: int) -> bytes:
-        """The header's sector, with its CRC."""
-        def fields(crc: int) -> bytes:
-            raw = HEADER.pack(SIGNATURE, self.revision, self.size, crc, 0, self.my_lba,
-                              self.alternate_lba, self.first_usable, self.last_usable,
-                              self.disk_guid, self.entries_lba, self.entries, self.entry_size,
-                              self.entries_crc)
-            return raw.ljust(self.size, b"\0")
-        return fields(zlib.crc32(fields(0))).ljust(sector_size, b"\0")
-
-
-def gpt_sector_size(head: bytes) -> Optional[int]:
-    """The sector size a GPT was made for, from a disk's first 8 KiB (its header is in
-    sector 1); None without one."""
-    for size in (512, 4096):
-        if head[size : size + 8] == SIGNATURE:
-            return size
-    return None
 
 
 def fit_to_disk(path: str, image_size: int, grow: bool) -> List[str]:
