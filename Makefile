@@ -19,9 +19,10 @@ TC_MIRROR ?=
 # ISO's UEFI boot image), dnsmasq (checks the generated configs and answers DHCP in a
 # namespace), chromium (the status page's browser test), gdisk, fdisk and e2fsprogs
 # (sgdisk, sfdisk, mkfs.ext4: real partition tables and filesystems for the disk fix-up
-# and personalize tests), openssh-client (ssh-keygen).
+# and personalize tests), dosfstools, mtools and ntfs-3g (mkfs.vfat, mkfs.ntfs, ntfscp:
+# real FAT and NTFS for the used-block map tests), openssh-client (ssh-keygen).
 TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-bin mtools dnsmasq-base \
-  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs openssh-client
+  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs dosfstools ntfs-3g openssh-client
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 

@@ -19,7 +19,7 @@ from typing import List, Tuple
 from thepusher.image.fsmap import probe
 from thepusher.image.fsmap.common import Ranges, Unsafe, Whole, merge
 from thepusher.image.fsmap.mounts import mounted_rw  # noqa: F401 - part of the API
-from thepusher.image.fsmap.table import Partition, TableError, read_table
+from thepusher.image.fsmap.table import Partition, TableError, read_table  # noqa: F401
 
 
 @dataclass
