@@ -1,0 +1,165 @@
+"""Free ranges (issue 20): an image with a bmaptool `.bmap` next to it streams its
+unmapped ranges as FREE records, which no client writes. The image file holds garbage
+there and every target starts full of 0xff, so a free range that was written, zeroed
+or punched would show; and every client still ends DONE, verified."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tests.conftest import write_config
+from tests.support.hosts import hosts
+from thepusher.image import bmap, freemap
+
+MiB = 1 << 20
+BLOCK = 4096
+READBACK = '  verify = "readback"\n'
+
+
+def free_image(path, size=24 * MiB, seed=20):
+    """Random mapped ranges (some holding a zero run, which travels as ZERO) between
+    unmapped ranges of non-zero garbage; returns the mapped byte runs."""
+    rnd = random.Random(seed)
+    mapped, pos = [], 0
+    with open(path, "wb") as f:
+        while pos < size:
+            used = min(rnd.randrange(1, 300) * BLOCK, size - pos)
+            data = bytearray(os.urandom(used))
+            if used >= 40 * BLOCK:
+                data[16 * BLOCK : 32 * BLOCK] = bytes(16 * BLOCK)
+            f.write(data)
+            mapped.append((pos, used))
+            pos += used
+            unused = min(rnd.randrange(1, 300) * BLOCK, size - pos)
+            f.write(b"\xa5" * unused)  # garbage the image does not define
+            pos += unused
+    bmap.write(str(path) + ".bmap", str(path), mapped)
+    return mapped, freemap.complement(mapped, size)
+
+
+def prefill(lab, n, size):
+    for h in hosts(n):
+        (lab.disks / f"{h}.img").write_bytes(b"\xff" * size)
+
+
+def check_disks(image, disks, mapped, free):
+    data = image.read_bytes()
+    for disk in disks:
+        got = disk.read_bytes()
+        assert len(got) == len(data), disk
+        for offset, length in mapped:
+            assert got[offset : offset + length] == data[offset : offset + length], (disk, offset)
+        for offset, length in free:
+            assert got[offset : offset + length] == b"\xff" * length, (disk, "free", offset)
+
+
+def defined_sha(image, free):
+    """The image's digest: its bytes with the free ranges read as zeros."""
+    data = bytearray(image.read_bytes())
+    for offset, length in free:
+        data[offset : offset + length] = bytes(length)
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("verify", ["write", "readback"])
+def test_bmap_image_through_three_clients_leaves_free_ranges_untouched(lab, verify):
+    image = lab.images / "disk.img"
+    size = 24 * MiB
+    mapped, free = free_image(image, size)
+    free_bytes = sum(n for _, n in free)
+    prefill(lab, 3, size)
+    write_config(lab.images, hosts(3), extra=READBACK if verify == "readback" else "")
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts(3)]
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()
+    check_disks(image, [lab.disks / f"{h}.img" for h in hosts(3)], mapped, free)
+    want = defined_sha(image, free)
+    status = lab.status()
+    states = lab.clients()
+    for h in hosts(3):
+        assert states[h]["state"] == "DONE", states[h]
+        assert states[h]["verified_by"] == verify
+        assert states[h]["sha256"] == want
+        assert states[h]["free_bytes"] == free_bytes
+    assert status["groups"][0]["totals"]["free_bytes"] == 3 * free_bytes
+    img = next(i for i in status["images"] if i["name"] == "img")
+    assert img["free_bytes"] == free_bytes and img["sha256"] == want
+    sidecar = json.loads((lab.images / "disk.img.digest.json").read_text())
+    assert [tuple(r) for r in sidecar["free_runs"]] == free and sidecar["bmap_stamp"]
+
+
+def test_killed_middle_client_heals_and_free_ranges_stay_free_also_in_gap_fills(lab):
+    """A replay window of 1 MiB: the hop after the killed one gets most of what it
+    lacks from the master's gap fill, which must keep FREE as FREE."""
+    image = lab.images / "disk.img"
+    size = 160 * MiB
+    mapped, free = free_image(image, size, seed=7)
+    prefill(lab, 3, size)
+    write_config(lab.images, hosts(3), settings="report_timeout = 5\nreplay_window = 1\n")
+    lab.start_master()
+    c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
+    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching the last client")
+    c3.kill(signal.SIGSTOP)
+    time.sleep(0.4)
+    c2.kill(signal.SIGKILL)
+    time.sleep(0.4)
+    c3.kill(signal.SIGCONT)
+    assert c3.wait(120) == 0, lab.dump()
+    assert c1.wait(120) == 0, lab.dump()
+    assert "fetching stream bytes" in c3.output()  # the gap fill ran, as records
+    states = lab.wait_for(lambda: (s := lab.clients()) and s[hosts(3)[1]]["state"] == "ERROR"
+                          and s, 60, "the killed client marked ERROR")
+    for h in (hosts(3)[0], hosts(3)[2]):
+        assert states[h]["state"] == "DONE", states[h]
+        assert states[h]["free_bytes"] == sum(n for _, n in free)
+    check_disks(image, [lab.disks / f"{h}.img" for h in (hosts(3)[0], hosts(3)[2])],
+                mapped, free)
+
+
+def test_a_bmap_of_another_size_is_an_error_on_the_image_never_streamed(lab):
+    image = lab.images / "disk.img"
+    free_image(image, 4 * MiB)
+    with open(image, "ab") as f:
+        f.write(b"\x01" * BLOCK)
+    write_config(lab.images, hosts(1))
+    lab.start_master()
+    c = lab.start_client(hosts(1)[0])
+    img = lab.wait_for(lambda: next((i for i in lab.status()["images"]
+                                     if i["state"] == "error"), None), 30, "the image's error")
+    assert "disk.img.bmap is for an image of 4194304 bytes" in img["error"], img
+    assert "has 4198400" in img["error"]
+    c.stop()
+
+
+def test_a_range_checksum_mismatch_is_an_error_naming_the_range(lab):
+    image = lab.images / "disk.img"
+    mapped, _ = free_image(image, 4 * MiB)
+    offset = mapped[1][0]
+    with open(image, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x00\x01\x02")
+    write_config(lab.images, hosts(1))
+    lab.start_master()
+    img = lab.wait_for(lambda: next((i for i in lab.status()["images"]
+                                     if i["state"] == "error"), None), 30, "the image's error")
+    first = offset // BLOCK
+    assert f"range {first}-" in img["error"] and "hashes to" in img["error"], img
+
+
+def test_a_bmap_next_to_a_compressed_image_is_refused_with_the_reason(lab):
+    import gzip
+    raw = lab.images / "raw.img"
+    free_image(raw, 1 * MiB)
+    (lab.images / "disk.img.gz").write_bytes(gzip.compress(raw.read_bytes()))
+    os.rename(str(raw) + ".bmap", lab.images / "disk.img.gz.bmap")
+    write_config(lab.images, hosts(1), filename="disk.img.gz", compression="GZIP")
+    lab.start_master()
+    img = lab.wait_for(lambda: next((i for i in lab.status()["images"]
+                                     if i["state"] == "error"), None), 30, "the image's error")
+    assert "uncompressed IMG images only" in img["error"], img
