@@ -21,7 +21,7 @@ TC_MIRROR ?=
 # (sgdisk, sfdisk, mkfs.ext4: real partition tables and filesystems for the disk fix-up
 # and personalize tests), openssh-client (ssh-keygen).
 TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-bin mtools dnsmasq-base \
-  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs openssh-client
+  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs openssh-client bmap-tools
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 

@@ -8,7 +8,10 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +166,53 @@ def test_a_bmap_next_to_a_compressed_image_is_refused_with_the_reason(lab):
     img = lab.wait_for(lambda: next((i for i in lab.status()["images"]
                                      if i["state"] == "error"), None), 30, "the image's error")
     assert "uncompressed IMG images only" in img["error"], img
+
+
+OLD = "90fb595"  # main before FREE records: a client of protocol version 1 only
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def old_client(tmp_path):
+    """A real client from before FREE records (`git archive` of that commit)."""
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", OLD + "^{commit}"],
+                      capture_output=True).returncode:
+        pytest.skip(f"commit {OLD} is not in this clone")
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD, "thepusher", "thepusher.py"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return [sys.executable, str(old / "thepusher.py")]
+
+
+def test_a_client_that_predates_free_records_refuses_the_header_and_writes_nothing(lab, old_client):
+    """The old client in the middle refuses the version 2 header with the reason, writes
+    not a byte, and the chain heals around it; a v1 stream (no bmap) it still takes."""
+    image = lab.images / "disk.img"
+    size = 8 * MiB
+    mapped, free = free_image(image, size)
+    prefill(lab, 3, size)
+    write_config(lab.images, hosts(3), settings="io_timeout = 3\naccept_timeout = 6\n")
+    lab.start_master()
+    c1 = lab.start_client(hosts(3)[0])
+    old = lab.start_client(hosts(3)[1], launcher=old_client)
+    c3 = lab.start_client(hosts(3)[2])
+    assert c1.wait(60) == 0 and c3.wait(60) == 0, lab.dump()
+    assert old.wait(60) != 0, lab.dump()
+    assert "header has protocol version 2, expected 1" in old.output(), old.output()
+    assert (lab.disks / f"{hosts(3)[1]}.img").read_bytes() == b"\xff" * size  # not one byte
+    check_disks(image, [lab.disks / f"{h}.img" for h in (hosts(3)[0], hosts(3)[2])], mapped, free)
+    states = lab.clients()
+    assert states[hosts(3)[1]]["state"] == "ERROR"
+    assert [states[h]["state"] for h in (hosts(3)[0], hosts(3)[2])] == ["DONE", "DONE"]
+
+
+def test_without_a_bmap_the_stream_stays_version_1_for_old_clients(lab, old_client):
+    image = lab.images / "disk.img"
+    image.write_bytes(os.urandom(2 * MiB) + bytes(2 * MiB))
+    write_config(lab.images, hosts(1))
+    lab.start_master()
+    old = lab.start_client(hosts(1)[0], launcher=old_client)
+    assert old.wait(60) == 0, lab.dump()
+    assert (lab.disks / f"{hosts(1)[0]}.img").read_bytes() == image.read_bytes()
