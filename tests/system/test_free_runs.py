@@ -3,6 +3,7 @@ unmapped ranges as FREE records, which no client writes. The image file holds ga
 there and every target starts full of 0xff, so a free range that was written, zeroed
 or punched would show; and every client still ends DONE, verified."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
+from tests.support.hops import SECRET, RunningHop, make_header
 from tests.support.hosts import hosts
+from thepusher.chain import wire
 from thepusher.image import bmap, freemap
 
 MiB = 1 << 20
@@ -216,3 +219,48 @@ def test_without_a_bmap_the_stream_stays_version_1_for_old_clients(lab, old_clie
     old = lab.start_client(hosts(1)[0], launcher=old_client)
     assert old.wait(60) == 0, lab.dump()
     assert (lab.disks / f"{hosts(1)[0]}.img").read_bytes() == image.read_bytes()
+
+
+def free_stream(h, header, kinds):
+    """Send records of `kinds` ((kind, offset, length, payload)) and END to hop `h`."""
+    sock, _ = wire.connect(h.address, header, SECRET, timeout=5)
+    for kind, offset, length, payload in kinds:
+        sock.sendall(wire.pack_head(kind, length, offset) + payload)
+    sock.sendall(wire.end_record(header.stream_size, header.content_sha256, header.content_size))
+    hop = h.wait()
+    sock.close()
+    return hop
+
+
+def free_header(content, free):
+    return dataclasses.replace(make_header(content), version=wire.FREE_VERSION,
+                               free_bytes=sum(n for _, n in free),
+                               free_map_sha256=freemap.digest(free))
+
+
+def test_a_hop_skips_free_records_and_verifies_both_digests(tmp_path):
+    content = b"a" * 1000 + bytes(3 << 20) + b"b" * 7  # the middle: free, as zeros
+    free = [(1000, 3 << 20)]
+    header = free_header(content, free)
+    dest = tmp_path / "disk"
+    dest.write_bytes(b"\xff" * len(content))
+    hop = free_stream(RunningHop(dest, header=header), header, [
+        (wire.DATA, 0, 1000, content[:1000]), (wire.FREE, 1000, 1 << 20, b""),
+        (wire.FREE, 1000 + (1 << 20), 2 << 20, b""), (wire.DATA, 1000 + (3 << 20), 7, b"b" * 7)])
+    assert hop.verified, hop.error
+    assert hop.free_bytes == 3 << 20
+    assert dest.read_bytes() == b"a" * 1000 + b"\xff" * (3 << 20) + b"b" * 7
+
+
+def test_a_member_turning_a_zero_run_into_free_gets_no_verified_copy(tmp_path):
+    """Same content digest (free counts as zeros), but old bytes would stay on the disk
+    where the image has zeros: the free map the master signed does not say so."""
+    content = b"a" * 1000 + bytes(1 << 20)
+    signed = free_header(content, [(1000, 4096)])
+    honest = [(wire.DATA, 0, 1000, content[:1000]), (wire.FREE, 1000, 4096, b""),
+              (wire.ZERO, 5096, (1 << 20) - 4096, b"")]
+    hop = free_stream(RunningHop(tmp_path / "disk", header=signed), signed, honest)
+    assert hop.verified, hop.error
+    forged = honest[:1] + [(wire.FREE, 1000, 1 << 20, b"")]
+    hop = free_stream(RunningHop(tmp_path / "disk2", header=signed), signed, forged)
+    assert not hop.verified and "free map mismatch" in hop.error, hop.error

@@ -1,6 +1,7 @@
 """FREE records on the wire (issue 20): a version 2 header states the free map, a
 version 1 header stays what clients that predate FREE records take, and a hop takes
-FREE records only in a version 2 stream whose free map the master signed."""
+FREE records only in a version 2 stream whose free map the master signed (the hop on
+real sockets: tests/system/test_free_runs.py)."""
 
 import dataclasses
 import json
@@ -75,3 +76,4 @@ def test_the_free_map_digest_is_of_maximal_runs_so_record_splits_do_not_change_i
     assert list(freemap.pieces([(0, 5)], [(5, 10), (30, 4)], 2, 40, 8, 6)) == [
         ("zero", 2, 3), ("free", 5, 6), ("free", 11, 4), ("data", 15, 8), ("data", 23, 7),
         ("free", 30, 4), ("data", 34, 6)]
+
