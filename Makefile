@@ -20,9 +20,11 @@ TC_MIRROR ?=
 # namespace), chromium (the status page's browser test), gdisk, fdisk and e2fsprogs
 # (sgdisk, sfdisk, mkfs.ext4: real partition tables and filesystems for the disk fix-up
 # and personalize tests), dosfstools, mtools and ntfs-3g (mkfs.vfat, mkfs.ntfs, ntfscp:
-# real FAT and NTFS for the used-block map tests), openssh-client (ssh-keygen).
+# real FAT and NTFS for the used-block map tests), openssh-client (ssh-keygen), bmap-tools
+# (bmaptool: reads the .bmap files we write, writes ones we read).
 TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-bin mtools dnsmasq-base \
-  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs dosfstools ntfs-3g openssh-client
+  chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs dosfstools ntfs-3g openssh-client \
+  bmap-tools
 
 .PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
 

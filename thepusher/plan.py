@@ -164,6 +164,9 @@ class Start:
     accept_timeout: float
     io_timeout: float
     window: int  # bytes of sent records a hop keeps to replay after a skip
+    # The free map of a stream with FREE records (version 2): what the copy leaves alone
+    free_bytes: int = 0
+    free_map_sha256: str = ""
 
     ACTION = "receive"
 
@@ -188,6 +191,8 @@ class Start:
             "io_timeout": self.io_timeout,
             "window": self.window,
             "action": self.ACTION,
+            **({"free_bytes": self.free_bytes, "free_map_sha256": self.free_map_sha256}
+               if self.free_map_sha256 else {}),
         }
 
     @classmethod
@@ -221,6 +226,8 @@ class Start:
             accept_timeout=take("accept_timeout", float),
             io_timeout=take("io_timeout", float),
             window=take("window", int),
+            free_bytes=_optional(d, "start", "free_bytes", int, 0),
+            free_map_sha256=_optional(d, "start", "free_map_sha256", str, ""),
         )
 
 

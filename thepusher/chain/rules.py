@@ -63,10 +63,14 @@ def check_record(
         raise wire.ProtocolError(
             f"record of {length} bytes exceeds the announced record size {header.record_size}"
         )
-    if kind in (wire.DATA, wire.ZERO) and offset + length > header.stream_size:
+    if kind in wire.STREAM_BYTES and offset + length > header.stream_size:
         raise wire.ProtocolError(f"stream runs past its announced size {header.stream_size}")
-    if kind == wire.ZERO and header.compression != "NONE":
-        raise wire.ProtocolError("zero-run record in a compressed stream")
+    if kind in wire.RUNS and header.compression != "NONE":
+        raise wire.ProtocolError(
+            f"{'zero' if kind == wire.ZERO else 'free'}-run record in a compressed stream")
+    if kind == wire.FREE and header.version < wire.FREE_VERSION:
+        raise wire.ProtocolError(f"FREE record at stream byte {offset} in a version "
+                                 f"{header.version} stream, which has no free map")
     if kind == wire.END and offset != header.stream_size:
         raise wire.ProtocolError(f"END record at byte {offset}, stream size is {header.stream_size}")
     if kind == wire.END and length != wire.END_PAYLOAD.size:

@@ -22,7 +22,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Tuple
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # what a stream without FREE records says: clients of any age take it
+FREE_VERSION = 2  # a stream with FREE records: a client that predates them refuses it
+VERSIONS = (PROTOCOL_VERSION, FREE_VERSION)
 
 HELLO_MAGIC = b"TPH1"
 HEADER_MAGIC = b"TPHD"
@@ -42,7 +44,11 @@ ZERO = 2
 END = 3
 KEEPALIVE = 4
 ABORT = 5  # the sender gave up: nobody above it can complete the stream
-RECORD_TYPES = {DATA: "DATA", ZERO: "ZERO", END: "END", KEEPALIVE: "KEEPALIVE", ABORT: "ABORT"}
+FREE = 6  # a run of bytes the image does not define: skipped, never written (version 2)
+RECORD_TYPES = {DATA: "DATA", ZERO: "ZERO", END: "END", KEEPALIVE: "KEEPALIVE", ABORT: "ABORT",
+                FREE: "FREE"}
+RUNS = (ZERO, FREE)  # length only, no payload
+STREAM_BYTES = (DATA, ZERO, FREE)  # records that carry stream bytes
 
 DEFAULT_RECORD_SIZE = 1 << 20
 MAX_RECORD = 16 << 20
@@ -67,7 +73,10 @@ class StreamHeader:
     """The facts a receiver needs before it writes a byte.
 
     `stream_size` counts bytes as transmitted (compressed if the image is);
-    `content_size` and `content_sha256` describe what ends up on the disk.
+    `content_size` and `content_sha256` describe what ends up on the disk, free ranges
+    counted as zeros. A version 2 header also states the free map (`free_bytes`,
+    `free_map_sha256`): a version 1 header has neither field, so clients that predate
+    FREE records take it, and refuse a version 2 one for its version.
     """
 
     session: str
@@ -81,9 +90,14 @@ class StreamHeader:
     sender: int = 0  # the sender's place in the chain: 0 is the master, 1 the first client
     version: int = PROTOCOL_VERSION
     extra: dict = field(default_factory=dict)
+    free_bytes: int = 0  # version 2: bytes sent as FREE records
+    free_map_sha256: str = ""  # version 2: the free map's digest (image/freemap.py)
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        data = asdict(self)
+        if self.version == PROTOCOL_VERSION:
+            del data["free_bytes"], data["free_map_sha256"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> "StreamHeader":
@@ -95,26 +109,34 @@ class StreamHeader:
             raise ProtocolError("header is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise ProtocolError("header is not a JSON object")
-        if data.get("version") != PROTOCOL_VERSION:
+        version = data.get("version")
+        if version not in VERSIONS or isinstance(version, bool):
             raise ProtocolError(
-                f"header has protocol version {data.get('version')!r}, expected {PROTOCOL_VERSION}"
+                f"header has protocol version {version!r}, this client knows "
+                f"{', '.join(map(str, VERSIONS))}: update thepusher on this machine"
             )
         types = {
             "session": str, "image": str, "stream_size": int, "content_size": int,
             "content_sha256": str, "compression": str, "record_size": int, "offset": int,
             "sender": int, "extra": dict,
         }
+        if version == FREE_VERSION:
+            types.update(free_bytes=int, free_map_sha256=str)
         for key, kind in types.items():
             value = data.get(key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ProtocolError(f"header field {key!r} missing or not {kind.__name__}")
-        for key in ("stream_size", "content_size", "offset", "sender"):
+        for key in ("stream_size", "content_size", "offset", "sender", "free_bytes"):
+            if key not in types:
+                continue
             if data[key] < 0:
                 raise ProtocolError(f"header field {key!r} is negative")
             if data[key] > MAX_SIZE:
                 raise ProtocolError(f"header field {key!r} is out of range")
         if not _SHA256.fullmatch(data["content_sha256"]):
             raise ProtocolError("header field 'content_sha256' is not a SHA-256 hex digest")
+        if version == FREE_VERSION and not _SHA256.fullmatch(data["free_map_sha256"]):
+            raise ProtocolError("header field 'free_map_sha256' is not a SHA-256 hex digest")
         if not 0 < data["record_size"] <= MAX_RECORD:
             raise ProtocolError(f"header record_size {data['record_size']} out of range")
         unknown = set(data) - set(types) - {"version"}
@@ -138,16 +160,19 @@ class Expected:
     content_sha256: str
     compression: str = "NONE"
     record_size: int = DEFAULT_RECORD_SIZE
+    free_bytes: int = 0
+    free_map_sha256: str = ""  # "": the stream has no FREE records (version 1)
 
     @classmethod
     def of(cls, header: StreamHeader) -> "Expected":
         return cls(header.image, header.stream_size, header.content_size,
-                   header.content_sha256, header.compression, header.record_size)
+                   header.content_sha256, header.compression, header.record_size,
+                   header.free_bytes, header.free_map_sha256)
 
     def mismatch(self, header: StreamHeader) -> Optional[str]:
         """Which fact `header` states otherwise than the master did, or None."""
         for name in ("content_sha256", "content_size", "stream_size", "compression",
-                     "record_size", "image"):
+                     "record_size", "image", "free_bytes", "free_map_sha256"):
             said, signed = getattr(header, name), getattr(self, name)
             if said != signed:
                 return f"{name} {said!r}, the master's start says {signed!r}"
@@ -307,14 +332,15 @@ def pack_head(kind: int, length: int, offset: int) -> bytes:
 
 
 def unpack_head(buf) -> Tuple[int, int, int]:
-    """Parse the 16-byte record head at the start of `buf` (a ZERO run's length has no payload)."""
+    """Parse the 16-byte record head at the start of `buf` (a ZERO or FREE run's length
+    has no payload)."""
     try:
         kind, length, offset = RECORD_HEAD.unpack_from(buf)
     except struct.error as e:
         raise ProtocolError(f"record head: {e}") from None
     if kind not in RECORD_TYPES:
         raise ProtocolError(f"unknown record type {kind} at stream byte {offset}")
-    if kind != ZERO and length > MAX_RECORD:
+    if kind not in RUNS and length > MAX_RECORD:
         raise ProtocolError(f"record of {length} bytes at stream byte {offset} exceeds {MAX_RECORD}")
     return kind, length, offset
 

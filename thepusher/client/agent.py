@@ -218,13 +218,14 @@ class Client:
                 content_sha256=start.sha256,
                 compression=start.compression,
                 record_size=start.record_size,
+                free_bytes=start.free_bytes, free_map_sha256=start.free_map_sha256,
             ),
             verify=start.verify,
             position=start.position,
             window=start.window,
             downstream=list(start.downstream),
-            fetch_range=lambda offset, length: self.link.fetch_range(
-                start.session, secret, offset, length, io_timeout
+            fetch_range=lambda offset, length, records=False: self.link.fetch_range(
+                start.session, secret, offset, length, io_timeout, records
             ),
             round_alive=lambda: time.monotonic() < self._streaming_until,
             master_gone=lambda: self._master_gone(io_timeout),
@@ -388,6 +389,7 @@ class Sampler:
         return {
             "bytes_done": done,
             "bytes_total": self.total,
+            "free_bytes": self.hop.free_bytes,
             "rate": self.rate,
             "queues": self.hop.queue_fill(),
             "skipped": [list(entry) for entry in self.hop.skipped],

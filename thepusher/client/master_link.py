@@ -57,13 +57,15 @@ class MasterLink:
         return answer
 
 
-    def fetch_range(self, session: str, secret: bytes, offset: int, length: int, timeout: float):
-        """Open the master's copy of stream bytes [offset, offset+length) for a gap fill."""
+    def fetch_range(self, session: str, secret: bytes, offset: int, length: int, timeout: float,
+                    records: bool = False):
+        """Open the master's copy of stream bytes [offset, offset+length) for a gap fill;
+        with `records`, as records (a stream with FREE records, master/ranges.py)."""
         conn = http.client.HTTPConnection(
             self.host, self.port, timeout=timeout,
             source_address=(self.bind, 0) if self.bind else None,
         )
-        query = f"session={session}&offset={offset}&length={length}"
+        query = f"session={session}&offset={offset}&length={length}" + ("&records=1" if records else "")
         conn.request("GET", f"/api/range?{query}", headers={
             "X-Thepusher-Auth": wire.range_mac(secret, session, offset, length),
         })

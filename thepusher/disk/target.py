@@ -20,7 +20,7 @@ import logging
 import mmap
 import os
 import stat
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Union
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, Tuple, Union
 
 from thepusher import syscalls
 from thepusher.disk.sectors import SectorWriter
@@ -36,8 +36,20 @@ CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno
 
 log = logging.getLogger("thepusher.target")
 
-# What the hop's writer hands a target: bytes to write, or an int, a run of that many zeros.
-Piece = Union[memoryview, bytes, int]
+
+
+class Skip:
+    """A free run (a FREE record): bytes the image does not define, left as they are."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+
+# What the hop's writer hands a target: bytes to write, an int, a run of that many
+# zeros, or a Skip.
+Piece = Union[memoryview, bytes, int, Skip]
 
 
 class TargetError(Exception):
@@ -69,7 +81,8 @@ class HopTarget(Protocol):
     def finish(self) -> None:
         """Make what was written durable: only then may the hop call its copy verified."""
 
-    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
+    def read_back(self, size: int, progress: Callable[[int], None],
+                  free: Sequence[Tuple[int, int]] = ()) -> str:
         """SHA-256 of the first `size` bytes as the storage returns them after finish()."""
 
     def close(self) -> None:
@@ -137,6 +150,8 @@ class Target:
         for piece in pieces:
             if isinstance(piece, int):
                 self.write_zeros(piece)
+            elif isinstance(piece, Skip):
+                self.skip(piece.length)
             elif isinstance(piece, bytes) and len(piece) >= ZERO_ALIGN and piece == sparse.zeros(len(piece)):
                 self.write_zeros(len(piece))
             else:
@@ -177,6 +192,19 @@ class Target:
             raise TargetError(self._describe(e)) from None
         self.zeroed += end - self.written
         self.written = end
+
+    def skip(self, length: int) -> None:
+        """A free run is left as it is: a seek (past a file's old end, a hole). A raw disk
+        gathers whole sectors, so it gets zeros there instead: a free range reads as
+        zeros in the image's digest either way."""
+        if self.sectors:
+            self._write_zeros(length)
+            return
+        try:
+            os.lseek(self.fd, self.written + length, os.SEEK_SET)
+        except OSError as e:
+            raise TargetError(self._describe(e)) from None
+        self.written += length
 
     def _clear(self, length: int) -> None:
         """Zeros over `length` bytes that may hold old data: the aligned middle freed by
@@ -230,8 +258,10 @@ class Target:
         except OSError as e:
             raise TargetError(self._describe(e)) from None
 
-    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
-        """SHA-256 of the first `size` bytes as the disk returns them after finish().
+    def read_back(self, size: int, progress: Callable[[int], None],
+                  free: Sequence[Tuple[int, int]] = ()) -> str:
+        """SHA-256 of the first `size` bytes as the disk returns them after finish(),
+        the `free` runs (offset, length) not read but hashed as zeros.
 
         Not as the page cache remembers them: the cached pages are dropped (they are
         clean after the fsync), and a block device is read with O_DIRECT where it
@@ -250,11 +280,22 @@ class Target:
         view = memoryview(buf)
         sha = hashlib.sha256()
         pos = 0
+        runs, i = list(free) + [(size, 0)], 0
         try:
             while pos < size:
+                if pos >= runs[i][0] + runs[i][1]:
+                    i += 1
+                    continue
+                if pos >= runs[i][0]:  # a free run: zeros in the digest, not read
+                    n = runs[i][0] + runs[i][1] - pos
+                    sparse.hash_zeros(sha, n)
+                    pos += n
+                    progress(pos)
+                    continue
                 # O_DIRECT and raw disks read whole sectors: the last read asks for a
                 # whole buffer (a device ends on a sector) and only `size` bytes count.
-                want = READ_BACK if direct else min(READ_BACK, size - pos)
+                stop = runs[i][0]
+                want = READ_BACK if direct and stop >= size else min(READ_BACK, stop - pos)
                 try:
                     n = syscalls.read_at(fd, view[:want], pos)
                 except OSError as e:
@@ -271,7 +312,7 @@ class Target:
                 if n <= 0:
                     raise TargetError(f"reading back {self.path}: it ends at byte {pos}, "
                                       f"the image has {size}")
-                n = min(n, size - pos)
+                n = min(n, stop - pos)
                 sha.update(view[:n])
                 pos += n
                 progress(pos)
@@ -332,7 +373,8 @@ class TarTarget:
         (Python has no syncfs; on a netboot client sync costs nothing more)."""
         os.sync()
 
-    def read_back(self, size: int, progress: Callable[[int], None]) -> str:
+    def read_back(self, size: int, progress: Callable[[int], None],
+                  free: Sequence[Tuple[int, int]] = ()) -> str:
         """Never asked for: the config refuses verify = "readback" for a TAR image, as
         extracted files are no byte range that could be hashed like the stream."""
         raise TargetError(f"cannot read back {self.path}: a TAR image is extracted into "
@@ -346,6 +388,8 @@ def _as_bytes(pieces: Iterable[Piece]) -> Iterator:
     """Zero runs as zeros: an extractor reads bytes (the master sends no zero runs in a
     TAR image, but the format allows them)."""
     for piece in pieces:
+        if isinstance(piece, Skip):  # never sent for a TAR image: read as zeros
+            piece = piece.length
         if isinstance(piece, int):
             for pos in range(0, piece, len(ZEROS)):
                 yield memoryview(ZEROS)[: min(len(ZEROS), piece - pos)]

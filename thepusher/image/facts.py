@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from thepusher.image import sparse
+from thepusher.image import freemap, sparse
 from thepusher.image.decode import Decoder
 from thepusher.image.formats import NONE
 
@@ -38,6 +38,17 @@ class ImageFacts:
     zero_runs: Optional[List[sparse.Run]] = None  # None: not looked for (compressed)
     stream_sha256: str = ""  # of the file's bytes as streamed; the same as sha256 when raw
     stamp: Optional[Stamp] = None  # the version of the file these facts are of
+    free_runs: Optional[List[sparse.Run]] = None  # ranges the image leaves undefined (a bmap)
+    bmap_stamp: Optional[Stamp] = None  # the version of the bmap the free runs come from
+
+    @property
+    def free_bytes(self) -> int:
+        return sum(length for _, length in self.free_runs or ())
+
+    @property
+    def free_map_sha256(self) -> str:
+        """The free map's own digest (freemap.py); "" when nothing is free."""
+        return freemap.digest(self.free_runs or ())
 
     @property
     def zero_bytes(self) -> Optional[int]:
@@ -66,6 +77,7 @@ class FactsHasher:
         self._stream_sha = None if raw else hashlib.sha256()
         self._decoder = None if raw else Decoder(compression)
         self._zeros = sparse.ZeroMap() if map_zeros and raw else None
+        self.free = freemap.FreeMap()  # ranges added with skip(): hashed as zeros
 
     def feed(self, data) -> None:
         """The next bytes of the stream (uncompressed, they are the content); DecodeError
@@ -92,6 +104,13 @@ class FactsHasher:
         sparse.hash_zeros(self._sha, length)
         self.size += length
 
+    def skip(self, length: int) -> None:
+        """The next `length` bytes are free (undefined by the image, a FREE record):
+        zeros in the content digest, and a run of the free map, never a zero run."""
+        self.free.add(self.size, length)
+        sparse.hash_zeros(self._sha, length)
+        self.size += length
+
     def hexdigest(self) -> str:
         """The content's SHA-256 so far."""
         return self._sha.hexdigest()
@@ -107,7 +126,8 @@ class FactsHasher:
         digest = self.hexdigest()
         runs = None if self._zeros is None else self._zeros.as_runs()
         if self._stream_sha is None:  # uncompressed: the stream is the content
-            return ImageFacts(self.size, self.size, digest, runs, digest)
+            free = self.free.as_runs() or None
+            return ImageFacts(self.size, self.size, digest, runs, digest, free_runs=free)
         return ImageFacts(self._stream_size, self.size, digest, runs, self._stream_sha.hexdigest())
 
     def close(self) -> None:
@@ -146,8 +166,13 @@ def read_sidecar(path: str, zero_runs: bool = False,
         runs = data.get("zero_runs")
         if runs is not None:
             runs = [(int(offset), int(length)) for offset, length in runs]
+        free = data.get("free_runs")
+        if free is not None:
+            free = [(int(offset), int(length)) for offset, length in free]
+        bmap_stamp = data.get("bmap_stamp")
         return ImageFacts(data["stream_size"], data["content_size"], data["sha256"], runs,
-                          data["stream_sha256"], stamp)
+                          data["stream_sha256"], stamp, free,
+                          tuple(int(v) for v in bmap_stamp) if bmap_stamp else None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -170,6 +195,10 @@ def write_sidecar(path: str, facts: ImageFacts) -> None:
     }
     if facts.zero_runs is not None:
         data["zero_runs"] = [list(run) for run in facts.zero_runs]
+    if facts.free_runs is not None:  # from IMAGE.bmap, as it was (bmap_stamp)
+        data["free_runs"] = [list(run) for run in facts.free_runs]
+    if facts.bmap_stamp is not None:
+        data["bmap_stamp"] = list(facts.bmap_stamp)
     atomic_write(sidecar_path(path), json.dumps(data, indent=2) + "\n")
 
 

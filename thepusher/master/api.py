@@ -7,7 +7,6 @@ Who may call what is access.py's; what the calls do, control.py's and uploads.py
 
 import json
 import logging
-import os
 import pkgutil
 import socket
 import time
@@ -16,7 +15,7 @@ from typing import Dict, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
-from thepusher.master import access, files, metrics, nextboot, upload_body
+from thepusher.master import access, files, metrics, nextboot, ranges, upload_body
 from thepusher.master.errors import ApiError
 
 log = logging.getLogger("thepusher.http")
@@ -141,7 +140,8 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, self.server.controller.next_action(self._host(), wait))
 
     def get_range(self) -> None:
-        """Stream bytes a hop lacks after a skip (gap fill), straight from the image file."""
+        """Stream bytes a hop lacks after a skip (gap fill), straight from the image
+        file (ranges.py)."""
         query = parse_qs(urlsplit(self.path).query)
         try:
             session = query["session"][0]
@@ -150,21 +150,8 @@ class Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError):
             raise ApiError(400, "need session, offset and length") from None
         mac = self.headers.get("X-Thepusher-Auth", "")
-        image = self.server.controller.image_range(session, offset, length, mac)
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.flush()
-            # A duplicate of the round's own descriptor: the file the round streams,
-            # even if another was renamed over its name since.
-            with os.fdopen(os.dup(image.fd), "rb") as f:
-                if self.connection.sendfile(f, offset, length) < length:
-                    self.close_connection = True  # cut short: the hop sees it and says so
-        finally:
-            image.release()
+        image, facts = self.server.controller.image_range(session, offset, length, mac)
+        ranges.send(self, image, facts, offset, length, query.get("records") == ["1"])
 
     def post_register(self) -> None:
         self._json(200, self.server.controller.register(self._host(), self._body()))

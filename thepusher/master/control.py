@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from thepusher import plan, signing
 from thepusher.chain import wire
@@ -21,7 +21,7 @@ from thepusher.master import policy, reports, wol
 from thepusher.master.disks import disks_field
 from thepusher.master.errors import ApiError, body_field
 from thepusher.master.hosts import HostBook
-from thepusher.master.images import Catalog, ImageFile
+from thepusher.master.images import Catalog, ImageFacts, ImageFile
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import Client, FINAL, Round, State
 from thepusher.units import count, size
@@ -139,9 +139,9 @@ class Controller:
         are long, and need nothing but the state."""
         return reports.report(self.state, host, body)
 
-    def image_range(self, session: str, offset: int, length: int, mac: str) -> ImageFile:
+    def image_range(self, session: str, offset: int, length: int, mac: str) -> Tuple[ImageFile, ImageFacts]:
         """Authorise a hop's gap fill: the round's open image file (acquired: the caller
-        releases it), if the range and its MAC are right."""
+        releases it) and its facts, if the range and its MAC are right."""
         st = self.state
         with st.lock:
             r = next(
@@ -159,7 +159,7 @@ class Controller:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
         if not f.acquire():
             raise ApiError(404, "the round is over")
-        return f
+        return f, facts
 
     # -- people's calls -------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 from thepusher.config.model import Config, Image, image_file_problem
 from thepusher.image import sparse
+from thepusher.image.bmap import BmapError
+from thepusher.master import bmaps
 from thepusher.image.facts import (SIDECAR, FactsHasher, ImageFacts, Stamp, describe_stamp,
                                    read_sidecar, stamp_of, write_sidecar)
 from thepusher.image.formats import DecodeError, compression_of_name
@@ -86,8 +88,18 @@ def facts_of(f: ImageFile, image: Image, cancelled: Cancelled) -> ImageFacts:
         before = f.stamp()
         if before[0] == 0:
             raise ImageUnusable(f"file {image.path} is empty (0 bytes): nothing to deploy")
-        facts = _scan_raw(f.fd, before[0], cancelled) if maps_zeros(image) else \
-            _decode_all(f.fd, image.compression, cancelled)
+        try:
+            bmap = bmaps.load_for(image, before[0])
+            if bmap is not None:
+                facts = bmaps.scan_mapped(bmap[0], before[0],
+                                          lambda view, at: _read(f.fd, view, at, cancelled),
+                                          lambda: _stop_if(cancelled))
+                facts.bmap_stamp = bmap[1]
+        except BmapError as e:
+            raise ImageUnusable(str(e)) from None
+        if bmap is None:
+            facts = _scan_raw(f.fd, before[0], cancelled) if maps_zeros(image) else \
+                _decode_all(f.fd, image.compression, cancelled)
         if f.stamp() == before:
             if facts.content_size == 0:
                 raise ImageUnusable(f"file {image.path} decompresses to 0 bytes: nothing to deploy")
@@ -273,12 +285,16 @@ class Catalog:
 
     def _facts_of(self, name: str, image: Image, f: ImageFile, cancelled: Cancelled) -> ImageFacts:
         stamp = f.stamp()
+        try:
+            bmap = bmaps.bmap_stamp(image)
+        except BmapError as e:
+            raise ImageUnusable(str(e)) from None
         with self._lock:
             known = self._facts.get(name)
-        if known is not None and known.stamp == stamp:
+        if known is not None and (known.stamp, known.bmap_stamp) == (stamp, bmap):
             return known
         facts = read_sidecar(image.path, maps_zeros(image), stamp)
-        if facts is None:
+        if facts is None or facts.bmap_stamp != bmap:
             if known is not None:
                 log.warning("image %s changed on disk since it was hashed (was %s, now %s): "
                             "hashing it again", name, describe_stamp(known.stamp),
@@ -319,6 +335,7 @@ class Catalog:
                     "content_size": facts.content_size if facts else None,
                     "sha256": facts.sha256 if facts else None,
                     "zero_bytes": facts.zero_bytes if facts and maps_zeros(image) else None,
+                    "free_bytes": facts.free_bytes if facts else None,
                     "state": "error" if name in self._errors else ("ready" if facts else "hashing"),
                     "error": self._errors.get(name),
                     "configured": True,
@@ -339,6 +356,7 @@ class Catalog:
             "content_size": facts.content_size,
             "sha256": facts.sha256,
             "zero_bytes": facts.zero_bytes,
+            "free_bytes": facts.free_bytes,
             "state": "ready",
             "error": None,
             "configured": False,

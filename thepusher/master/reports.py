@@ -147,6 +147,7 @@ def _progress(c: Client, body: dict) -> None:
     c.cpu_seconds = body_field(body, "cpu_seconds", float)
     c.max_rss_kb = body_field(body, "max_rss_kb", int)
     c.read_back = body_field(body, "read_back", int, 0)
+    c.free_bytes = body_field(body, "free_bytes", int, 0)
 
 
 def _skips(st: State, r: Round, host: str, entries: list) -> None:

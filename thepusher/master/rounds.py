@@ -147,6 +147,10 @@ def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
         content_size=facts.content_size,
         content_sha256=facts.sha256,
         compression=image.compression,
+        # FREE records only to clients that know them: version 2 when there are any
+        version=wire.FREE_VERSION if facts.free_runs else wire.PROTOCOL_VERSION,
+        free_bytes=facts.free_bytes,
+        free_map_sha256=facts.free_map_sha256,
     )
     with st.lock:
         chains = [[(h, st.clients[h].data_port) for h in hosts] for hosts in r.chains]
@@ -168,7 +172,7 @@ def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
             r.image_file, header, r.secret, addresses, t.io_timeout,
             on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
             zero_runs=facts.zero_runs if maps_zeros(image) else None,
-            check=facts.stream_sha256,
+            check=facts.stream_sha256, free_runs=facts.free_runs,
         )
         for addresses in chains
     ]
@@ -204,6 +208,8 @@ def _starts(r: Round, chains: List[List[plan.Address]], header: wire.StreamHeade
             accept_timeout=t.accept_timeout,
             io_timeout=t.io_timeout,
             window=int(t.replay_window * (1 << 20)),
+            free_bytes=header.free_bytes,
+            free_map_sha256=header.free_map_sha256,
         )
         for n, addresses in enumerate(chains)
         for i, (host, _) in enumerate(addresses)
@@ -284,7 +290,8 @@ def _repair(r: Round, address, timeout: float) -> None:
     # No check of the sent digest: it starts mid-stream. The hop checks its copy
     # against the digest the master signed for it.
     source = Source(first.image, first.header, r.secret, [address], timeout,
-                    on_skip=lambda host, reason: None, zero_runs=first.zero_runs)
+                    on_skip=lambda host, reason: None, zero_runs=first.zero_runs,
+                    free_runs=first.free_runs)
     try:
         source.run()
     except StreamFailed as e:

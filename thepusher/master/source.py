@@ -7,7 +7,7 @@ round announced: a file rewritten or cut during the round would go out as it is 
 Hashing the bytes it actually sends, the master withholds the END record, and fails the
 round, when they are not the image it announced (ImageChanged). The zero runs found when
 the image was hashed (image/sparse.py) go as ZERO records: a head, no payload, hashed as the
-zeros they stand for.
+zeros they stand for; so do the free ranges of its bmap (master/bmaps.py), as FREE records.
 """
 
 import hashlib
@@ -17,7 +17,7 @@ import socket
 from typing import Callable, List, Optional, Tuple
 
 from thepusher.chain import wire
-from thepusher.image import sparse
+from thepusher.image import freemap, sparse
 from thepusher.master.images import ImageFile
 from thepusher.chain.link import Link, LinkBroken, NoHopLeft
 
@@ -78,10 +78,12 @@ class Source:
         on_skip: Callable[[str, str], None],
         zero_runs: Optional[List[sparse.Run]] = None,
         check: Optional[str] = None,
+        free_runs: Optional[List[sparse.Run]] = None,
     ) -> None:
         self.image = image
         self.header = header
         self.zero_runs = zero_runs or []
+        self.free_runs = free_runs or []
         self.check = check
         self.link = Link(hops, header, secret, timeout, on_skip=on_skip)
         self.sent = 0
@@ -147,14 +149,16 @@ class Source:
             raise StreamFailed(f"hop {self.link.host} asks to resume at stream byte {pos}, "
                                f"but the master sent only {digest.upto}")
         view = memoryview(buf)
-        pieces = sparse.segments(self.zero_runs, pos, size, self.header.record_size, MAX_ZERO_RECORD)
-        for zero, pos, n in pieces:
+        pieces = freemap.pieces(self.zero_runs, self.free_runs, pos, size,
+                                self.header.record_size, MAX_ZERO_RECORD)
+        for kind, pos, n in pieces:
             if self.stopped:
                 raise StreamFailed("stream stopped: the round was aborted")
-            if zero:
+            if kind != freemap.DATA:  # free ranges are zeros in the digest too
                 if digest is not None:
                     digest.zeros(pos, n)
-                self.link.send(wire.pack_head(wire.ZERO, n, pos), pos)
+                record = wire.ZERO if kind == freemap.ZERO else wire.FREE
+                self.link.send(wire.pack_head(record, n, pos), pos)
             else:
                 wire.RECORD_HEAD.pack_into(buf, 0, wire.DATA, n, pos)
                 payload = view[wire.HEAD_SIZE : wire.HEAD_SIZE + n]

@@ -39,6 +39,7 @@ class Client:
     registered: bool = False
     bytes_done: int = 0
     bytes_total: int = 0
+    free_bytes: int = 0  # of bytes_done, those the image leaves free: skipped, not written
     rate: float = 0.0
     error: str = ""
     sha256: str = ""
@@ -78,6 +79,7 @@ class Client:
             "disks": self.disks,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
+            "free_bytes": self.free_bytes,
             "rate": round(self.rate, 1),
             "eta_seconds": None if eta is None else round(eta, 1),
             "error": self.error,
@@ -338,6 +340,7 @@ def _totals(clients: List[dict]) -> dict:
     return {
         "bytes_done": sum(c["bytes_done"] for c in clients),
         "bytes_total": sum(c["bytes_total"] for c in clients),
+        "free_bytes": sum(c["free_bytes"] for c in clients),
         "rate": round(sum(c["rate"] for c in clients if c["state"] == "BUSY"), 1),
         "eta_seconds": max(etas) if etas else None,
         "states": {s: sum(1 for c in clients if c["state"] == s) for s in STATES},

@@ -54,6 +54,7 @@ class Hop:
     # thread named, so reading needs no lock.
     header = property(attrgetter("_reader.header"))
     written = property(attrgetter("_writer.written"))
+    free_bytes = property(attrgetter("_writer.free_bytes"))
     decode_seconds = property(attrgetter("_writer.decode_seconds"))
     write_seconds = property(attrgetter("_writer.write_seconds"))
     digest = property(attrgetter("_writer.digest"))

@@ -23,7 +23,7 @@ class Chunk:
     ) -> None:
         self.pool = pool
         self.buf = buf
-        wire_length = 0 if kind == wire.ZERO else length
+        wire_length = 0 if kind in wire.RUNS else length
         self.view = memoryview(buf)[: wire.HEAD_SIZE + wire_length]
         self.kind = kind
         self.length = length
@@ -38,15 +38,15 @@ class Chunk:
     @property
     def end(self) -> int:
         """First stream byte after this record (END and KEEPALIVE carry no stream bytes)."""
-        return self.offset + self.length if self.kind in (wire.DATA, wire.ZERO) else self.offset
+        return self.offset + self.length if self.kind in wire.STREAM_BYTES else self.offset
 
     def tail_from(self, start: int) -> List:
         """What to send so the receiver gets this record from stream byte `start` on."""
-        if start <= self.offset or self.kind not in (wire.DATA, wire.ZERO):
+        if start <= self.offset or self.kind not in wire.STREAM_BYTES:
             return [self.view]
         skip = start - self.offset
         head = wire.pack_head(self.kind, self.length - skip, start)
-        return [head] if self.kind == wire.ZERO else [head, self.payload[skip:]]
+        return [head] if self.kind in wire.RUNS else [head, self.payload[skip:]]
 
     def release(self) -> None:
         with self._lock:

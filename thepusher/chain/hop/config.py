@@ -24,7 +24,8 @@ class HopConfig:
     io_timeout: float = 30.0
     source: Optional[str] = None
     # Fetches stream bytes [offset, offset+length) from the master (gap fill): returns
-    # an object with readinto(), e.g. an HTTP response.
+    # an object with readinto(), e.g. an HTTP response; with a third argument True, as
+    # records (a stream with FREE records).
     fetch_range: Optional[Callable[[int, int], Any]] = None
     # True while the master is still streaming: hops upstream may still be healing
     # towards us, so waiting for an upstream goes on past accept_timeout.

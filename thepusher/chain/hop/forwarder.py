@@ -136,7 +136,7 @@ class _Window:
 
     def _cost(self, chunk: Chunk) -> int:
         """What a record in the window costs: its payload, or a whole pooled buffer for a
-        ZERO run (no payload, but the pool is sized for window / record_size records)."""
+        ZERO or FREE run (no payload, but the pool is sized for window / record_size records)."""
         if chunk.kind == wire.DATA:
             return chunk.length
-        return self._record_size if chunk.kind == wire.ZERO else 0
+        return self._record_size if chunk.kind in wire.RUNS else 0

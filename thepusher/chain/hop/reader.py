@@ -167,7 +167,7 @@ class Reader:
             if kind == wire.KEEPALIVE:
                 self._pool.put(buf)
                 return None
-            if kind != wire.ZERO:
+            if kind not in wire.RUNS:
                 wire.recv_exact(sock, view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
             if kind == wire.ABORT:
                 reason = bytes(view[wire.HEAD_SIZE : wire.HEAD_SIZE + length])
@@ -184,6 +184,9 @@ class Reader:
         if self.config.fetch_range is None:
             raise wire.ProtocolError(f"stream resumed at byte {stop}, we lack bytes from {start}")
         log.warning("fetching stream bytes %d-%d from the master", start, stop)
+        if self.header.version >= wire.FREE_VERSION:
+            self._fill_records(self.config.fetch_range(start, stop - start, True), start, stop)
+            return
         body = self.config.fetch_range(start, stop - start)
         step = self.header.record_size
         pos = start
@@ -206,6 +209,32 @@ class Reader:
             view.release()
             self._dispatch(Chunk(self._pool, buf, wire.DATA, n, pos, len(self.feeds)))
             pos += n
+
+    def _fill_records(self, body, start: int, stop: int) -> None:
+        """A gap of a stream with FREE records comes as records (DATA, ZERO, FREE), so its
+        free ranges stay free here and downstream: as raw bytes they would be the
+        master's file there, which the image does not define."""
+        pos = start
+        while pos < stop:
+            buf = self._get_buffer()
+            view = memoryview(buf)
+            try:
+                _read_into(body, view[: wire.HEAD_SIZE], pos - start)
+                kind, length, offset = wire.unpack_head(buf)
+                if kind not in wire.STREAM_BYTES or offset != pos or offset + length > stop \
+                        or (kind == wire.DATA and length > self.header.record_size):
+                    raise wire.ProtocolError(
+                        f"master's gap fill sent a {wire.RECORD_TYPES[kind]} record at byte "
+                        f"{offset} of {length} bytes, expected one at byte {pos} up to {stop}")
+                if kind == wire.DATA:
+                    _read_into(body, view[wire.HEAD_SIZE : wire.HEAD_SIZE + length], pos - start)
+            except BaseException:
+                view.release()
+                self._pool.put(buf)
+                raise
+            view.release()
+            self._dispatch(Chunk(self._pool, buf, kind, length, offset, len(self.feeds)))
+            pos += length
 
     def _get_buffer(self) -> bytearray:
         """Wait for a free buffer. While the forwarder heals the chain that may take a
@@ -233,3 +262,12 @@ class Reader:
         failure = Failure(reason, tell_downstream)
         for feed in self.feeds:
             feed.put(failure)
+
+
+def _read_into(body, view: memoryview, done: int) -> None:
+    got = 0
+    while got < len(view):
+        k = body.readinto(view[got:])
+        if not k:
+            raise wire.ProtocolError(f"master's gap fill ended after {done} bytes of the gap")
+        got += k

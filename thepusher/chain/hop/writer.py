@@ -20,8 +20,9 @@ from typing import Iterator, Optional
 from thepusher.chain import wire
 from thepusher.chain.hop.buffers import Failure, Feed
 from thepusher.chain.hop.config import HopConfig
-from thepusher.disk.target import HopTarget, Piece, TargetError
+from thepusher.disk.target import HopTarget, Piece, Skip, TargetError
 from thepusher.disk.tar import TarError
+from thepusher.image import freemap
 from thepusher.image.decode import DecodeError, Decoder
 from thepusher.image.facts import FactsHasher
 
@@ -49,6 +50,11 @@ class Writer:
     def written(self) -> int:
         """Content bytes handed to the target so far (progress, and the size verified)."""
         return self._content.size
+
+    @property
+    def free_bytes(self) -> int:
+        """Bytes of FREE records so far: counted, hashed as zeros, never written."""
+        return self._content.free.size
 
     def open(self, header: wire.StreamHeader) -> None:
         """Open the target and the decoder; trouble here is local: we still relay."""
@@ -103,6 +109,9 @@ class Writer:
                     self._content.zeros(item.length)
                     yield item.length
                     self.write_seconds += time.perf_counter() - t0
+                elif item.kind == wire.FREE:
+                    self._content.skip(item.length)
+                    yield Skip(item.length)
                 elif item.kind == wire.END:
                     self._took_last = True  # even if the decoder fails at the end
                     yield from self._timed(decoder.finish())
@@ -148,19 +157,25 @@ class Writer:
         if self.digest != expect.content_sha256:
             raise wire.ProtocolError(
                 f"digest mismatch: wrote {self.digest}, image is {expect.content_sha256}")
+        free = (self.free_bytes, freemap.digest(self._content.free.as_runs()))
+        if free != (expect.free_bytes, expect.free_map_sha256):
+            raise wire.ProtocolError(
+                f"free map mismatch: left {free[0]} bytes free (map {free[1] or 'none'}), the "
+                f"image frees {expect.free_bytes} (map {expect.free_map_sha256 or 'none'})")
         if self.config.verify == "readback":
             self._read_back(expect)
         self.verified = True
         self.verified_by = self.config.verify
 
     def _read_back(self, expect: wire.Expected) -> None:
-        """Hash what the disk returns, past every cache, and refuse a disk that lies."""
+        """Hash what the disk returns, past every cache, and refuse a disk that lies.
+        Free ranges are not read: they count as zeros, as in the image's digest."""
         t0 = time.monotonic()
 
         def progress(done: int) -> None:
             self.read_back = done
 
-        got = self.target.read_back(expect.content_size, progress)
+        got = self.target.read_back(expect.content_size, progress, self._content.free.as_runs())
         if got != expect.content_sha256:
             raise TargetError(
                 f"read back from {self.target.path}: sha256 {got} differs from the image "

@@ -1,0 +1,104 @@
+"""Free ranges: bytes an image does not define (the unmapped blocks of a bmap, free
+filesystem blocks), which travel as FREE records and are never written.
+
+A free range reads as zeros in the image's digest (so the content digest is the same
+for everyone who hashes the image, whatever the disk held there before), and the free
+map has a digest of its own, so that a copy is verified for both: what was written,
+and what was left alone. Everyone who needs these (the master when it hashes an image
+or sends a range, a hop's writer when it checks its copy, a target reading its copy
+back) takes them from here, so they cannot disagree.
+
+The map's digest is SHA-256 over its maximal runs in offset order, each as two
+big-endian u64, offset and length (docs/protocol.md, "Free ranges").
+"""
+
+import hashlib
+import heapq
+import struct
+from typing import Iterable, Iterator, List, Optional, Tuple
+
+Run = Tuple[int, int]  # (offset, length)
+
+DATA, ZERO, FREE = "data", "zero", "free"
+_RUN = struct.Struct("!QQ")
+
+
+class FreeMap:
+    """Free runs in offset order, adjacent ones merged (no cap: every run counts)."""
+
+    def __init__(self) -> None:
+        self.runs: List[List[int]] = []
+        self.size = 0  # free bytes
+
+    def add(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
+        self.size += length
+        last = self.runs[-1] if self.runs else None
+        if last is not None and last[0] + last[1] == offset:
+            last[1] += length
+        else:
+            self.runs.append([offset, length])
+
+    def as_runs(self) -> List[Run]:
+        return [(offset, length) for offset, length in self.runs]
+
+
+def digest(runs: Iterable[Run]) -> str:
+    """The free map's own SHA-256 ("" for no map: nothing free)."""
+    sha = hashlib.sha256()
+    merged = FreeMap()
+    for offset, length in runs:
+        merged.add(offset, length)
+    if not merged.runs:
+        return ""
+    for offset, length in merged.runs:
+        sha.update(_RUN.pack(offset, length))
+    return sha.hexdigest()
+
+
+def complement(mapped: Iterable[Run], size: int) -> List[Run]:
+    """The runs of [0, size) that `mapped` (sorted, disjoint) does not cover."""
+    free = FreeMap()
+    pos = 0
+    for offset, length in mapped:
+        free.add(pos, offset - pos)
+        pos = offset + length
+    free.add(pos, size - pos)
+    return free.as_runs()
+
+
+def pieces(zero_runs: Optional[List[Run]], free_runs: Optional[List[Run]], start: int,
+           end: int, max_data: int, max_run: int) -> Iterator[Tuple[str, int, int]]:
+    """(kind, offset, length) pieces covering [start, end) in order: DATA pieces of at
+    most `max_data` bytes between the runs, ZERO and FREE pieces of at most `max_run`.
+    The two maps never overlap (the master maps zeros only in mapped ranges)."""
+    runs = heapq.merge(((o, n, ZERO) for o, n in _runs_from(zero_runs or [], start)),
+                       ((o, n, FREE) for o, n in _runs_from(free_runs or [], start)))
+    pos = start
+    for offset, length, kind in runs:
+        if offset >= end:
+            break
+        run_start, run_end = max(offset, pos), min(offset + length, end)
+        yield from _split(DATA, pos, run_start, max_data)
+        yield from _split(kind, run_start, run_end, max_run)
+        pos = max(pos, run_end)
+    yield from _split(DATA, pos, end, max_data)
+
+
+def _runs_from(runs: List[Run], start: int) -> Iterator[Run]:
+    """The runs ending after `start` (binary search: a resume may start anywhere)."""
+    lo, hi = 0, len(runs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if runs[mid][0] + runs[mid][1] <= start:
+            lo = mid + 1
+        else:
+            hi = mid
+    for run in runs[lo:]:
+        yield run[0], run[1]
+
+
+def _split(kind: str, start: int, end: int, step: int) -> Iterator[Tuple[str, int, int]]:
+    for pos in range(start, end, step):
+        yield kind, pos, min(step, end - pos)
