@@ -37,7 +37,6 @@ CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno
 log = logging.getLogger("thepusher.target")
 
 
-
 class Skip:
     """A free run (a FREE record): bytes the image does not define, left as they are."""
 
