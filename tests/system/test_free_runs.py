@@ -8,10 +8,8 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from tests.conftest import write_config
 from tests.support.hops import SECRET, RunningHop, make_header
 from tests.support.hosts import hosts
+from tests.system.test_chain import kill_mid_stream
 from thepusher.chain import wire
 from thepusher.image import bmap, freemap
 
@@ -110,12 +109,7 @@ def test_killed_middle_client_heals_and_free_ranges_stay_free_also_in_gap_fills(
     write_config(lab.images, hosts(3), settings="report_timeout = 5\nreplay_window = 1\n")
     lab.start_master()
     c1, c2, c3 = [lab.start_client(h) for h in hosts(3)]
-    lab.wait_for(lambda: "receiving img" in c3.output(), 60, "data reaching the last client")
-    c3.kill(signal.SIGSTOP)
-    time.sleep(0.4)
-    c2.kill(signal.SIGKILL)
-    time.sleep(0.4)
-    c3.kill(signal.SIGCONT)
+    kill_mid_stream(lab, victim=c2, frozen=c3)
     assert c3.wait(120) == 0, lab.dump()
     assert c1.wait(120) == 0, lab.dump()
     assert "fetching stream bytes" in c3.output()  # the gap fill ran, as records

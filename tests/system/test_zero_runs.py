@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.conftest import sha256_file, write_config
-from thepusher.image import sparse
+from thepusher.image import freemap, sparse
 from thepusher.config.model import Image
 from thepusher.image.facts import read_sidecar, write_sidecar
 from thepusher.master.images import compute_facts
@@ -68,9 +68,15 @@ def test_zero_map_keeps_only_aligned_zero_blocks_and_merges_neighbours():
     assert shifted.runs == [[2 * B, B]]  # the only whole file block inside buf[B:3B]
 
 
+def segments(runs, start, end, max_data, max_zero):
+    """The master's pieces of an image without free ranges, as (is_zero, offset, length)."""
+    return [(kind == freemap.ZERO, offset, length)
+            for kind, offset, length in freemap.pieces(runs, None, start, end, max_data, max_zero)]
+
+
 def test_segments_cover_a_range_exactly_even_when_resuming_inside_a_run():
     runs = [(100, 50), (1000, 5000), (9000, 10)]
-    pieces = list(sparse.segments(runs, 0, 10000, max_data=400, max_zero=3000))
+    pieces = segments(runs, 0, 10000, max_data=400, max_zero=3000)
     assert pieces[0] == (False, 0, 100) and pieces[1] == (True, 100, 50)
     pos = 0
     for zero, offset, length in pieces:
@@ -79,7 +85,7 @@ def test_segments_cover_a_range_exactly_even_when_resuming_inside_a_run():
     assert pos == 10000
     assert [p for p in pieces if p[0]] == [(True, 100, 50), (True, 1000, 3000),
                                            (True, 4000, 2000), (True, 9000, 10)]
-    assert list(sparse.segments(runs, 2500, 6100, 400, 3000)) == [
+    assert segments(runs, 2500, 6100, 400, 3000) == [
         (True, 2500, 3000), (True, 5500, 500), (False, 6000, 100)]
 
 

@@ -109,36 +109,3 @@ def extents(fd: int, size: int) -> Iterator[Tuple[int, int, bool]]:
         if hole > data:
             yield data, hole - data, False
         pos = max(hole, data)
-
-
-def segments(runs: List[Run], start: int, end: int, max_data: int,
-             max_zero: int) -> Iterator[Tuple[bool, int, int]]:
-    """(is_zero, offset, length) pieces covering [start, end) in order: data pieces of at
-    most `max_data` bytes between the zero runs, zero pieces of at most `max_zero`."""
-    pos = start
-    for offset, length in _runs_from(runs, start):
-        if offset >= end:
-            break
-        zero_start, zero_end = max(offset, pos), min(offset + length, end)
-        yield from _pieces(False, pos, zero_start, max_data)
-        yield from _pieces(True, zero_start, zero_end, max_zero)
-        pos = zero_end
-    yield from _pieces(False, pos, end, max_data)
-
-
-def _runs_from(runs: List[Run], start: int) -> Iterator[Run]:
-    """The runs ending after `start` (binary search: a resume may start anywhere)."""
-    lo, hi = 0, len(runs)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if runs[mid][0] + runs[mid][1] <= start:
-            lo = mid + 1
-        else:
-            hi = mid
-    for run in runs[lo:]:
-        yield run[0], run[1]
-
-
-def _pieces(zero: bool, start: int, end: int, step: int) -> Iterator[Tuple[bool, int, int]]:
-    for pos in range(start, end, step):
-        yield zero, pos, min(step, end - pos)

@@ -6,7 +6,6 @@ them. What they make a machine boot is nextboot.py's.
 import json
 import os
 import re
-import threading
 from typing import Dict, Optional
 
 from thepusher.config.model import normalize_host
@@ -23,7 +22,6 @@ class Marks:
     def __init__(self, path: Optional[str]) -> None:
         self.path = path
         self.marks: Dict[str, str] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, image_dir: str) -> "Marks":
@@ -41,17 +39,16 @@ class Marks:
 
     def set(self, host: str, mark: str) -> None:
         """Record and save; OSError if it cannot be saved, and then nothing changed."""
-        with self._lock:
-            if self.marks.get(host, "") == mark:
-                return
-            marks = {h: m for h, m in self.marks.items() if h != host}
-            if mark:
-                marks[host] = mark
-            if self.path is not None:
-                note = "written by thepusher master: what each marked host boots next"
-                atomic_write(self.path, json.dumps({"note": note, "next_boot": marks},
-                                                   indent=2, sort_keys=True) + "\n")
-            self.marks = marks
+        if self.marks.get(host, "") == mark:
+            return
+        marks = {h: m for h, m in self.marks.items() if h != host}
+        if mark:
+            marks[host] = mark
+        if self.path is not None:
+            note = "written by thepusher master: what each marked host boots next"
+            atomic_write(self.path, json.dumps({"note": note, "next_boot": marks},
+                                               indent=2, sort_keys=True) + "\n")
+        self.marks = marks
 
 def _valid_mark(mark: str) -> bool:
     return mark == IMAGE or (mark.startswith(PUT + ":") and bool(DEVICE_RE.match(mark[4:])))
