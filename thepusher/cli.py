@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create_nbi)
 
     p = command("put-image", help="upload a disk or image file to the master's image directory",
-                       description="Stream DEVICE_OR_FILE to the master, which stores it as a new "
-                       "image (never over an existing one) once its SHA-256 checks out.")
+                       description="Stream the used blocks of DEVICE_OR_FILE to the master, which "
+                       "stores them as a new image (never over an existing one) once its SHA-256 "
+                       "checks out; the free blocks are holes in it, listed in its NAME.bmap.")
     p.add_argument("-p", "--master", required=True, type=master_address, metavar="MASTER[:PORT]",
                    help="the master's address (port 8080 unless given)")
     p.add_argument("-i", "--input", required=True, metavar="DEVICE_OR_FILE",
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-token", default=os.environ.get("THEPUSHER_UPLOAD_TOKEN", ""),
                    metavar="TOKEN", help="the config's upload_token, when the master has one "
                    "(default: $THEPUSHER_UPLOAD_TOKEN)")
+    _capture_options(p)
     p.set_defaults(func=cmd_put_image)
 
     p = command("compress", help="compress an image file or a disk with every core",
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker threads (default 0: one per CPU core)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="the compressed file (default: IMG plus .bz2, .gz or .xz)")
+    _capture_options(p)
     p.set_defaults(func=cmd_compress)
 
     p = command("demo", help="a whole round on this machine: master + N local clients")
@@ -199,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=tcp_port, default=8080, help="master HTTP port (default 8080)")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _capture_options(p: argparse.ArgumentParser) -> None:  # put-image and compress
+    p.add_argument("--whole", action="store_true", help="read every block, also those its "
+                   "filesystems do not use (default: only the used ones; the rest stays free)")
+    p.add_argument("--force", action="store_true", help="capture a source mounted read-write, "
+                   "or whose filesystem needs recovery, is dirty, hibernated or BitLocker")
 
 
 def _admin_options(p: argparse.ArgumentParser) -> None:
@@ -355,7 +365,8 @@ def cmd_put_image(args) -> int:
     from thepusher.client.upload import UploadError, put_image
 
     try:
-        answer = put_image(args.master, args.input, args.name, args.compress, args.upload_token)
+        answer = put_image(args.master, args.input, args.name, args.compress, args.upload_token,
+                           args.force, args.whole)
     except UploadError as e:
         print(f"thepusher put-image: {e}", file=sys.stderr)
         return 1
@@ -367,9 +378,10 @@ def cmd_compress(args) -> int:
     """`compress`: exit 2 when refused (nothing done), 1 when it failed on the way."""
     from thepusher.image.compress import CompressError, Refused, compress_image
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill cleans up like Ctrl-C
     try:
-        outcome = compress_image(args.image, args.format, args.level, args.threads, args.output)
+        outcome = compress_image(args.image, args.format, args.level, args.threads, args.output,
+                                 args.force, args.whole)
     except CompressError as e:
         print(f"thepusher compress: {e}", file=sys.stderr)
         return 2 if isinstance(e, Refused) else 1
@@ -378,10 +390,6 @@ def cmd_compress(args) -> int:
         return 130
     print(outcome.summary())
     return 0
-
-
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_demo(args) -> int:

@@ -26,7 +26,9 @@ from thepusher.client.choose import AUTO, NoDisk, choose, describe
 from thepusher.config.model import DiskHints
 from thepusher.disk.inventory import inventory
 from thepusher.client.master_link import split_host_port
-from thepusher.image.compress import CompressError, ParallelCompressor, open_input
+from thepusher.image.capture import Capture, CaptureRefused, open_capture
+from thepusher.image.compress import CompressError, ParallelCompressor
+from thepusher.image.freemap import encode_map
 from thepusher.image.facts import FactsHasher
 from thepusher.image.formats import FORMATS
 from thepusher.plan import DEFAULT_PORT
@@ -68,10 +70,13 @@ def default_name(path: str, fmt: Optional[str]) -> str:
     return (base or "image") + (FORMATS[fmt].suffix if fmt else "")
 
 
-def open_source(path: str):
-    """The input and its size (compress.open_input), or an UploadError saying why not."""
+def open_source(path: str, force: bool, whole: bool) -> Capture:
+    """The input, its used blocks mapped (image/capture.py), or an UploadError saying
+    why not."""
     try:
-        return open_input(path)
+        return open_capture(path, force, whole)
+    except CaptureRefused as e:
+        raise UploadError(f"refused: {e}") from None
     except OSError as e:
         raise UploadError(f"cannot read {path}: {e.strerror or e}") from None
 
@@ -81,7 +86,7 @@ class Uploader:
     input, the master and the byte reached."""
 
     def __init__(self, master: str, path: str, name: Optional[str], fmt: Optional[str],
-                 token: str = "") -> None:
+                 token: str = "", force: bool = False, whole: bool = False) -> None:
         self.host, self.port = split_host_port(master, DEFAULT_PORT)
         self.token = token
         self.path = path
@@ -91,12 +96,17 @@ class Uploader:
         self.offset = 0  # bytes of the input read (and sent)
         self.sent = 0  # body bytes sent (compressed, when compressing)
         self.size: Optional[int] = None
+        self.force, self.whole = force, whole
+        self.free_map = b""  # sent ahead of the used bytes: the master keeps the free ones holes
 
     def run(self) -> dict:
-        source, self.size = open_source(self.path)
+        source = open_source(self.path, self.force, self.whole)
+        self.size = source.size
         if self.size == 0:
             source.close()
             raise UploadError(f"{self.path} is empty (0 bytes): nothing to upload")
+        if source.free_runs and not self.fmt:
+            self.free_map = encode_map(source.size, source.free_runs)
         log.info("put-image %s (%s) -> master %s:%d as %s%s", self.path,
                  "size unknown" if self.size is None else human_bytes(self.size),
                  self.host, self.port, self.name, f", compressing {self.fmt}" if self.fmt else "")
@@ -126,6 +136,8 @@ class Uploader:
         conn.putheader("X-Compression", FORMATS[self.fmt].compression if self.fmt else "NONE")
         if self.size is not None:
             conn.putheader("X-Content-Size", str(self.size))
+        if self.free_map:
+            conn.putheader("X-Free-Map-Length", str(len(self.free_map)))
         if self.token:
             conn.putheader("X-Upload-Token", self.token)
         conn.putheader("Connection", "close")
@@ -141,20 +153,27 @@ class Uploader:
             self._refused(status, body)
         conn.sock.settimeout(SEND_WAIT)
 
-    def _send_body(self, conn: http.client.HTTPConnection, source) -> None:
+    def _send_body(self, conn: http.client.HTTPConnection, source: Capture) -> None:
+        """The free map (if any), then the used bytes; free runs are hashed as zeros and,
+        when compressing, compressed as zeros (a dd image with zeros there), never read."""
         content = FactsHasher()
-        buf = bytearray(BLOCK)
-        view = memoryview(buf)
         progress = ProgressLine(f"put-image {self.path}", self.size, log)
+        pieces = source.pieces(bytearray(BLOCK))
         try:
+            self._chunk(conn, self.free_map)
             while True:
-                n = self._read(source, buf)
-                if not n:
+                piece = self._next(pieces)
+                if piece is None:
                     break
-                content.update(view[:n])
-                for piece in self.compressor.feed(view[:n]) if self.compressor else (view[:n],):
-                    self._chunk(conn, piece)
-                self.offset += n
+                if isinstance(piece, int):
+                    content.skip(piece)
+                    out = self.compressor.feed_zeros(piece) if self.compressor else ()
+                else:
+                    content.update(piece)
+                    out = self.compressor.feed(piece) if self.compressor else (piece,)
+                for data in out:
+                    self._chunk(conn, data)
+                self.offset += piece if isinstance(piece, int) else len(piece)
                 progress.update(self.offset, self._note())
             for piece in self.compressor.finish() if self.compressor else ():
                 self._chunk(conn, piece)
@@ -165,11 +184,13 @@ class Uploader:
             progress.close(self.offset, self._note())
 
     def _note(self) -> str:
-        return f"sent {human_bytes(self.sent)} {self.fmt}" if self.compressor else ""
+        if self.compressor:
+            return f"sent {human_bytes(self.sent)} {self.fmt}"
+        return f"sent {human_bytes(self.sent)}" if self.free_map else ""
 
-    def _read(self, source, buf: bytearray) -> int:
+    def _next(self, pieces):
         try:
-            return source.readinto(buf)
+            return next(pieces, None)
         except OSError as e:
             self._fail(f"reading {self.path} failed: {e.strerror or e}")
 
@@ -253,11 +274,13 @@ def _read_head_answer(sock: socket.socket) -> Tuple[int, bytes]:
 
 
 def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str],
-              token: str = "") -> dict:
+              token: str = "", force: bool = False, whole: bool = False) -> dict:
     """Upload `path` to the master as `name` (default: its base name plus the suffix of
     `fmt`, 'gz', 'bz2', 'xz' or None), with the master's upload token if it needs one;
     the master's answer, or UploadError. `path` "auto" is the one disk of this machine
-    that `destination = "auto"` without hints would choose (client/choose.py)."""
+    that `destination = "auto"` without hints would choose (client/choose.py). Only
+    the blocks its filesystems use are read and sent, unless `whole`; `force` captures
+    a source that is mounted read-write or whose filesystems may be inconsistent."""
     if path == AUTO:
         try:
             disk = choose(inventory(), DiskHints(), f"-i {AUTO}")
@@ -266,4 +289,4 @@ def put_image(master: str, path: str, name: Optional[str], fmt: Optional[str],
                               + (f", e.g. -i {e.example}" if e.example else "")) from None
         log.info("-i %s: %s is the one disk to upload", AUTO, describe(disk))
         path = disk.path
-    return Uploader(master, path, name, fmt, token).run()
+    return Uploader(master, path, name, fmt, token, force, whole).run()

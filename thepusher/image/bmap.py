@@ -147,33 +147,72 @@ def _check_sizes(bmap: Bmap, where: str) -> None:
                         f"{bmap.image_size} makes {blocks} blocks of {bmap.block_size}")
 
 
+class RangeDigests:
+    """Each mapped range's SHA-256 while an image is read or written in order: `add`
+    every run of data bytes at its offset; a gap (a free run) ends a range. What
+    `save` takes, from one pass over the data."""
+
+    def __init__(self) -> None:
+        self.ranges: List[Tuple[int, int, str]] = []
+        self._start = self._end = -1
+        self._sha = hashlib.sha256()
+
+    def add(self, offset: int, data) -> None:
+        if offset != self._end:
+            self._close()
+            self._start = self._end = offset
+        self._sha.update(data)
+        self._end += len(data)
+
+    def _close(self) -> None:
+        if self._end > self._start:
+            self.ranges.append((self._start, self._end - self._start, self._sha.hexdigest()))
+        self._sha = hashlib.sha256()
+
+    def finish(self) -> List[Tuple[int, int, str]]:
+        self._close()
+        self._start = self._end = -1
+        return self.ranges
+
+
 def write(path: str, image_path: str, mapped: List[Run], block_size: int = 4096) -> Bmap:
     """Write the bmap of `image_path` whose data is in `mapped` (byte runs, sorted, each
     on block boundaries but the image's end), with each range's SHA-256 read from the
     image; atomically (temp file, rename). The file is what `bmaptool copy` takes."""
     size = os.stat(image_path).st_size
-    ranges = []
+    digests = []
     with open(image_path, "rb") as f:
         for offset, length in mapped:
-            end = offset + length
-            if offset % block_size or (end % block_size and end != size) or end > size:
-                raise BmapError(f"mapped range {offset}+{length} is not on {block_size}-byte "
-                                f"blocks of {image_path} ({size} bytes)")
-            if length <= 0:
-                continue
             sha = hashlib.sha256()
             f.seek(offset)
             left = length
-            while left:
+            while left > 0:
                 chunk = f.read(min(left, 4 << 20))
                 if not chunk:
-                    raise BmapError(f"{image_path} ended at byte {end - left} while mapping it")
+                    raise BmapError(f"{image_path} ended at byte {offset + length - left} "
+                                    "while mapping it")
                 sha.update(chunk)
                 left -= len(chunk)
-            last = -(-end // block_size) - 1
-            if ranges and ranges[-1][1] + 1 == offset // block_size:
-                raise BmapError(f"mapped ranges of {image_path} are not merged at byte {offset}")
-            ranges.append((offset // block_size, last, sha.hexdigest()))
+            digests.append((offset, length, sha.hexdigest()))
+    return save(path, size, digests, block_size, image_path)
+
+
+def save(path: str, size: int, mapped: List[Tuple[int, int, str]], block_size: int = 4096,
+         what: str = "the image") -> Bmap:
+    """Write the bmap of an image of `size` bytes whose data is in `mapped` (offset,
+    length, SHA-256 of those bytes; sorted, merged, on block boundaries but the image's
+    end), atomically: for a caller that hashed the ranges on the way (an upload)."""
+    ranges = []
+    for offset, length, digest in mapped:
+        end = offset + length
+        if offset % block_size or (end % block_size and end != size) or end > size:
+            raise BmapError(f"mapped range {offset}+{length} is not on {block_size}-byte "
+                            f"blocks of {what} ({size} bytes)")
+        if length <= 0:
+            continue
+        if ranges and ranges[-1][1] + 1 == offset // block_size:
+            raise BmapError(f"mapped ranges of {what} are not merged at byte {offset}")
+        ranges.append((offset // block_size, -(-end // block_size) - 1, digest))
     bmap = Bmap(path, size, block_size, -(-size // block_size),
                 sum(last - first + 1 for first, last, _ in ranges), ranges)
     text = _render(bmap, "0" * 64)
@@ -181,6 +220,8 @@ def write(path: str, image_path: str, mapped: List[Run], block_size: int = 4096)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text.replace("0" * 64, chksum))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return bmap
 

@@ -22,11 +22,13 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from queue import SimpleQueue
-from typing import BinaryIO, Callable, Deque, Dict, Iterator, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
-from thepusher import syscalls
 from thepusher.console import ProgressLine
-from thepusher.image.facts import FactsHasher, ImageFacts, write_sidecar
+from thepusher.image.bmap import RangeDigests
+from thepusher.image.capture import CaptureRefused, open_capture
+from thepusher.image.bmap import save as save_bmap
+from thepusher.image.facts import FactsHasher, ImageFacts, stamp_of, write_sidecar
 from thepusher.image.formats import FORMATS
 from thepusher.units import rate_text, size
 
@@ -109,6 +111,7 @@ class ParallelCompressor:
         self._in_flight: Deque[Future] = deque()
         self._jobs: SimpleQueue = SimpleQueue()
         self._started = False
+        self._zero_stream: Optional[bytes] = None  # one chunk of zeros, compressed
 
     def __enter__(self) -> "ParallelCompressor":
         return self
@@ -126,6 +129,24 @@ class ParallelCompressor:
                 yield from self._submit()
         while self._in_flight and self._in_flight[0].done():
             yield self._in_flight.popleft().result()
+
+    def feed_zeros(self, length: int) -> Iterator[bytes]:
+        """`length` zero bytes (a capture's free run). A whole chunk of zeros always
+        compresses to the same stream, so it is compressed once and repeated: the free
+        space of a disk costs no compression."""
+        zeros = memoryview(bytes(min(length, self.chunk)))
+        while length:
+            if not self._pending and length >= self.chunk:
+                if self._zero_stream is None:
+                    self._zero_stream = self._compress(self._module, zeros, self.level)
+                done: Future = Future()
+                done.set_result(self._zero_stream)
+                yield from self._queue(done)
+                length -= self.chunk
+                continue
+            n = min(length, self.chunk - len(self._pending))
+            yield from self.feed(zeros[:n])
+            length -= n
 
     def finish(self) -> Iterator[bytes]:
         # An empty input still makes one (empty) stream: an empty file is no valid
@@ -150,6 +171,10 @@ class ParallelCompressor:
         future: Future = Future()
         self._jobs.put((future, self._pending))
         self._pending = bytearray()
+        yield from self._queue(future)
+
+    def _queue(self, future: Future) -> Iterator[bytes]:
+        """The next stream, in order; waits for the oldest when too many are in flight."""
         self._in_flight.append(future)
         self.streams += 1
         while len(self._in_flight) > 2 * self.workers:
@@ -200,30 +225,41 @@ class Outcome:
 
 
 def compress_image(source: str, fmt: str, level: Optional[int] = None, workers: int = 0,
-                   output: Optional[str] = None) -> Outcome:
+                   output: Optional[str] = None, force: bool = False, whole: bool = False) -> Outcome:
     """Write `source` (a file or a disk) compressed to `output` (default: `source` plus
     the format's suffix), and its digest sidecar, so that a master given this file does
-    not decompress it once more just to hash it. The output appears only whole and
-    fsynced, and never in place of an existing file: until then it is a hidden temp
-    file next to it (the master ignores dot files), removed when anything, Ctrl-C
-    included, stops the run."""
+    not decompress it once more just to hash it. Only the blocks its filesystems use are
+    read (capture.py; all of them with `whole`): the free ones are compressed as zeros,
+    and their map is written as OUTPUT.bmap, so the master streams them as FREE.
+    The output appears only whole and fsynced, and never in place of an existing file:
+    until then it is a hidden temp file next to it (the master ignores dot files),
+    removed when anything, Ctrl-C included, stops the run."""
     compressor = ParallelCompressor(fmt, level, workers)  # a bad level or a missing module first
     output = output or _default_output(source, fmt)
-    if os.path.lexists(output):
-        raise Refused(f"{output} exists and is never overwritten: remove it or give -o OUT")
+    for path in (output, output + ".bmap"):
+        if os.path.lexists(path):
+            raise Refused(f"{path} exists and is never overwritten: remove it or give -o OUT")
     with compressor:
         started = time.monotonic()
         try:
-            reader, total = open_input(source)
+            capture = open_capture(source, force, whole)
+        except CaptureRefused as e:
+            raise Refused(str(e)) from None
         except OSError as e:
             raise Refused(f"cannot read {source}: {e.strerror or e}") from None
         tmp = os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}.tmp")
         try:
-            with reader:
-                facts = _write(reader, total, compressor, source, tmp, output)
+            with capture.reader:
+                facts, mapped = _write(capture, compressor, tmp, output)
+            if capture.free_runs:
+                save_bmap(tmp + ".bmap", facts.content_size, mapped, what=output)
             _claim(tmp, output)
+            if capture.free_runs:
+                os.replace(tmp + ".bmap", output + ".bmap")
+                facts.bmap_stamp = stamp_of(os.stat(output + ".bmap"))
         except BaseException:
             _remove(tmp)
+            _remove(tmp + ".bmap")
             raise
     seconds = time.monotonic() - started
     try:
@@ -245,41 +281,38 @@ def _default_output(source: str, fmt: str) -> str:
     return source + FORMATS[fmt].suffix
 
 
-def open_input(path: str) -> Tuple[BinaryIO, Optional[int]]:
-    """The input (an image file or a disk) opened for reading, and its size: a disk's
-    too (a Mac's raw /dev/rdiskN included), None for a pipe, whose end is only known
-    when reached. Shared with put-image; OSError when it cannot be read."""
-    reader = open(path, "rb", buffering=0)
-    st = os.fstat(reader.fileno())
-    if stat.S_ISREG(st.st_mode):
-        return reader, st.st_size
-    return reader, syscalls.device_size(reader.fileno())
-
-
-def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompressor, source: str,
-           tmp: str, output: str) -> ImageFacts:
-    """Input -> compressor -> temp file, fsynced; the facts of the input (the content)
-    and of the output (the stream) on the way."""
+def _write(capture, compressor: ParallelCompressor, tmp: str,
+           output: str) -> Tuple[ImageFacts, List[Tuple[int, int, str]]]:
+    """Input -> compressor -> temp file, fsynced; the facts of the input (the content,
+    free runs as zeros) and of the output (the stream) on the way, and each mapped
+    range's SHA-256 (for the bmap)."""
     content, stream = FactsHasher(), FactsHasher()
-    done = 0
-    buf = bytearray(READ)
-    view = memoryview(buf)
-    progress = ProgressLine(f"compress {source}", total, log)
+    ranges = RangeDigests()
+    source, done = capture.path, 0
+    progress = ProgressLine(f"compress {source}", capture.size, log)
+    pieces = capture.pieces(bytearray(READ))
     try:
         with open(tmp, "xb") as sink:
             while True:
-                n = _read(reader, buf, source, done)
-                if not n:
+                piece = _next(pieces, source, done)
+                if piece is None:
                     break
-                content.update(view[:n])
-                for piece in compressor.feed(view[:n]):
-                    sink.write(piece)
-                    stream.update(piece)
-                done += n
+                if isinstance(piece, int):
+                    content.skip(piece)
+                    out = compressor.feed_zeros(piece)
+                else:
+                    content.update(piece)
+                    out = compressor.feed(piece)
+                if not isinstance(piece, int):
+                    ranges.add(done, piece)
+                for data in out:
+                    sink.write(data)
+                    stream.update(data)
+                done += piece if isinstance(piece, int) else len(piece)
                 progress.update(done, f"{size(stream.size)} {compressor.fmt}")
-            for piece in compressor.finish():
-                sink.write(piece)
-                stream.update(piece)
+            for data in compressor.finish():
+                sink.write(data)
+                stream.update(data)
             sink.flush()
             os.fsync(sink.fileno())
     except OSError as e:
@@ -287,13 +320,14 @@ def _write(reader: BinaryIO, total: Optional[int], compressor: ParallelCompresso
                             f"{e.strerror or e}") from None
     finally:
         progress.close(done, f"{size(stream.size)} {compressor.fmt}")
-    return ImageFacts(stream.size, content.size, content.hexdigest(),
-                      stream_sha256=stream.hexdigest())
+    facts = ImageFacts(stream.size, content.size, content.hexdigest(),
+                       stream_sha256=stream.hexdigest(), free_runs=content.free.as_runs() or None)
+    return facts, ranges.finish()
 
 
-def _read(reader: BinaryIO, buf: bytearray, source: str, done: int) -> int:
+def _next(pieces: Iterator, source: str, done: int):
     try:
-        return reader.readinto(buf)
+        return next(pieces, None)
     except OSError as e:
         raise CompressError(f"reading {source} failed at byte {done}: {e.strerror or e}") from None
 

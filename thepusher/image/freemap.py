@@ -14,6 +14,7 @@ big-endian u64, offset and length (docs/protocol.md, "Free ranges").
 
 import hashlib
 import heapq
+import json
 import struct
 from typing import Iterable, Iterator, List, Optional, Tuple
 
@@ -102,3 +103,38 @@ def _runs_from(runs: List[Run], start: int) -> Iterator[Run]:
 def _split(kind: str, start: int, end: int, step: int) -> Iterator[Tuple[str, int, int]]:
     for pos in range(start, end, step):
         yield kind, pos, min(step, end - pos)
+
+
+def encode_map(size: int, runs: List[Run]) -> bytes:
+    """A free map as an upload sends it ahead of the used bytes (docs/api.md)."""
+    return json.dumps({"size": size, "free": [list(run) for run in runs]},
+                      separators=(",", ":")).encode()
+
+
+def parse_map(raw: bytes, size: int, block: int) -> List[Run]:
+    """The free runs of an uploaded map for an image of `size` bytes, each on `block`
+    boundaries (but the image's end), sorted and apart; ValueError saying what is wrong:
+    a map that lies would make the master keep holes where the image has data."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ValueError(f"the free map is not JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("size") != size or not isinstance(data.get("free"), list):
+        raise ValueError(f"the free map must be {{\"size\": {size}, \"free\": [[offset, length], ...]}}")
+    runs: List[Run] = []
+    end = 0
+    for item in data["free"]:
+        if (not isinstance(item, list) or len(item) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+            raise ValueError(f"free run {str(item)[:60]} is not [offset, length]")
+        offset, length = item
+        if offset < end or length <= 0 or offset + length > size:
+            raise ValueError(f"free run [{offset}, {length}] is out of order, empty or past "
+                             f"the image's {size} bytes")
+        if offset % block or ((offset + length) % block and offset + length != size):
+            raise ValueError(f"free run [{offset}, {length}] is not on {block}-byte blocks")
+        if runs and offset == end:
+            raise ValueError(f"free runs meet at byte {offset}: send them merged")
+        runs.append((offset, length))
+        end = offset + length
+    return runs

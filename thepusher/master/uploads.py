@@ -21,14 +21,16 @@ import socket
 import threading
 import time
 from email.message import Message
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from thepusher.config.model import Config
 from thepusher.image.facts import SIDECAR, FactsHasher, ImageFacts, sidecar_path, stamp_of, write_sidecar
 from thepusher.image.formats import BY_COMPRESSION, SPELLINGS, DecodeError, compression_of_name
 from thepusher.master.errors import ApiError
 from thepusher.master.images import Catalog, deploy_hint
+from thepusher.image.bmap import save as save_bmap
 from thepusher.master.upload_body import Body, ChunkedBody, SizedBody, ended
+from thepusher.master.upload_map import map_length, place
 from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.uploads")
@@ -40,8 +42,9 @@ MARGIN = 64 << 20  # free space an upload always leaves on the image dir's files
 RECHECK = 256 << 20  # free space is read again at least this often during an upload
 DIGEST = re.compile(r"[0-9a-f]{64}")
 # `.NAME.upload-PID-N`, its sidecar while being placed, and that sidecar's own temp file
-LEFTOVER = re.compile(r"\..+\.upload-(\d+)-\d+(\.digest\.json(\.tmp\.\d+)?)?")
+LEFTOVER = re.compile(r"\..+\.upload-(\d+)-\d+(\.digest\.json|\.bmap)?(\.tmp\.\d+)?")
 EMPTY = "the upload is empty (0 bytes): nothing to store as an image"
+Mapped = Optional[List[Tuple[int, int, str]]]  # an upload's mapped ranges and their digests
 
 
 class SpaceGuard:
@@ -166,15 +169,24 @@ class Uploads:
         self._check_name(name)
         compression = self._compression(name, headers.get("X-Compression"))
         body = self._body(headers, rfile)
+        mapped = map_length(headers.get("X-Free-Map-Length")) is not None
+        if mapped and compression != "NONE":
+            raise ApiError(501, "a compressed upload with a free map is not taken yet: "
+                                "upload it uncompressed")
         # the size to check free space against up front: put-image's plain uploads are
-        # chunked (for the digest trailer) and say their size in X-Content-Size
+        # chunked (for the digest trailer) and say their size in X-Content-Size (with a
+        # free map, the used size is known once the map is read)
         expected = body.length
-        if expected is None and compression == "NONE":
+        if expected is None and compression == "NONE" and not mapped:
             expected = _header_int(headers, "X-Content-Size")
         with self._lock:
             if os.path.lexists(os.path.join(self.image_dir, name)):
                 raise ApiError(409, f"an image named {name!r} already exists on the master, "
                                     "and images are never overwritten: choose another name")
+            if os.path.lexists(os.path.join(self.image_dir, name + ".bmap")):
+                raise ApiError(409, f"{name}.bmap exists on the master without its image, and "
+                                    f"would be taken for the map of this upload: remove it or "
+                                    f"choose another name")
             if name in self._busy:
                 raise ApiError(409, f"an upload of {name!r} is already under way: choose another name")
             guard = SpaceGuard(self.image_dir, name)
@@ -240,9 +252,9 @@ class Uploads:
         size = "" if body.length is None else f", {body.length} bytes"
         log.info("upload %s from %s: receiving (%s%s)", name, host, compression, size)
         try:
-            facts = self._receive(tmp, name, body, hasher, guard, accept)
+            facts, mapped = self._receive(tmp, name, body, hasher, guard, accept, headers)
             _verify(facts, headers, body.trailers)
-            self._install(tmp, name, facts)
+            self._install(tmp, name, facts, mapped)
         except OSError as e:  # socket trouble is ApiError by now: this is the master's disk
             self._discard(tmp, name, host, body, str(e))
             raise self._disk_failed(name, e, body.received, guard) from None
@@ -256,20 +268,27 @@ class Uploads:
         return self._answer(name, compression, facts)
 
     def _receive(self, tmp: str, name: str, body: Body, hasher: FactsHasher, guard: SpaceGuard,
-                 accept: Callable[[], None]) -> ImageFacts:
-        """Tell the uploader to go on, then body -> temp file, fsynced."""
+                 accept: Callable[[], None], headers: Message) -> Tuple[ImageFacts, Mapped]:
+        """Tell the uploader to go on, then body -> temp file, fsynced; with the mapped
+        ranges' digests when the upload came with a free map."""
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        mapped: Mapped = None
         try:
             try:
                 accept()
-                facts = self._copy(name, body, fd, hasher, guard)
+                length = map_length(headers.get("X-Free-Map-Length"))
+                if length is None:
+                    facts = self._copy(name, body, fd, hasher, guard)
+                else:
+                    facts, mapped = place(body, length, _header_int(headers, "X-Content-Size"),
+                                          fd, hasher, guard)
             except socket.timeout:
                 raise ApiError(408, f"no data for {self.io_timeout:g} s at byte {body.received}: "
                                     "upload abandoned") from None
             except ConnectionError:
                 raise ended(body.received) from None
             os.fsync(fd)
-            return facts
+            return facts, mapped
         finally:
             os.close(fd)
 
@@ -300,27 +319,34 @@ class Uploads:
     @staticmethod
     def _discard(tmp: str, name: str, host: str, body: Body, reason: str) -> None:
         _remove(sidecar_path(tmp))
+        _remove(tmp + ".bmap")
         _remove(tmp)
         log.warning("upload %s from %s failed at byte %d, nothing kept: %s",
                     name, host, body.received, reason)
 
-    def _install(self, tmp: str, name: str, facts: ImageFacts) -> None:
-        """Sidecar first, then the hard link that claims the name: the image never shows
-        without its digest, and a name that exists is never replaced (link fails). The
-        link and the removal of the temp name move the file's ctime, so the sidecar is
-        written once more, for the file as it then is (images.py: facts are of one
-        version of a file)."""
+    def _install(self, tmp: str, name: str, facts: ImageFacts, mapped: Mapped) -> None:
+        """Sidecar (and bmap) first, then the hard link that claims the name: the image
+        never shows without its digest and map, and a name that exists is never replaced
+        (link fails). The link and the removal of the temp name move the file's ctime, so
+        the sidecar is written once more, for the file as it then is (images.py: facts
+        are of one version of a file)."""
         final = os.path.join(self.image_dir, name)
         write_sidecar(tmp, facts)
         taken = ApiError(409, f"an image named {name!r} appeared on the master during the "
                               "upload, and images are never overwritten: choose another name")
-        if os.path.lexists(final):
+        if os.path.lexists(final) or (mapped is not None and os.path.lexists(final + ".bmap")):
             raise taken
+        if mapped is not None:
+            save_bmap(tmp + ".bmap", facts.content_size, mapped, what=name)
+            os.replace(tmp + ".bmap", final + ".bmap")
+            facts.bmap_stamp = stamp_of(os.stat(final + ".bmap"))
         os.replace(sidecar_path(tmp), sidecar_path(final))
         try:
             os.link(tmp, final)
         except FileExistsError:
             _remove(sidecar_path(final))
+            if mapped is not None:
+                _remove(final + ".bmap")
             raise taken from None
         _remove(tmp)
         facts.stamp = stamp_of(os.stat(final))

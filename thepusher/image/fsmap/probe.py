@@ -34,7 +34,8 @@ OTHERS = (  # (offset, signature, what it is): copied whole, for now
 def identify(fd: int, start: int, size: int) -> Tuple[str, Optional[object]]:
     """(name, reader module or None). Unsafe for BitLocker; Whole with the reason when
     no reader knows the volume."""
-    head = read(fd, start, min(HEAD, size), f"the volume at byte {start}")
+    # a volume shorter than HEAD reads as zeros past its end: no signature is zeros
+    head = read(fd, start, min(HEAD, size), f"the volume at byte {start}").ljust(HEAD, b"\0")
     if head[3:11] == b"-FVE-FS-":
         raise Unsafe(f"BitLocker volume at byte {start}: its contents are encrypted; "
                      "suspend or turn off BitLocker in Windows, then capture")
