@@ -7,7 +7,9 @@ all again, and it is cut to the image's size at the end, so a longer old file ca
 leave a stale tail. Zero runs are not written where the destination can do better:
 past a file's old end they are holes (a seek); over old bytes the filesystem frees
 them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
-cannot be done so is written as zeros. A raw disk (macOS /dev/rdiskN) takes whole
+cannot be done so is written as zeros. Free runs (FREE records) are left as they are;
+with the image's `discard = true` a block device is told they hold nothing (BLKDISCARD,
+disk/discard.py). A raw disk (macOS /dev/rdiskN) takes whole
 sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path
 under /dev/ (other than /dev/shm/, which is for files) is an error, never a new file:
 on a netboot client /dev is RAM, and a mistyped device name would otherwise take the
@@ -22,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, T
 
 from thepusher import syscalls
 from thepusher.disk import readback
+from thepusher.disk.discard import Discarder
 from thepusher.disk.sectors import SectorWriter
 from thepusher.image import sparse
 
@@ -87,8 +90,9 @@ class HopTarget(Protocol):
 
 
 class Target:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, discard: bool = False) -> None:
         self.path = path
+        self.discard = discard  # the image's `discard`: free ranges of a block device discarded
         self.fd: Optional[int] = None
         self.is_block = False
         self.is_regular = False
@@ -97,6 +101,7 @@ class Target:
         self.old_size = 0  # a regular file's size when opened: what zero runs must clear
         self.sectors: Optional[SectorWriter] = None  # a raw disk's writes, gathered
         self._can_free = True  # until the device or filesystem says it cannot
+        self.discarder: Optional[Discarder] = None  # with discard, on a block device
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
@@ -118,6 +123,11 @@ class Target:
         mode = os.fstat(self.fd).st_mode
         self.is_block = stat.S_ISBLK(mode)
         self.is_regular = stat.S_ISREG(mode)
+        if self.discard and self.is_block:
+            self.discarder = Discarder(self.path, self.fd)
+        elif self.discard:
+            log.info("%s is not a block device: discard = true does nothing here, free "
+                     "ranges are skipped", self.path)
         if self.is_regular:
             self.old_size = os.fstat(self.fd).st_size
             return
@@ -193,10 +203,13 @@ class Target:
     def skip(self, length: int) -> None:
         """A free run is left as it is: a seek (past a file's old end, a hole). A raw disk
         gathers whole sectors, so it gets zeros there instead: a free range reads as
-        zeros in the image's digest either way."""
+        zeros in the image's digest either way. With discard, a block device is told
+        the range holds nothing (disk/discard.py)."""
         if self.sectors:
             self._write_zeros(length)
             return
+        if self.discarder:
+            self.discarder.free(self.written, length)
         try:
             os.lseek(self.fd, self.written + length, os.SEEK_SET)
         except OSError as e:
@@ -245,6 +258,10 @@ class Target:
 
     def finish(self) -> None:
         """Make the bytes durable; only then may the hop call its copy verified."""
+        if self.discarder and self.discarder.offered:
+            self.discarder.flush()
+            log.info("%s: %d of the image's %d free bytes discarded", self.path,
+                     self.discarder.discarded, self.discarder.offered)
         try:
             if self.sectors:
                 self.sectors.finish()
