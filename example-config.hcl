@@ -130,6 +130,13 @@ image "ubuntu1604" {
   #             was given (costs one more read of the image; not for TAR images)
   verify      = "readback"
 
+  # optional, default false. With a bmap next to the image (IMAGE.bmap), its unmapped
+  # ranges are never written: each client leaves its disk's old bytes there. With
+  # discard = true a client whose destination is a block device also tells the disk
+  # those ranges hold nothing (BLKDISCARD: TRIM on an SSD); a disk that refuses is
+  # named once in its log, and the copy goes on. Not for TAR images.
+  discard     = true
+
   # optional, default "". preImage and postImage will be executed using sh -c "...commands..."
   # on every client: preImage before the image is received (if it fails, the client
   # reports ERROR and takes no image), postImage once the written image was verified

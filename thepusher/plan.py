@@ -81,6 +81,7 @@ class Task:
     pre_image: str
     post_image: str
     grow: bool = False  # the last partition ends at a larger disk's end
+    discard: bool = False  # free ranges of a block device are discarded (BLKDISCARD)
     hostname: str = ""  # the config's name for the host; "" when it gives none
     address: str = ""  # the host's address as its group lists it
     mac: str = ""
@@ -89,7 +90,9 @@ class Task:
     disk: Dict[str, Any] = field(default_factory=dict)  # DISK_HINTS that are set
 
     def to_json(self) -> Dict[str, Any]:
-        hints = {"disk": self.disk} if self.disk else {}  # a task without is what it always was
+        # A task without these is what it always was.
+        hints = {"disk": self.disk} if self.disk else {}
+        discard = {"discard": True} if self.discard else {}
         return {
             "group": self.group,
             "image": self.image,
@@ -101,6 +104,7 @@ class Task:
             "preImage": self.pre_image,
             "postImage": self.post_image,
             "grow": self.grow,
+            **discard,
             "hostname": self.hostname,
             "address": self.address,
             "mac": self.mac,
@@ -123,6 +127,7 @@ class Task:
             pre_image=_take(d, "task", "preImage", str),
             post_image=_take(d, "task", "postImage", str),
             grow=_optional(d, "task", "grow", bool, False),
+            discard=_optional(d, "task", "discard", bool, False),
             hostname=_optional(d, "task", "hostname", str, ""),
             address=_optional(d, "task", "address", str, ""),
             mac=_optional(d, "task", "mac", str, ""),

@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 LINUX = sys.platform.startswith("linux")
 DARWIN = sys.platform == "darwin"
 BLKZEROOUT = 0x127F  # Linux _IO(0x12, 127): zero a byte range of a block device
+BLKDISCARD = 0x1277  # Linux _IO(0x12, 119): a byte range of a block device holds nothing
 DKIOCGETBLOCKSIZE = 0x40046418  # macOS _IOR('d', 24, uint32_t): bytes per sector
 DKIOCGETBLOCKCOUNT = 0x40086419  # macOS _IOR('d', 25, uint64_t): sectors on the disk
 # macOS: fsync(2) leaves the bytes in the drive's cache, F_FULLFSYNC empties it too.
@@ -78,6 +79,16 @@ def zero_range(fd: int, offset: int, length: int) -> None:
     if not LINUX:
         raise unsupported("zero a range of a disk")
     fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+
+
+def discard(fd: int, offset: int, length: int) -> None:
+    """Tell a block device that a range holds nothing it needs to keep (Linux BLKDISCARD:
+    an SSD's TRIM, a thin disk's UNMAP, a loop device's punched hole); what the range
+    reads as afterwards is the device's affair. OSError where the OS has no such call
+    or the device refuses it."""
+    if not LINUX:
+        raise unsupported("discard a range of a disk")
+    fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", offset, length))
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:

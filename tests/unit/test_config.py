@@ -176,6 +176,12 @@ def test_optional_keys_take_their_defaults(tmp_path):
     assert image.line == 1
 
 
+def test_discard_is_off_unless_an_image_sets_it(tmp_path):
+    assert load(str(write(tmp_path, VALID))).images["u"].discard is False
+    text = VALID.replace('destination = "/dev/sda"', 'destination = "/dev/sda"\n  discard = true')
+    assert load(str(write(tmp_path, text))).images["u"].discard is True
+
+
 @pytest.mark.parametrize(
     "type_, compression, expected",
     [
@@ -487,7 +493,7 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             4,
             3,
             "image 'u': unknown key 'zzz' (known keys: filename, comment, destination, type, "
-            "compression, preImage, postImage, verify, grow, personalize)",
+            "compression, preImage, postImage, verify, grow, discard, personalize)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -512,6 +518,22 @@ def test_config_error_str_is_one_error_per_line(tmp_path):
             "image 'u': grow = true grows a disk image's last partition; a TAR image is "
             "extracted into files (leave grow out for TAR)",
             id="grow-for-tar",
+        ),
+        pytest.param(
+            'image "u" {\n  filename = "u.img"\n  destination = "/dev/sda"\n  discard = 1\n}\n',
+            4,
+            3,
+            "image 'u': 'discard' must be true or false, found a number",
+            id="discard-not-a-bool",
+        ),
+        pytest.param(
+            'image "u" {\n  filename = "u.tar"\n  destination = "/mnt"\n  type = "TAR"\n'
+            '  discard = true\n}\n',
+            5,
+            3,
+            "image 'u': discard = true discards a disk image's free ranges; a TAR image is "
+            "extracted into files (leave discard out for TAR)",
+            id="discard-for-tar",
         ),
         pytest.param(
             'image "u" {\n  filename = "u.img"\n  destination = true\n}\n',

@@ -74,6 +74,16 @@ def test_a_task_carries_the_disk_hints_of_an_auto_destination_and_reads_them_bac
     assert Task.from_json(wire) == task
 
 
+def test_a_task_carries_discard_only_when_set_and_a_task_without_it_does_not_discard():
+    task = Task(**dict(TASK.__dict__, discard=True))
+    wire = json.loads(json.dumps(task.to_json()))
+    assert wire == dict(TASK_JSON, discard=True)
+    assert Task.from_json(wire) == task
+    assert "discard" not in TASK.to_json() and Task.from_json(TASK_JSON).discard is False
+    with pytest.raises(PlanError, match="task has key 'discard' as str, not bool"):
+        Task.from_json(dict(TASK_JSON, discard="yes"))
+
+
 def test_a_task_from_an_older_master_without_disk_hints_has_none():
     assert "disk" not in TASK.to_json()
     assert Task.from_json(TASK_JSON).disk == {}

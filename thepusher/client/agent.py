@@ -237,7 +237,8 @@ class Client:
         if start.chains > 1:
             place += f" of chain {start.chain}/{start.chains}"
         log.info("round %s: position %s, writing %s", start.round, place, destination)
-        target = TarTarget(destination) if task.type == "TAR" else Target(destination)
+        target = (TarTarget(destination) if task.type == "TAR"
+                  else Target(destination, discard=task.discard))
         hop = Hop(self.listener, config, target)
         worker = threading.Thread(target=hop.run, name="hop", daemon=True)
         worker.start()

@@ -1,7 +1,7 @@
 """Keys that are each valid but make no sense together, reported where they stand: a
-MAC for a host its group does not list, readback or grow for a TAR image, disk hints
-without destination = "auto" (an image's, or a host's whose group's image writes to
-a path), start policies that cannot apply."""
+MAC for a host its group does not list, readback, grow or discard for a TAR image,
+disk hints without destination = "auto" (an image's, or a host's whose group's image
+writes to a path), start policies that cannot apply."""
 
 from typing import Callable, Sequence
 
@@ -31,7 +31,7 @@ def _check_macs(entries: Sequence[Entry], error: Report) -> None:
 
 def _check_verify(entries: Sequence[Entry], error: Report) -> None:
     """A TAR image is extracted into files: there is no disk range to read back, nor
-    a partition table to grow."""
+    a partition table to grow, nor a free range of a disk to discard."""
     for entry in entries:
         f = entry.fields
         if entry.type != "image" or f.get("type") != "TAR":
@@ -46,6 +46,11 @@ def _check_verify(entries: Sequence[Entry], error: Report) -> None:
             error(attr.line, attr.col,
                   f"{entry.what}: grow = true grows a disk image's last partition; a "
                   f"TAR image is extracted into files (leave grow out for TAR)")
+        if f.get("discard"):
+            attr = entry.attrs["discard"]
+            error(attr.line, attr.col,
+                  f"{entry.what}: discard = true discards a disk image's free ranges; a "
+                  f"TAR image is extracted into files (leave discard out for TAR)")
 
 
 def _check_auto(entries: Sequence[Entry], error: Report) -> None:

@@ -62,6 +62,9 @@ class Image:
     verify: str = "write"
     # After writing to a larger disk: the last partition ends at the disk's end (GPT).
     grow: bool = False
+    # Free ranges (FREE records) of a block device destination are discarded (BLKDISCARD),
+    # not just skipped.
+    discard: bool = False
     # "linux": after the copy is verified, give its Linux root the host's own name and
     # no clone's machine-id or SSH host keys (disk/personalize.py); "": leave it as is.
     personalize: str = ""

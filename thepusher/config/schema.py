@@ -111,6 +111,7 @@ BLOCKS: Dict[str, BlockSpec] = {
             Key("postImage", "post_image", v.string),
             Key("verify", "verify", v.word(*VERIFY)),
             Key("grow", "grow", v.flag),
+            Key("discard", "discard", v.flag),
             Key("personalize", "personalize", v.word(*PERSONALIZE)),
         ),
         table="images",

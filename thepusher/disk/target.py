@@ -7,7 +7,9 @@ all again, and it is cut to the image's size at the end, so a longer old file ca
 leave a stale tail. Zero runs are not written where the destination can do better:
 past a file's old end they are holes (a seek); over old bytes the filesystem frees
 them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
-cannot be done so is written as zeros. A raw disk (macOS /dev/rdiskN) takes whole
+cannot be done so is written as zeros. Free runs (FREE records) are left as they are;
+with the image's `discard = true` a block device is told they hold nothing (BLKDISCARD,
+disk/discard.py). A raw disk (macOS /dev/rdiskN) takes whole
 sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path
 under /dev/ (other than /dev/shm/, which is for files) is an error, never a new file:
 on a netboot client /dev is RAM, and a mistyped device name would otherwise take the
@@ -15,20 +17,19 @@ whole image and report a verified copy.
 """
 
 import errno
-import hashlib
 import logging
-import mmap
 import os
 import stat
 from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, Tuple, Union
 
 from thepusher import syscalls
+from thepusher.disk import readback
+from thepusher.disk.discard import Discarder
 from thepusher.disk.sectors import SectorWriter
 from thepusher.image import sparse
 
 ZEROS = bytes(1 << 20)
 ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks, hole punching whole pages
-READ_BACK = 4 << 20  # bytes per read when reading a copy back (a multiple of any sector)
 # "The device or filesystem cannot free this range" (or the OS has no call for it):
 # zeros are written instead.
 CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV,
@@ -89,8 +90,9 @@ class HopTarget(Protocol):
 
 
 class Target:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, discard: bool = False) -> None:
         self.path = path
+        self.discard = discard  # the image's `discard`: free ranges of a block device discarded
         self.fd: Optional[int] = None
         self.is_block = False
         self.is_regular = False
@@ -99,6 +101,7 @@ class Target:
         self.old_size = 0  # a regular file's size when opened: what zero runs must clear
         self.sectors: Optional[SectorWriter] = None  # a raw disk's writes, gathered
         self._can_free = True  # until the device or filesystem says it cannot
+        self.discarder: Optional[Discarder] = None  # with discard, on a block device
 
     def open(self, content_size: int) -> None:
         """Open for writing and refuse, before writing anything, a device that is too small."""
@@ -120,6 +123,11 @@ class Target:
         mode = os.fstat(self.fd).st_mode
         self.is_block = stat.S_ISBLK(mode)
         self.is_regular = stat.S_ISREG(mode)
+        if self.discard and self.is_block:
+            self.discarder = Discarder(self.path, self.fd)
+        elif self.discard:
+            log.info("%s is not a block device: discard = true does nothing here, free "
+                     "ranges are skipped", self.path)
         if self.is_regular:
             self.old_size = os.fstat(self.fd).st_size
             return
@@ -195,10 +203,13 @@ class Target:
     def skip(self, length: int) -> None:
         """A free run is left as it is: a seek (past a file's old end, a hole). A raw disk
         gathers whole sectors, so it gets zeros there instead: a free range reads as
-        zeros in the image's digest either way."""
+        zeros in the image's digest either way. With discard, a block device is told
+        the range holds nothing (disk/discard.py)."""
         if self.sectors:
             self._write_zeros(length)
             return
+        if self.discarder:
+            self.discarder.free(self.written, length)
         try:
             os.lseek(self.fd, self.written + length, os.SEEK_SET)
         except OSError as e:
@@ -247,6 +258,10 @@ class Target:
 
     def finish(self) -> None:
         """Make the bytes durable; only then may the hop call its copy verified."""
+        if self.discarder and self.discarder.offered:
+            self.discarder.flush()
+            log.info("%s: %d of the image's %d free bytes discarded", self.path,
+                     self.discarder.discarded, self.discarder.offered)
         try:
             if self.sectors:
                 self.sectors.finish()
@@ -260,81 +275,14 @@ class Target:
     def read_back(self, size: int, progress: Callable[[int], None],
                   free: Sequence[Tuple[int, int]] = ()) -> str:
         """SHA-256 of the first `size` bytes as the disk returns them after finish(),
-        the `free` runs (offset, length) not read but hashed as zeros.
-
-        Not as the page cache remembers them: the cached pages are dropped (they are
-        clean after the fsync), and a block device is read with O_DIRECT where it
-        allows, so a disk that keeps other bytes than it was given, or a destination
-        changed after it was written, is found out. On tmpfs the page cache is the
-        storage: dropping it is a no-op and the reads see what is there. A raw disk
-        has no cache: it is read in whole sectors."""
+        past every cache, the `free` runs (offset, length) hashed as zeros (disk/readback.py)."""
         if not (self.is_regular or self.is_block or self.sectors):
             raise TargetError(f"cannot read back {self.path}: not a file or a disk")
         try:
-            syscalls.drop_cache(self.fd)
-        except OSError as e:
-            log.info("%s: cannot drop cached pages (%s): reading back what is there", self.path, e)
-        fd, direct = self._open_for_read_back()
-        buf = mmap.mmap(-1, READ_BACK)  # page-aligned, as O_DIRECT wants
-        view = memoryview(buf)
-        sha = hashlib.sha256()
-        pos = 0
-        runs, i = list(free) + [(size, 0)], 0
-        try:
-            while pos < size:
-                if pos >= runs[i][0] + runs[i][1]:
-                    i += 1
-                    continue
-                if pos >= runs[i][0]:  # a free run: zeros in the digest, not read
-                    n = runs[i][0] + runs[i][1] - pos
-                    sparse.hash_zeros(sha, n)
-                    pos += n
-                    progress(pos)
-                    continue
-                # O_DIRECT and raw disks read whole sectors: the last read asks for a
-                # whole buffer (a device ends on a sector) and only `size` bytes count.
-                stop = runs[i][0]
-                want = READ_BACK if direct and stop >= size else min(READ_BACK, stop - pos)
-                try:
-                    n = syscalls.read_at(fd, view[:want], pos)
-                except OSError as e:
-                    if direct and pos == 0 and e.errno == errno.EINVAL:
-                        # the device takes no O_DIRECT reads of this shape: read it
-                        # through the (dropped) cache instead
-                        log.info("%s: O_DIRECT reads refused (%s): reading back after dropping "
-                                 "the cache", self.path, e.strerror)
-                        os.close(fd)
-                        fd, direct = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
-                        continue
-                    raise TargetError(f"reading back {self.path} failed at byte {pos}: "
-                                      f"{e.strerror or e}") from None
-                if n <= 0:
-                    raise TargetError(f"reading back {self.path}: it ends at byte {pos}, "
-                                      f"the image has {size}")
-                n = min(n, stop - pos)
-                sha.update(view[:n])
-                pos += n
-                progress(pos)
-        finally:
-            view.release()
-            buf.close()
-            if fd != self.fd:
-                os.close(fd)
-        return sha.hexdigest()
-
-    def _open_for_read_back(self):
-        """(fd, whole sectors only): a block device opened anew with O_DIRECT, a raw
-        disk opened anew, else our own fd."""
-        if self.is_block:
-            try:
-                fd = syscalls.open_uncached(self.path)
-                if fd is not None:
-                    return fd, True
-            except OSError as e:
-                log.info("%s: no O_DIRECT (%s): reading back after dropping the cache", self.path, e)
-        if self.is_block or self.sectors:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), bool(self.sectors)
-        return self.fd, False
+            return readback.sha256(self.path, self.fd, self.is_block, bool(self.sectors),
+                                   size, progress, free)
+        except readback.ReadBackError as e:
+            raise TargetError(str(e)) from None
 
     def close(self) -> None:
         if self.sectors:

@@ -356,6 +356,7 @@ class Controller:
             pre_image=image.pre_image,
             post_image=image.post_image,
             grow=image.grow,
+            discard=image.discard,
             hostname=host.name if host else "",
             address=c.host,
             mac=mac,

@@ -109,9 +109,11 @@ class Writer:
                     self._content.zeros(item.length)
                     yield item.length
                     self.write_seconds += time.perf_counter() - t0
-                elif item.kind == wire.FREE:
+                elif item.kind == wire.FREE:  # disk time too where the target discards it
+                    t0 = time.perf_counter()
                     self._content.skip(item.length)
                     yield Skip(item.length)
+                    self.write_seconds += time.perf_counter() - t0
                 elif item.kind == wire.END:
                     self._took_last = True  # even if the decoder fails at the end
                     yield from self._timed(decoder.finish())
