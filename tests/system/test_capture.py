@@ -93,6 +93,7 @@ def test_put_image_captures_used_blocks_and_three_clients_restore_clean_disks_ov
     free = the_bmap.free_runs()
     free_bytes = sum(n for _, n in free)
     assert free_bytes > SIZE // 2  # most of the disk is free space
+    assert "of it free, in disk.img.bmap" in result.stdout, result.stdout
     assert stored.stat().st_blocks * 512 < SIZE - free_bytes + 4 * MiB  # holes, not zeros
     with open(stored, "rb") as f:  # a dd image: the free ranges read as zeros
         for offset, length in free:
@@ -150,6 +151,7 @@ def test_compress_writes_a_bmap_that_bmaptool_copies_onto_old_bytes_clean(disk, 
     assert r.returncode == 0, r.stderr
     the_bmap = bmap.load(str(out) + ".bmap")
     assert sum(n for _, n in the_bmap.free_runs()) > SIZE // 2
+    assert f"free, never read, listed in {out}.bmap" in r.stdout, r.stdout
     plain = gzip.decompress(out.read_bytes())  # a dd image: free ranges are zeros
     source = disk.read_bytes()
     for offset, length in the_bmap.free_runs():

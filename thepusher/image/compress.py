@@ -221,7 +221,9 @@ class Outcome:
         return (f"{self.source} ({size(content)}) -> {self.output} ({size(stream)}{ratio}) "
                 f"in {self.seconds:.1f} s: {rate_text(rate)} with {self.threads} "
                 f"thread{'s' if self.threads != 1 else ''}\nsha256 {self.facts.sha256} "
-                "(of the uncompressed content, also in the digest sidecar for the master)")
+                "(of the uncompressed content, also in the digest sidecar for the master)"
+                + (f"\n{size(self.facts.free_bytes)} free, never read, listed in "
+                   f"{self.output}.bmap: clients do not write it" if self.facts.free_runs else ""))
 
 
 def compress_image(source: str, fmt: str, level: Optional[int] = None, workers: int = 0,

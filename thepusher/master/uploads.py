@@ -359,6 +359,8 @@ class Uploads:
 
     def _answer(self, name: str, compression: str, facts: ImageFacts) -> dict:
         content = "" if compression == "NONE" else f" ({human_bytes(facts.content_size)} uncompressed)"
+        if facts.free_runs:
+            content += f" ({human_bytes(facts.free_bytes)} of it free, in {name}.bmap)"
         users = [i.name for i in self.config.images.values() if i.filename == name]
         then = (f"image {', '.join(users)} of the config uses it" if users
                 else deploy_hint(name, self.config.path))
@@ -369,6 +371,7 @@ class Uploads:
             "content_size": facts.content_size,
             "sha256": facts.sha256,
             "compression": compression,
+            "free_bytes": facts.free_bytes,
             "message": f"stored {name} on the master: {human_bytes(facts.stream_size)}{content}, "
                        f"sha256 {facts.sha256}; {then}",
         }
