@@ -303,3 +303,27 @@ def test_page_marks_a_group_for_re_imaging_and_shows_each_hosts_last_network_boo
     page.wait_for(f"document.querySelector(\"{boot}\").dataset.nextBoot === ''", 10, "the mark cleared")
     assert lab.clients()[HOSTS[0]]["next_boot"] == ""
     assert page.errors == []
+
+
+def test_page_shows_the_free_bytes_of_an_image_with_a_bmap_and_of_each_client(lab, page):
+    from tests.system.test_free_runs import free_image, prefill
+
+    size = 8 << 20
+    _, free = free_image(lab.images / "disk.img", size)
+    free_bytes = sum(n for _, n in free)
+    prefill(lab, 2, size)
+    write_config(lab.images, HOSTS[:2])
+    lab.start_master()
+    clients = [lab.start_client(h) for h in HOSTS[:2]]
+    for c in clients:
+        assert c.wait(60) == 0, lab.dump()
+    open_page(lab, page)
+    page.wait_for(states_are(HOSTS[:2], "DONE"), 30, "every client DONE on the page")
+    shown = page.evaluate("""document.querySelector("#images tr[data-image='img'] .free").textContent""")
+    skipped = page.evaluate("""[...document.querySelectorAll('#groups tr[data-host] .free')]
+        .map(e => e.textContent)""")
+    mib = f"{free_bytes / (1 << 20):.1f} MiB"
+    assert shown == f"{mib} free, not sent"
+    assert skipped == [f"{mib} free, skipped"] * 2
+    page.screenshot(ARTIFACTS / "status-page-free.png", 1280, 600)
+    assert page.errors == []
