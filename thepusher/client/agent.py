@@ -16,6 +16,7 @@ from typing import Dict, Optional, Union
 from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
+from thepusher.client import free_map
 from thepusher.client.choose import NoDisk, resolve
 from thepusher.client.machine import disk_size, local_mac
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
@@ -171,6 +172,8 @@ class Client:
 
     def _receive(self, start: Start, destination: str, task: Task) -> int:
         secret, io_timeout = start.secret, start.io_timeout
+        # Before our first report arms us: the master streams only once every hop is armed.
+        free_runs, free_map_error = free_map.for_start(self.link, start)
         config = HopConfig(
             session=start.session,
             secret=secret,
@@ -195,6 +198,8 @@ class Client:
             accept_timeout=start.accept_timeout,
             io_timeout=io_timeout,
             source=self.bind,
+            free_runs=free_runs,
+            free_map_error=free_map_error,
         )
         place = f"{start.position}/{start.chain_length}"
         if start.chains > 1:
