@@ -29,10 +29,11 @@ def make_header(data: bytes, session: str = "sess1", compression: str = "NONE", 
 class RunningHop:
     """A Hop listening on 127.0.0.1, run in a thread, writing to `dest`. `header` holds
     the facts the master signed for it (what it checks against): by default those of
-    `make_header(data)`, the header send_stream sends for the same data."""
+    `make_header(data)`, the header send_stream sends for the same data. `free_runs`:
+    a compressed stream's free map, as the client fetched it."""
 
     def __init__(self, dest, data: bytes = b"", downstream=(), accept_timeout=5.0, io_timeout=5.0,
-                 position=1, header=None, master_gone=None):
+                 position=1, header=None, master_gone=None, free_runs=None, free_map_error=""):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.hop = Hop(
@@ -46,6 +47,8 @@ class RunningHop:
                 accept_timeout=accept_timeout,
                 io_timeout=io_timeout,
                 master_gone=master_gone,
+                free_runs=free_runs,
+                free_map_error=free_map_error,
             ),
             Target(str(dest)),
         )

@@ -196,6 +196,11 @@ def range_mac(secret: bytes, session: str, offset: int, length: int) -> str:
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
+def free_map_mac(secret: bytes, session: str) -> str:
+    """Authenticates a hop's request to the master for its round's free map."""
+    return hmac.new(secret, f"thepusher-free-map-v1:{session}".encode(), hashlib.sha256).hexdigest()
+
+
 def header_mac(secret: bytes, nonce: bytes, raw_header: bytes) -> bytes:
     """Bind the header to this connection's nonce, so a recorded header cannot be replayed."""
     return hmac.new(secret, b"thepusher-header-v1" + nonce + raw_header, hashlib.sha256).digest()

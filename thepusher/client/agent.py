@@ -6,19 +6,19 @@ source IP). The data work is the hop's (chain/hop/); this module is the conversa
 """
 
 import logging
-import os
 import resource
 import socket
 import sys
 import threading
 import time
-import uuid
 from typing import Dict, Optional, Union
 
 from thepusher import signing, syscalls
 from thepusher.chain import wire
 from thepusher.chain.hop import Hop, HopConfig
+from thepusher.client import free_map
 from thepusher.client.choose import NoDisk, resolve
+from thepusher.client.machine import disk_size, local_mac
 from thepusher.client.master_link import MasterLink, MasterRefused, MasterUnreachable
 from thepusher.client.scripts import personalize_copy, run_script, words
 from thepusher.console import ProgressLine, banner
@@ -39,42 +39,6 @@ REFUSED_RETRY = 10.0  # seconds before registering again after an answer we do n
 # ERROR the master learns anyway when the client stays silent, and a machine whose
 # master is gone should be free to boot again soon.
 FINAL_PATIENCE = {"DONE": 120.0, "ERROR": 5.0}
-
-
-def local_mac() -> str:
-    """The MAC of the first physical interface (what Wake-on-LAN needs); zeros if none.
-
-    Where there is no /sys (macOS), the one the standard library finds (uuid.getnode:
-    the system's UUID generator or ifconfig); "" when it found none and made one up."""
-    try:
-        names = sorted(os.listdir("/sys/class/net"))
-    except OSError:
-        node = uuid.getnode()
-        if node >> 40 & 1:  # the multicast bit: a random number, no interface's address
-            return ""
-        return ":".join(f"{node >> shift & 0xFF:02x}" for shift in range(40, -8, -8))
-    for name in names:
-        if os.path.exists(f"/sys/class/net/{name}/device"):
-            try:
-                with open(f"/sys/class/net/{name}/address") as f:
-                    return f.read().strip()
-            except OSError:
-                continue
-    return "00:00:00:00:00:00"
-
-
-def disk_size(path: str) -> Optional[int]:
-    """The destination disk's size for the master's page; None for a file or when unknown."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return syscalls.device_size(fd)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 class Client:
@@ -208,6 +172,8 @@ class Client:
 
     def _receive(self, start: Start, destination: str, task: Task) -> int:
         secret, io_timeout = start.secret, start.io_timeout
+        # Before our first report arms us: the master streams only once every hop is armed.
+        free_runs, free_map_error = free_map.for_start(self.link, start)
         config = HopConfig(
             session=start.session,
             secret=secret,
@@ -232,6 +198,8 @@ class Client:
             accept_timeout=start.accept_timeout,
             io_timeout=io_timeout,
             source=self.bind,
+            free_runs=free_runs,
+            free_map_error=free_map_error,
         )
         place = f"{start.position}/{start.chain_length}"
         if start.chains > 1:

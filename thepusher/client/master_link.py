@@ -56,7 +56,6 @@ class MasterLink:
             raise MasterRefused(f"master refused {path}: {answer.get('error', resp.status)}")
         return answer
 
-
     def fetch_range(self, session: str, secret: bytes, offset: int, length: int, timeout: float,
                     records: bool = False):
         """Open the master's copy of stream bytes [offset, offset+length) for a gap fill;
@@ -75,6 +74,32 @@ class MasterLink:
                 f"master refused bytes {offset}+{length}: {resp.status} {resp.read(500)!r}"
             )
         return resp
+
+    def fetch_free_map(self, session: str, secret: bytes, limit: int, timeout: float) -> bytes:
+        """The master's free map for the round (GET /api/free-map), at most `limit` bytes:
+        MasterUnreachable when it does not answer, MasterRefused when it says no."""
+        conn = http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout,
+            source_address=(self.bind, 0) if self.bind else None,
+        )
+        try:
+            conn.request("GET", f"/api/free-map?session={session}", headers={
+                "X-Thepusher-Auth": wire.free_map_mac(secret, session),
+            })
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise MasterRefused(f"master refused the free map: {resp.status} "
+                                    f"{resp.read(500)!r}")
+            data = resp.read(limit + 1)
+            if len(data) > limit:
+                raise MasterRefused(f"master's free map is over the {limit} bytes a free map "
+                                    f"may have")
+        except (OSError, http.client.HTTPException) as e:
+            raise MasterUnreachable(f"master {self.host}:{self.port}: {e}") from None
+        finally:
+            conn.close()
+        self.answered = time.monotonic()
+        return data
 
 
 def split_host_port(text: str, default_port: int) -> Tuple[str, int]:

@@ -9,19 +9,25 @@ or sends a range, a hop's writer when it checks its copy, a target reading its c
 back) takes them from here, so they cannot disagree.
 
 The map's digest is SHA-256 over its maximal runs in offset order, each as two
-big-endian u64, offset and length (docs/protocol.md, "Free ranges").
+big-endian u64, offset and length (docs/protocol.md, "Free ranges"): those bytes are
+also the map as the master serves it to the hops of a compressed image (`encode`), so
+the digest in their signed start is all it takes to trust it.
 """
 
 import hashlib
 import heapq
 import json
 import struct
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 Run = Tuple[int, int]  # (offset, length)
 
 DATA, ZERO, FREE = "data", "zero", "free"
 _RUN = struct.Struct("!QQ")
+RUN_SIZE = _RUN.size
+# The most runs a compressed image's map may have (16 MiB served, about 150 MB in a
+# client's memory): far more than a real image's, and a bound a hop can trust.
+MAX_MAP_RUNS = 1 << 20
 
 
 class FreeMap:
@@ -47,15 +53,56 @@ class FreeMap:
 
 def digest(runs: Iterable[Run]) -> str:
     """The free map's own SHA-256 ("" for no map: nothing free)."""
-    sha = hashlib.sha256()
+    data = encode(runs)
+    return hashlib.sha256(data).hexdigest() if data else ""
+
+
+def encode(runs: Iterable[Run]) -> bytes:
+    """The map's maximal runs, each as two big-endian u64 (offset, length): the bytes
+    its digest is of."""
     merged = FreeMap()
     for offset, length in runs:
         merged.add(offset, length)
-    if not merged.runs:
-        return ""
-    for offset, length in merged.runs:
-        sha.update(_RUN.pack(offset, length))
-    return sha.hexdigest()
+    return b"".join(_RUN.pack(offset, length) for offset, length in merged.runs)
+
+
+def decode(data: bytes) -> List[Run]:
+    """The runs of an encoded map; ValueError if it is not one."""
+    if len(data) % RUN_SIZE:
+        raise ValueError(f"{len(data)} bytes are not a whole number of {RUN_SIZE}-byte runs")
+    return list(_RUN.iter_unpack(data))
+
+
+class Mask:
+    """Cuts content that goes by in order into its defined and its free parts: how a
+    compressed image's decoded bytes meet its free map, which names content offsets
+    (the master checking the image's bmap, a hop's writer leaving free ranges alone)."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        self._runs = runs  # in offset order, disjoint
+        self._next = 0  # the first run that does not end before `pos`
+        self.pos = 0  # content bytes cut so far
+
+    def split(self, piece: Any) -> Iterator[Tuple[bool, Any]]:
+        """(free, part) for the next bytes of the content, in order; a piece that is
+        not cut comes back as it is (bytes stay bytes), a cut one as views of it."""
+        size, done, view = len(piece), 0, None
+        runs = self._runs
+        while done < size:
+            while self._next < len(runs) and sum(runs[self._next]) <= self.pos:
+                self._next += 1
+            run = runs[self._next] if self._next < len(runs) else None
+            free = run is not None and run[0] <= self.pos
+            n = size - done
+            if run is not None:
+                n = min(n, (run[0] + run[1] if free else run[0]) - self.pos)
+            if n == size:
+                yield free, piece
+            else:
+                view = view if view is not None else memoryview(piece)
+                yield free, view[done : done + n]
+            done += n
+            self.pos += n
 
 
 def complement(mapped: Iterable[Run], size: int) -> List[Run]:

@@ -42,6 +42,7 @@ ROUTES = {
     "/metrics": ("GET", "get_metrics"),
     "/api/next": ("GET", "get_next"),
     "/api/range": ("GET", "get_range"),
+    "/api/free-map": ("GET", "get_free_map"),
     "/api/register": ("POST", "post_register"),
     "/api/ready": ("POST", "post_ready"),
     "/api/report": ("POST", "post_report"),
@@ -150,8 +151,14 @@ class Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError):
             raise ApiError(400, "need session, offset and length") from None
         mac = self.headers.get("X-Thepusher-Auth", "")
-        image, facts = self.server.controller.image_range(session, offset, length, mac)
-        ranges.send(self, image, facts, offset, length, query.get("records") == ["1"])
+        image, runs = self.server.controller.image_range(session, offset, length, mac)
+        ranges.send(self, image, runs, offset, length, query.get("records") == ["1"])
+
+    def get_free_map(self) -> None:
+        """The free map of a round's compressed image, for its hops (freemap.encode)."""
+        session = parse_qs(urlsplit(self.path).query).get("session", [""])[0]
+        answer = self.server.controller.free_map(session, self.headers.get("X-Thepusher-Auth", ""))
+        self._send(200, answer, "application/octet-stream")
 
     def post_register(self) -> None:
         self._json(200, self.server.controller.register(self._host(), self._body()))

@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from thepusher import plan, signing
 from thepusher.chain import wire
@@ -21,7 +21,7 @@ from thepusher.master import policy, reports, wol
 from thepusher.master.disks import disks_field
 from thepusher.master.errors import ApiError, body_field
 from thepusher.master.hosts import HostBook
-from thepusher.master.images import Catalog, ImageFacts, ImageFile
+from thepusher.master.images import Catalog, ImageFile, StreamRuns, stream_runs
 from thepusher.master.rounds import describe_chains, run_round
 from thepusher.master.state import Client, FINAL, Round, State
 from thepusher.units import count, size
@@ -139,27 +139,43 @@ class Controller:
         are long, and need nothing but the state."""
         return reports.report(self.state, host, body)
 
-    def image_range(self, session: str, offset: int, length: int, mac: str) -> Tuple[ImageFile, ImageFacts]:
+    def image_range(self, session: str, offset: int, length: int,
+                    mac: str) -> Tuple[ImageFile, StreamRuns]:
         """Authorise a hop's gap fill: the round's open image file (acquired: the caller
-        releases it) and its facts, if the range and its MAC are right."""
+        releases it) and the runs its stream carries, if the range and its MAC are right."""
         st = self.state
         with st.lock:
-            r = next(
-                (r for r in st.rounds.values() if r.session == session and r.phase != "finished"),
-                None,
-            )
-            if r is None:
-                raise ApiError(404, "no running round with this session")
-            expected = wire.range_mac(r.secret, session, offset, length)
-            # as bytes: compare_digest refuses str with non-ASCII (headers are Latin-1)
-            if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
-                raise ApiError(403, "range request not signed with this round's secret")
-            facts, f = r.facts, r.image_file
+            r = self._round_of(session, mac, "range request",
+                               lambda secret: wire.range_mac(secret, session, offset, length))
+            facts, f, image = r.facts, r.image_file, st.config.images[r.image]
         if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
         if not f.acquire():
             raise ApiError(404, "the round is over")
-        return f, facts
+        return f, stream_runs(image, facts)
+
+    def free_map(self, session: str, mac: str) -> bytes:
+        """A hop's request for the free map of its round's compressed image (freemap.encode),
+        which its stream cannot carry. Its digest in the hop's signed start says whether
+        the hop may trust it; the MAC only keeps it to the round's hops."""
+        with self.state.lock:
+            r = self._round_of(session, mac, "free map request",
+                               lambda secret: wire.free_map_mac(secret, session))
+            if not r.free_map:
+                raise ApiError(404, "this round's image has no free map to fetch")
+            return r.free_map
+
+    def _round_of(self, session: str, mac: str, what: str, signed: Callable[[bytes], str]) -> Round:
+        """The running round of `session`, if `mac` is what `signed` makes of its secret
+        (called with the state's lock held)."""
+        r = next((r for r in self.state.rounds.values()
+                  if r.session == session and r.phase != "finished"), None)
+        if r is None:
+            raise ApiError(404, "no running round with this session")
+        # as bytes: compare_digest refuses str with non-ASCII (headers are Latin-1)
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), signed(r.secret).encode()):
+            raise ApiError(403, f"{what} not signed with this round's secret")
+        return r
 
     # -- people's calls -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ image dir with a valid sidecar that no configured image uses is such an upload.
 import logging
 import os
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from thepusher.config.model import Config, Image, image_file_problem
 from thepusher.image import sparse
@@ -71,6 +71,7 @@ class ImageFile:
 
 
 Cancelled = Callable[[], bool]
+StreamRuns = Tuple[Optional[List[sparse.Run]], Optional[List[sparse.Run]]]  # zero, free
 
 
 def compute_facts(image: Image) -> ImageFacts:
@@ -91,11 +92,11 @@ def facts_of(f: ImageFile, image: Image, cancelled: Cancelled) -> ImageFacts:
         try:
             bmap = bmaps.load_for(image, before[0])
             if bmap is not None:
-                facts = bmaps.scan_mapped(bmap[0], before[0],
-                                          lambda view, at: _read(f.fd, view, at, cancelled),
-                                          lambda: _stop_if(cancelled))
+                facts = bmaps.scan(bmap[0], image.compression, before[0],
+                                   lambda view, at: _read(f.fd, view, at, cancelled),
+                                   lambda: _stop_if(cancelled))
                 facts.bmap_stamp = bmap[1]
-        except BmapError as e:
+        except (BmapError, DecodeError) as e:
             raise ImageUnusable(str(e)) from None
         if bmap is None:
             facts = _scan_raw(f.fd, before[0], cancelled) if maps_zeros(image) else \
@@ -150,6 +151,15 @@ def maps_zeros(image: Image) -> bool:
     """Zero runs are sent as such only in raw disk images: a compressed stream has no
     long zero runs, and a tar stream goes to an extractor, not to a disk."""
     return image.compression == "NONE" and image.type == "IMG"
+
+
+def stream_runs(image: Image, facts: ImageFacts) -> StreamRuns:
+    """The zero and free runs the image's stream carries as ZERO and FREE records: a raw
+    disk image's. A compressed image's free map names offsets of its decoded bytes, which
+    no record can: its hops fetch the map (GET /api/free-map) and skip those bytes."""
+    if not maps_zeros(image):
+        return None, None
+    return facts.zero_runs, facts.free_runs
 
 
 def _scan_raw(fd: int, size: int, cancelled: Cancelled) -> ImageFacts:

@@ -12,20 +12,21 @@ import os
 
 from thepusher.chain import wire
 from thepusher.image import freemap
-from thepusher.image.facts import ImageFacts
-from thepusher.master.images import ImageFile
+from thepusher.master.images import ImageFile, StreamRuns
 from thepusher.master.source import MAX_ZERO_RECORD
 
 RECORDS_TYPE = "application/x-thepusher-records"
 _KIND = {freemap.DATA: wire.DATA, freemap.ZERO: wire.ZERO, freemap.FREE: wire.FREE}
 
 
-def send(handler, image: ImageFile, facts: ImageFacts, offset: int, length: int,
+def send(handler, image: ImageFile, runs: StreamRuns, offset: int, length: int,
          records: bool) -> None:
-    """Answer on `handler` (the API's request handler); releases `image`."""
+    """Answer on `handler` (the API's request handler) with the stream's bytes, or with
+    records carrying its `runs` (images.stream_runs: none for a compressed image, whose
+    records are all DATA); releases `image`."""
     try:
-        pieces = list(freemap.pieces(facts.zero_runs, facts.free_runs, offset, offset + length,
-                                     wire.DEFAULT_RECORD_SIZE, MAX_ZERO_RECORD)) if records else []
+        pieces = list(freemap.pieces(*runs, offset, offset + length, wire.DEFAULT_RECORD_SIZE,
+                                     MAX_ZERO_RECORD)) if records else []
         size = sum(wire.HEAD_SIZE + (n if kind == freemap.DATA else 0) for kind, _, n in pieces)
         handler.send_response(200)
         handler.send_header("Content-Type", RECORDS_TYPE if records else "application/octet-stream")

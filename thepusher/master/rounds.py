@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 from thepusher import plan
 from thepusher.chain import wire
 from thepusher.config.model import Settings
-from thepusher.master.images import Catalog, ImageUnusable, maps_zeros
+from thepusher.image import freemap
+from thepusher.master.images import Catalog, ImageUnusable, stream_runs
 from thepusher.master.state import Client, FINAL, Round, State, STATES
 from thepusher.master.source import ImageChanged, Source, StreamFailed
 from thepusher.units import duration, eta, rate_text, size
@@ -126,8 +127,12 @@ def _prepare(st: State, catalog: Catalog, r: Round) -> bool:
         if not r.aborted:
             _fail_all(st, r, f"image {r.image} unusable: {e}")
         return False
+    # A compressed image's free map, which its hops fetch (GET /api/free-map): encoded
+    # once, outside the lock (a large map takes a while)
+    compressed = st.config.images[r.image].compression != "NONE"
+    free_map = freemap.encode(facts.free_runs) if compressed and facts.free_runs else b""
     with st.lock:
-        r.image_file, r.facts = f, facts
+        r.image_file, r.facts, r.free_map = f, facts, free_map
         st.history.record(r.public())  # its digest, for late reports after a restart
         st.touch()
     return not r.aborted
@@ -147,7 +152,8 @@ def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
         content_size=facts.content_size,
         content_sha256=facts.sha256,
         compression=image.compression,
-        # FREE records only to clients that know them: version 2 when there are any
+        # A free map only for clients that know it (FREE records in a raw stream, the
+        # map fetched for a compressed one): version 2 when there is one
         version=wire.FREE_VERSION if facts.free_runs else wire.PROTOCOL_VERSION,
         free_bytes=facts.free_bytes,
         free_map_sha256=facts.free_map_sha256,
@@ -167,12 +173,12 @@ def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
                 st.set_state(st.clients[host], "ERROR", f"did not take the start within {t.arm_timeout:.0f} s")
         r.phase = "streaming"
         r.feeding = set(range(len(chains)))
+    zero_runs, free_runs = stream_runs(image, facts)
     sources = [
         Source(
             r.image_file, header, r.secret, addresses, t.io_timeout,
             on_skip=lambda host, reason: st.mark_skipped(r, host, "the master", reason),
-            zero_runs=facts.zero_runs if maps_zeros(image) else None,
-            check=facts.stream_sha256, free_runs=facts.free_runs,
+            zero_runs=zero_runs, check=facts.stream_sha256, free_runs=free_runs,
         )
         for addresses in chains
     ]

@@ -7,7 +7,8 @@ round announced: a file rewritten or cut during the round would go out as it is 
 Hashing the bytes it actually sends, the master withholds the END record, and fails the
 round, when they are not the image it announced (ImageChanged). The zero runs found when
 the image was hashed (image/sparse.py) go as ZERO records: a head, no payload, hashed as the
-zeros they stand for; so do the free ranges of its bmap (master/bmaps.py), as FREE records.
+zeros they stand for; so do the free ranges of a raw image's bmap (master/bmaps.py), as FREE
+records (a compressed image's hops fetch its free map instead: images.stream_runs).
 """
 
 import hashlib

@@ -122,6 +122,7 @@ class Round:
     aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its sources stop
     image_file: Optional[ImageFile] = None  # the open file every chain of the round streams
     facts: Optional[ImageFacts] = None  # of that file: what the round announces, and judges by
+    free_map: bytes = b""  # a compressed image's free map (freemap.encode): GET /api/free-map
     verified_by: Dict[str, str] = field(default_factory=dict)  # host -> how its DONE was checked
 
     def __post_init__(self) -> None:

@@ -37,3 +37,10 @@ class HopConfig:
     # "readback": after the flush, the copy counts as verified only if what the disk
     # returns hashes to the image's digest, not just what was handed to write().
     verify: str = "write"
+    # A compressed stream's free map, in offsets of the decoded bytes (which no record
+    # can name): fetched from the master before the round and checked against `expect`
+    # (client/free_map.py). The writer skips the decoded bytes in these runs. When the
+    # start has a map the client could not get, None, and `free_map_error` says why:
+    # the hop then writes nothing, and still forwards.
+    free_runs: Optional[List[Tuple[int, int]]] = None
+    free_map_error: str = ""

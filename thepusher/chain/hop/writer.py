@@ -4,11 +4,14 @@ The target pulls the decoded stream (a TAR target extracts it as it comes, see
 disk/tar/), so pieces are produced by a generator over the feed. After a disk
 error, and after a TAR archive's end, the rest of the feed is still taken: the reader
 needs its buffers back to keep forwarding. A disk error stays this hop's: it never
-stops the forwarding.
+stops the forwarding. Free ranges are never written: a raw stream's come as FREE
+records, a compressed one's are cut out of the decoded bytes by the free map the
+client fetched (config.free_runs); either way they are hashed as zeros and collected,
+and the copy is verified for the master's free map too.
 
 Owns (writes): written, decode_seconds, write_seconds, digest, verified, verified_by,
-read_back, disk_error; the decoder and the target. open() runs on run()'s thread before
-this one starts.
+read_back, disk_error; the decoder, the free map's mask and the target. open() runs
+on run()'s thread before this one starts.
 Reads: its feed (and through it shared.reader_done), the config.
 Sets no events.
 """
@@ -25,6 +28,7 @@ from thepusher.disk.tar import TarError
 from thepusher.image import freemap
 from thepusher.image.decode import DecodeError, Decoder
 from thepusher.image.facts import FactsHasher
+from thepusher.image.formats import NONE
 
 
 log = logging.getLogger("thepusher.hop")
@@ -42,6 +46,7 @@ class Writer:
         self.read_back = 0  # bytes read back from the disk so far (verify = "readback")
         self.disk_error: Optional[str] = None
         self._decoder: Optional[Decoder] = None
+        self._mask: Optional[freemap.Mask] = None  # a compressed image's free map
         self._content = FactsHasher()  # what was handed to the target, as the image's facts
         self._took_last = False  # END or a Failure came off the feed: nothing more will
         self._end: Optional[bytes] = None  # END's payload, once the stream decoded to its end
@@ -60,10 +65,21 @@ class Writer:
         """Open the target and the decoder; trouble here is local: we still relay."""
         try:
             self._decoder = Decoder(header.compression)
+            self._mask = self._free_mask(header)
             self.target.open(header.content_size)
         except (TargetError, DecodeError) as e:
             self.disk_error = str(e)
             log.error("%s; still forwarding to the next hop", e)
+
+    def _free_mask(self, header: wire.StreamHeader) -> Optional[freemap.Mask]:
+        """What cuts a compressed image's decoded bytes by its free map (a raw stream's
+        free ranges come as FREE records); TargetError if the map could not be had."""
+        if header.compression == NONE or not self.config.expect.free_map_sha256:
+            return None
+        if self.config.free_runs is None:
+            raise TargetError(f"{self.target.path} not written: the image leaves ranges free "
+                              f"and this client has no free map ({self.config.free_map_error})")
+        return freemap.Mask(self.config.free_runs)
 
     def run(self) -> None:
         """Write the stream, or after a disk error just give its buffers back, to its end."""
@@ -127,11 +143,25 @@ class Writer:
         for piece in decoded:
             t1 = time.perf_counter()
             self.decode_seconds += t1 - t0
-            self._content.update(piece)
-            yield piece
+            yield from self._hashed(piece)
             t0 = time.perf_counter()
             self.write_seconds += t0 - t1
         self.decode_seconds += time.perf_counter() - t0
+
+    def _hashed(self, piece) -> Iterator[Piece]:
+        """A decoded piece as the target takes it, hashed as the content; with a free
+        map, its free parts are hashed as zeros and skipped, whatever their bytes."""
+        if self._mask is None:
+            self._content.update(piece)
+            yield piece
+            return
+        for free, part in self._mask.split(piece):
+            if free:
+                self._content.skip(len(part))
+                yield Skip(len(part))
+            else:
+                self._content.update(part)
+                yield part
 
     def _drain(self) -> None:
         """Give back the buffers of a stream this hop no longer writes, up to its end."""
