@@ -75,30 +75,36 @@ def check_target(target: bytes, source: bytes, the_bmap: bmap.Bmap, tmp: Path) -
         check_copy(kind, out, tmp)
 
 
+@pytest.mark.parametrize("compress", [None, "gz"])
 def test_put_image_captures_used_blocks_and_three_clients_restore_clean_disks_over_old_bytes(
-        lab, disk, loop_devices, tmp_path):
+        lab, disk, loop_devices, tmp_path, compress):
     source_dev = on_loop(loop_devices, disk)
     shutil.copy(disk, tmp_path / "source.img")
-    write_config(lab.images, hosts(3))  # disk.img is not there yet: put-image brings it
+    name = "disk.img.gz" if compress else "disk.img"
+    # the image is not there yet: put-image brings it
+    write_config(lab.images, hosts(3), filename=name, compression="GZIP" if compress else "NONE")
     lab.start_master()
-    result = put(lab, "-i", source_dev, "-n", "disk.img")
+    result = put(lab, "-i", source_dev, "-n", name, *(["--compress", compress] if compress else []))
     assert result.returncode == 0, result.stderr
     for n, what in ((1, "ext4"), (2, "FAT32"), (3, "NTFS")):
         assert f"partition {n} (bytes " in result.stderr and what in result.stderr, result.stderr
     assert "GPT partition table, 3 partitions" in result.stderr
     assert "free, never read" in result.stderr
 
-    stored = lab.images / "disk.img"
+    stored = lab.images / name
     the_bmap = bmap.load(str(stored) + ".bmap")
     free = the_bmap.free_runs()
     free_bytes = sum(n for _, n in free)
     assert free_bytes > SIZE // 2  # most of the disk is free space
-    assert "of it free, in disk.img.bmap" in result.stdout, result.stdout
-    assert stored.stat().st_blocks * 512 < SIZE - free_bytes + 4 * MiB  # holes, not zeros
-    with open(stored, "rb") as f:  # a dd image: the free ranges read as zeros
-        for offset, length in free:
-            f.seek(offset)
-            assert f.read(length) == bytes(length), offset
+    assert f"of it free, in {name}.bmap" in result.stdout, result.stdout
+    if compress:  # the compressed dd image, free ranges as zeros
+        plain = gzip.decompress(stored.read_bytes())
+        assert len(plain) == SIZE and stored.stat().st_size < SIZE // 3
+    else:  # holes, not zeros
+        assert stored.stat().st_blocks * 512 < SIZE - free_bytes + 4 * MiB
+        plain = stored.read_bytes()
+    for offset, length in free:
+        assert plain[offset:offset + length] == bytes(length), offset
 
     targets = [loop_devices(SIZE)[0] for _ in range(3)]
     clients = [lab.start_client(h, dev) for h, dev in zip(hosts(3), targets)]
@@ -221,4 +227,18 @@ def test_the_master_refuses_a_free_map_that_does_not_fit_and_keeps_nothing(lab, 
     status, reply = answer(sock)
     assert status == 400 and error in reply["error"], reply
     assert not (lab.images / "bad.img").exists() and not (lab.images / "bad.img.bmap").exists()
+    lab.wait_for(lambda: not leftovers(lab), 20, "no temp files")
+
+
+def test_a_compressed_upload_that_decompresses_to_another_size_than_its_map_is_refused(lab):
+    write_config(lab.images, hosts(1))
+    lab.start_master()
+    head = b'{"size":12288,"free":[[4096,4096]]}'
+    sock = raw_put(lab, "/api/images/bad.img.gz", {
+        "Transfer-Encoding": "chunked", "X-Content-Size": "12288",
+        "X-Free-Map-Length": str(len(head)), "Connection": "close"},
+        chunked(head, gzip.compress(b"x" * 8192)))
+    status, reply = answer(sock)
+    assert status == 400 and "decompresses to 8192 bytes, its free map is for 12288" in reply["error"]
+    assert not (lab.images / "bad.img.gz").exists()
     lab.wait_for(lambda: not leftovers(lab), 20, "no temp files")

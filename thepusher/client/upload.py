@@ -105,7 +105,7 @@ class Uploader:
         if self.size == 0:
             source.close()
             raise UploadError(f"{self.path} is empty (0 bytes): nothing to upload")
-        if source.free_runs and not self.fmt:
+        if source.free_runs:
             self.free_map = encode_map(source.size, source.free_runs)
         log.info("put-image %s (%s) -> master %s:%d as %s%s", self.path,
                  "size unknown" if self.size is None else human_bytes(self.size),

@@ -10,12 +10,15 @@ checked against the map as it comes: a byte more or less than the map's used byt
 refused, and nothing is kept.
 """
 
+import hashlib
 import os
 from typing import Iterator, List, Optional, Tuple
 
 from thepusher.image import freemap
 from thepusher.image.bmap import RangeDigests
+from thepusher.image.decode import Decoder
 from thepusher.image.facts import FactsHasher, ImageFacts
+from thepusher.image.formats import NONE, DecodeError
 from thepusher.master.errors import ApiError
 
 BLOCK = 4096  # the map's runs are on these (bmap's block size)
@@ -91,9 +94,7 @@ class Placer:
             if not self._left:
                 self._next_range()
             n = min(len(view), self._left)
-            piece = view[:n]
-            while piece:
-                piece = piece[os.write(self.fd, piece):]
+            write_all(self.fd, view[:n])
             self.hasher.update(view[:n])
             self.ranges.add(self.at, view[:n])
             self._left -= n
@@ -120,23 +121,80 @@ class Placer:
         os.ftruncate(self.fd, self.size)
 
 
-def place(body, length: int, size: Optional[int], fd: int, hasher: FactsHasher,
-          guard) -> Tuple[ImageFacts, List[Tuple[int, int, str]]]:
-    """The upload's free map (`length` bytes), then its used bytes put where the map
-    says: the image's facts and its mapped ranges' digests. `body` is the upload's body
+def place(body, length: int, size: Optional[int], compression: str, fd: int,
+          hasher: FactsHasher, guard) -> Tuple[ImageFacts, List[Tuple[int, int, str]]]:
+    """The upload's free map (`length` bytes), then its image: the used bytes put where
+    the map says, or, compressed, the stream as it comes (decoded here to check it):
+    the image's facts and its mapped ranges' digests. `body` is the upload's body
     (upload_body.py), `guard` its SpaceGuard (uploads.py)."""
     rest = MappedBody(body.pieces())
     free = read_map(rest, length, size, body.received)
-    placer = Placer(fd, size or 0, free, hasher)
-    guard.check(placer.used_bytes)
     try:
-        for data in rest.rest():
-            guard.take(len(data), body.received)
-            placer.write(data)
-        placer.finish()
-        facts = hasher.finish()
+        if compression == NONE:
+            facts, digests = _place(rest, body, size or 0, free, fd, hasher, guard)
+        else:
+            facts, digests = _keep(rest, body, size or 0, free, compression, fd, guard)
+    except DecodeError as e:
+        raise ApiError(400, f"byte {body.received} of the upload: {e}") from None
     finally:
         hasher.close()
     if facts.content_size == 0:
         raise ApiError(400, "the upload is empty (0 bytes): nothing to store as an image")
-    return facts, placer.ranges.finish()
+    return facts, digests
+
+
+def _place(rest: MappedBody, body, size: int, free: List[freemap.Run], fd: int,
+           hasher: FactsHasher, guard) -> Tuple[ImageFacts, List[Tuple[int, int, str]]]:
+    placer = Placer(fd, size, free, hasher)
+    guard.check(placer.used_bytes)
+    for data in rest.rest():
+        guard.take(len(data), body.received)
+        placer.write(data)
+    placer.finish()
+    return hasher.finish(), placer.ranges.finish()
+
+
+def _keep(rest: MappedBody, body, size: int, free: List[freemap.Run], compression: str,
+          fd: int, guard) -> Tuple[ImageFacts, List[Tuple[int, int, str]]]:
+    """A compressed image of the sparse disk: stored as it comes; its decoded bytes are
+    hashed with the free runs as zeros, whatever they hold (as master/bmaps.py does), and
+    each mapped range for the bmap."""
+    decoder = Decoder(compression)
+    content, stream = FactsHasher(), hashlib.sha256()
+    mask, ranges = freemap.Mask(free), RangeDigests()
+    stored = 0
+
+    def take(piece) -> None:
+        for is_free, part in mask.split(piece):
+            if is_free:
+                content.skip(len(part))
+            else:
+                ranges.add(content.size, part)
+                content.update(part)
+        if content.size > size:
+            raise ApiError(400, f"the upload decompresses to more than the {size} bytes "
+                                f"its free map is for")
+
+    try:
+        for data in rest.rest():
+            guard.take(len(data), body.received)
+            write_all(fd, memoryview(data))
+            stream.update(data)
+            stored += len(data)
+            for piece in decoder.feed(data):
+                take(piece)
+        for piece in decoder.finish():
+            take(piece)
+    finally:
+        decoder.close()
+    if content.size != size:
+        raise ApiError(400, f"the upload decompresses to {content.size} bytes, its free map "
+                            f"is for {size}")
+    facts = content.finish()
+    facts.stream_size, facts.stream_sha256, facts.zero_runs = stored, stream.hexdigest(), None
+    return facts, ranges.finish()
+
+
+def write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view):]

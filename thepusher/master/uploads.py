@@ -30,7 +30,7 @@ from thepusher.master.errors import ApiError
 from thepusher.master.images import Catalog, deploy_hint
 from thepusher.image.bmap import save as save_bmap
 from thepusher.master.upload_body import Body, ChunkedBody, SizedBody, ended
-from thepusher.master.upload_map import map_length, place
+from thepusher.master.upload_map import write_all, map_length, place
 from thepusher.units import size as human_bytes
 
 log = logging.getLogger("thepusher.uploads")
@@ -82,11 +82,6 @@ class SpaceGuard:
             if n > self._room:
                 raise self.refuse(reached, "the upload reached")
         self._room -= n
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _fsync_dir(path: str) -> None:
@@ -170,9 +165,6 @@ class Uploads:
         compression = self._compression(name, headers.get("X-Compression"))
         body = self._body(headers, rfile)
         mapped = map_length(headers.get("X-Free-Map-Length")) is not None
-        if mapped and compression != "NONE":
-            raise ApiError(501, "a compressed upload with a free map is not taken yet: "
-                                "upload it uncompressed")
         # the size to check free space against up front: put-image's plain uploads are
         # chunked (for the digest trailer) and say their size in X-Content-Size (with a
         # free map, the used size is known once the map is read)
@@ -252,7 +244,8 @@ class Uploads:
         size = "" if body.length is None else f", {body.length} bytes"
         log.info("upload %s from %s: receiving (%s%s)", name, host, compression, size)
         try:
-            facts, mapped = self._receive(tmp, name, body, hasher, guard, accept, headers)
+            facts, mapped = self._receive(tmp, name, compression, body, hasher, guard, accept,
+                                          headers)
             _verify(facts, headers, body.trailers)
             self._install(tmp, name, facts, mapped)
         except OSError as e:  # socket trouble is ApiError by now: this is the master's disk
@@ -267,8 +260,9 @@ class Uploads:
                  facts.stream_size / seconds / 1e6)
         return self._answer(name, compression, facts)
 
-    def _receive(self, tmp: str, name: str, body: Body, hasher: FactsHasher, guard: SpaceGuard,
-                 accept: Callable[[], None], headers: Message) -> Tuple[ImageFacts, Mapped]:
+    def _receive(self, tmp: str, name: str, compression: str, body: Body, hasher: FactsHasher,
+                 guard: SpaceGuard, accept: Callable[[], None],
+                 headers: Message) -> Tuple[ImageFacts, Mapped]:
         """Tell the uploader to go on, then body -> temp file, fsynced; with the mapped
         ranges' digests when the upload came with a free map."""
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -281,7 +275,7 @@ class Uploads:
                     facts = self._copy(name, body, fd, hasher, guard)
                 else:
                     facts, mapped = place(body, length, _header_int(headers, "X-Content-Size"),
-                                          fd, hasher, guard)
+                                          compression, fd, hasher, guard)
             except socket.timeout:
                 raise ApiError(408, f"no data for {self.io_timeout:g} s at byte {body.received}: "
                                     "upload abandoned") from None
@@ -298,7 +292,7 @@ class Uploads:
         try:
             for data in body.pieces():
                 guard.take(len(data), body.received)
-                _write_all(fd, memoryview(data))
+                write_all(fd, memoryview(data))
                 hasher.feed(data)
             facts = hasher.finish()
         except DecodeError as e:
