@@ -8,6 +8,8 @@
 #   putImage=/dev/sdX         upload this disk to the master instead of receiving an image
 #                             (putImage=auto: the one fixed disk that is not the boot medium)
 #   thePusherUploadToken=T    the master's `upload_token`, for putImage
+#   putImageOptions=force,whole  put-image --force (a dirty or hibernated filesystem,
+#                             copied whole) and/or --whole (every block, not just used ones)
 #
 # Everything goes to the console (tty1 on a PC, the serial port with console=ttyS0), so
 # whoever stands at the machine sees what it is doing and why it stopped.
@@ -93,10 +95,19 @@ say "network up: $(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2,
 
 if [ -n "$put_device" ]; then
     upload_token=$(bootparam thePusherUploadToken || true)
+    put_options=$(bootparam putImageOptions || true)
+    set --
+    for word in $(echo "$put_options" | tr ',' ' '); do
+        case "$word" in
+            force|whole) set -- "$@" "--$word" ;;
+            *) banner "thepusher: putImageOptions=$put_options: '$word' is not force or whole"
+               exit 1 ;;
+        esac
+    done
     # put-image itself chooses for putImage=auto, and says which disk it took
     disk=$put_device
     [ "$put_device" = auto ] && disk="the disk putImage=auto chose (named above)"
-    if THEPUSHER_UPLOAD_TOKEN="$upload_token" "$py" "$PYZ" put-image -p "$master" -i "$put_device"; then
+    if THEPUSHER_UPLOAD_TOKEN="$upload_token" "$py" "$PYZ" put-image -p "$master" -i "$put_device" "$@"; then
         banner "thepusher: DONE - $disk is stored on $master. You may switch this machine off."
         exit 0
     fi

@@ -97,6 +97,19 @@ def test_put_image_uploads_the_named_device_instead_of_receiving(tmp_path):
     assert "RAN: client" not in done.stdout
 
 
+def test_put_image_options_from_the_command_line_become_put_image_flags(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda putImageOptions=force,whole")
+    assert done.returncode == 0
+    assert "RAN: put-image -p 10.0.0.1 -i /dev/vda --force --whole" in done.stdout
+
+
+def test_an_unknown_put_image_option_stops_before_anything_runs(tmp_path):
+    done = boot(tmp_path, "thePusher=10.0.0.1 putImage=/dev/vda putImageOptions=force,all", exit_code=1)
+    assert done.returncode == 1
+    assert "putImageOptions=force,all: 'all' is not force or whole" in done.stdout
+    assert "RAN:" not in done.stdout
+
+
 def test_put_image_auto_leaves_the_choice_to_put_image_and_says_so(tmp_path):
     done = boot(tmp_path, "thePusher=10.0.0.1 putImage=auto")
     assert done.returncode == 0
