@@ -73,7 +73,6 @@ def test_bmap_image_through_three_clients_leaves_free_ranges_untouched(lab, veri
     image = lab.images / "disk.img"
     size = 24 * MiB
     mapped, free = free_image(image, size)
-    free_bytes = sum(n for _, n in free)
     prefill(lab, 3, size)
     write_config(lab.images, hosts(3), extra=READBACK if verify == "readback" else "")
     lab.start_master()
@@ -81,19 +80,40 @@ def test_bmap_image_through_three_clients_leaves_free_ranges_untouched(lab, veri
     for c in clients:
         assert c.wait(120) == 0, lab.dump()
     check_disks(image, [lab.disks / f"{h}.img" for h in hosts(3)], mapped, free)
-    want = defined_sha(image, free)
+    check_done(lab, hosts(3), verify, defined_sha(image, free), free, "disk.img")
+
+
+def old_client_in_the_middle(lab, old_client, size):
+    """A chain of 3 whose middle client predates FREE records: it refuses the version 2
+    stream at its header and writes not a byte; the others finish."""
+    lab.start_master()
+    c1 = lab.start_client(hosts(3)[0])
+    old = lab.start_client(hosts(3)[1], launcher=old_client)
+    c3 = lab.start_client(hosts(3)[2])
+    assert c1.wait(60) == 0 and c3.wait(60) == 0, lab.dump()
+    assert old.wait(60) != 0, lab.dump()
+    assert "header has protocol version 2, expected 1" in old.output(), old.output()
+    assert (lab.disks / f"{hosts(3)[1]}.img").read_bytes() == b"\xff" * size  # not one byte
+
+
+def check_done(lab, done_hosts, verify, want, free, filename):
+    """Every host DONE, verified as `verify`, with the image's digest and free bytes,
+    counted in its group and its image; the free map in the image's sidecar. The
+    image's status entry and sidecar are returned for more checks."""
+    free_bytes = sum(n for _, n in free)
     status = lab.status()
     states = lab.clients()
-    for h in hosts(3):
+    for h in done_hosts:
         assert states[h]["state"] == "DONE", states[h]
         assert states[h]["verified_by"] == verify
         assert states[h]["sha256"] == want
         assert states[h]["free_bytes"] == free_bytes
-    assert status["groups"][0]["totals"]["free_bytes"] == 3 * free_bytes
+    assert status["groups"][0]["totals"]["free_bytes"] == len(done_hosts) * free_bytes
     img = next(i for i in status["images"] if i["name"] == "img")
     assert img["free_bytes"] == free_bytes and img["sha256"] == want
-    sidecar = json.loads((lab.images / "disk.img.digest.json").read_text())
+    sidecar = json.loads((lab.images / f"{filename}.digest.json").read_text())
     assert [tuple(r) for r in sidecar["free_runs"]] == free and sidecar["bmap_stamp"]
+    return img, sidecar
 
 
 def test_killed_middle_client_heals_and_free_ranges_stay_free_also_in_gap_fills(lab):
@@ -174,14 +194,7 @@ def test_a_client_that_predates_free_records_refuses_the_header_and_writes_nothi
     mapped, free = free_image(image, size)
     prefill(lab, 3, size)
     write_config(lab.images, hosts(3), settings="io_timeout = 3\naccept_timeout = 6\n")
-    lab.start_master()
-    c1 = lab.start_client(hosts(3)[0])
-    old = lab.start_client(hosts(3)[1], launcher=old_client)
-    c3 = lab.start_client(hosts(3)[2])
-    assert c1.wait(60) == 0 and c3.wait(60) == 0, lab.dump()
-    assert old.wait(60) != 0, lab.dump()
-    assert "header has protocol version 2, expected 1" in old.output(), old.output()
-    assert (lab.disks / f"{hosts(3)[1]}.img").read_bytes() == b"\xff" * size  # not one byte
+    old_client_in_the_middle(lab, old_client, size)
     check_disks(image, [lab.disks / f"{h}.img" for h in (hosts(3)[0], hosts(3)[2])], mapped, free)
     states = lab.clients()
     assert states[hosts(3)[1]]["state"] == "ERROR"

@@ -10,7 +10,6 @@ import dataclasses
 import gzip
 import hashlib
 import http.client
-import json
 import lzma
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +21,10 @@ from tests.conftest import write_config
 from tests.support.hops import RunningHop, send_stream
 from tests.support.hosts import hosts
 from tests.system.test_chain import kill_mid_stream
-from tests.system.test_free_runs import BLOCK, MiB, check_disks, defined_sha, free_image, prefill
+from tests.system.test_free_runs import (
+    BLOCK, MiB, check_disks, check_done, defined_sha, free_image, old_client_in_the_middle,
+    prefill,
+)
 from thepusher.chain import wire
 from thepusher.image import freemap
 
@@ -61,26 +63,13 @@ def test_a_compressed_image_keeps_its_free_ranges_untouched_on_three_clients(
     raw, mapped, free, filename = compressed_image(lab, compression, 24 * MiB, stripped=stripped)
     write_config(lab.images, hosts(3), filename=filename, compression=compression,
                  extra=f'  verify = "{verify}"\n')
-    free_bytes = sum(n for _, n in free)
     prefill(lab, 3, 24 * MiB)
     lab.start_master()
     clients = [lab.start_client(h) for h in hosts(3)]
     for c in clients:
         assert c.wait(120) == 0, lab.dump()
     check_disks(raw, [lab.disks / f"{h}.img" for h in hosts(3)], mapped, free)
-    want = defined_sha(raw, free)
-    states = lab.clients()
-    for h in hosts(3):
-        assert states[h]["state"] == "DONE", states[h]
-        assert states[h]["verified_by"] == verify
-        assert states[h]["sha256"] == want
-        assert states[h]["free_bytes"] == free_bytes
-    status = lab.status()
-    assert status["groups"][0]["totals"]["free_bytes"] == 3 * free_bytes
-    img = next(i for i in status["images"] if i["name"] == "img")
-    assert img["free_bytes"] == free_bytes and img["sha256"] == want
-    sidecar = json.loads((lab.images / f"{filename}.digest.json").read_text())
-    assert [tuple(r) for r in sidecar["free_runs"]] == free and sidecar["bmap_stamp"]
+    img, sidecar = check_done(lab, hosts(3), verify, defined_sha(raw, free), free, filename)
     compressed = (lab.images / filename).read_bytes()
     assert sidecar["stream_sha256"] == hashlib.sha256(compressed).hexdigest()
     assert img["size"] == len(compressed)
@@ -121,14 +110,7 @@ def test_a_client_that_predates_free_records_refuses_the_compressed_version_2_st
     write_config(lab.images, hosts(3), filename=filename, compression="GZIP",
                  settings="io_timeout = 3\naccept_timeout = 6\n")
     prefill(lab, 3, 8 * MiB)
-    lab.start_master()
-    c1 = lab.start_client(hosts(3)[0])
-    old = lab.start_client(hosts(3)[1], launcher=old_client)
-    c3 = lab.start_client(hosts(3)[2])
-    assert c1.wait(60) == 0 and c3.wait(60) == 0, lab.dump()
-    assert old.wait(60) != 0, lab.dump()
-    assert "header has protocol version 2, expected 1" in old.output(), old.output()
-    assert (lab.disks / f"{hosts(3)[1]}.img").read_bytes() == b"\xff" * (8 * MiB)
+    old_client_in_the_middle(lab, old_client, 8 * MiB)
     check_disks(raw, [lab.disks / f"{h}.img" for h in (hosts(3)[0], hosts(3)[2])], mapped, free)
 
 
