@@ -367,21 +367,25 @@ def timed(cmd: List[str], env: Optional[dict] = None, timeout: float = 1800,
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = t0 + timeout
     grown, last = -1, 0.0
-    while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            p.kill()
-            raise BenchError(f"{' '.join(cmd)} still running after {timeout:.0f} s")
-        if watch:
-            try:
-                n = os.stat(watch).st_size
-            except FileNotFoundError:
-                n = -1
-            if n != grown:
-                grown, last = n, time.monotonic() - t0
-        time.sleep(0.01)
+    try:
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{' '.join(cmd)} still running after {timeout:.0f} s")
+            if watch:
+                try:
+                    n = os.stat(watch).st_size
+                except FileNotFoundError:
+                    n = -1
+                if n != grown:
+                    grown, last = n, time.monotonic() - t0
+            time.sleep(0.01)
+    except BaseException:  # a timeout, Ctrl-C, SIGTERM: it must not outlive the run
+        p.kill()
+        p.wait()
+        raise
     wall = time.monotonic() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
@@ -841,15 +845,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     cpu0 = machine_cpu()
     try:
         notes["sha_zeros"] = sha_zeros_gb_s()
-        log(f"work dir {workdir}; making the {args.size >> 20} MiB source disk and the "
-            f"{args.ntfs_size >> 20} MiB NTFS partition (old bytes, fill, delete) ...")
+        log(f"work dir {workdir}; making the {args.size >> 20} MiB source disk"
+            + (f" and the {args.ntfs_size >> 20} MiB NTFS partition" if "ntfs" in args.only else "")
+            + " (old bytes, fill, delete) ...")
         disk = make_disk(os.path.join(workdir, "source.img"), args.size, devs)
         ntfs = {"used": 0.0, "dev": ""}
         if "ntfs" in args.only:
             ntfs = make_ntfs(os.path.join(workdir, "ntfs.img"), args.ntfs_size, devs)
         log(f"made in {time.monotonic() - started:.0f} s: ESP {disk['esp_used'] * 100:.0f} %, "
-            f"ext4 {disk['ext4_used'] * 100:.0f} %, NTFS {ntfs['used'] * 100:.0f} % used; "
-            "syncing ...")
+            f"ext4 {disk['ext4_used'] * 100:.0f} %"
+            + (f", NTFS {ntfs['used'] * 100:.0f} %" if "ntfs" in args.only else "")
+            + " used; syncing ...")
         os.sync()
         disk_cold = ([disk["dev"], disk["esp"], disk["ext4"]], [os.path.join(workdir, "source.img")])
         ntfs_cold = ([ntfs["dev"]], [os.path.join(workdir, "ntfs.img")])
