@@ -26,7 +26,10 @@ TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-
   chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs dosfstools ntfs-3g openssh-client \
   bmap-tools
 
-.PHONY: all test test-long lint smoke demo bench bench-link nbi test-debs clean e2e
+# What `make bench` drives besides those: partclone (bench_capture.py's comparison).
+BENCH_DEBS := partclone gdisk e2fsprogs dosfstools mtools ntfs-3g
+
+.PHONY: all test test-long lint smoke demo bench bench-link bench-debs nbi test-debs clean e2e
 
 all: thepusher.pyz
 
@@ -103,12 +106,24 @@ DEMO_ARGS ?=
 demo: thepusher.pyz
 	$(PYTHON) thepusher.pyz demo --clients 3 --size 256M $(DEMO_ARGS)
 
-bench: thepusher.pyz
+bench: thepusher.pyz bench-debs
 	$(PYTHON) tests/bench/bench.py
 	$(PYTHON) tests/bench/bench_master.py
 	$(PYTHON) tests/bench/bench_verify.py
+	$(PYTHON) tests/bench/bench_capture.py
 	$(PYTHON) tests/bench/link.py
 	$(PYTHON) tests/bench/link.py --mode chains
+
+# Installs what is missing; says so, and goes on, when apt cannot (bench_capture.py then
+# reports the partclone comparison as not measured).
+bench-debs:
+	@missing=$$(for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing Debian packages for the benchmarks (apt):" $$missing; \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing >/dev/null; } \
+	    || echo "make: could not install $$missing: the benchmarks that need them say so"; \
+	fi
 
 # The chain over emulated 1 Gbit/s links: a network namespace per machine (root, Linux).
 bench-link: thepusher.pyz

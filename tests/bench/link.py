@@ -130,6 +130,11 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
         os.link(image_path, os.path.join(image_dir, filename))
     except OSError:
         os.symlink(image_path, os.path.join(image_dir, filename))
+    if os.path.exists(image_path + ".bmap"):  # its free ranges travel as FREE records
+        try:
+            os.link(image_path + ".bmap", os.path.join(image_dir, filename + ".bmap"))
+        except OSError:
+            os.symlink(image_path + ".bmap", os.path.join(image_dir, filename + ".bmap"))
     # The master's digest sidecar (valid while the image is unchanged) is kept beside the
     # image between rounds, so a 1 GiB image is hashed once, not once per round.
     sidecar = image_path + ".digest.json"
