@@ -200,6 +200,9 @@ class State:
                     c.state = c.outcome = outcome
                     c.error = record.get("errors", {}).get(host, "")
                     c.verified_by = record.get("verified_by", {}).get(host, "")
+                    # a DONE wrote that round's whole image; what an ERROR wrote is not kept
+                    done = (record.get("content_size") or 0) if outcome == "DONE" else 0
+                    c.bytes_done = c.bytes_total = done
 
     # -- helpers (call with the lock held) ------------------------------------
 
