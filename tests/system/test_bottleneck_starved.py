@@ -9,16 +9,14 @@ from tests.conftest import write_config, write_image
 HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 
 
-def start_starved(lab, cpu_starved, size: int):
-    """Three clients ready in a manual group; the middle one starved of CPU (3%), then the
-    round started."""
+def starved_and_ready(lab, cpu_starved, size: int):
+    """Three clients ready (WAIT) in a manual group, the middle one starved of CPU (3%)."""
     write_image(lab.images / "disk.img", size)
     write_config(lab.images, HOSTS, group='  start = "manual"\n')
     lab.start_master()
     clients = [lab.start_client(h) for h in HOSTS]
     lab.wait_for(lambda: all(c["state"] == "WAIT" for c in lab.clients().values()), 30, "all WAIT")
     (cpu_starved / "cgroup.procs").write_text(str(clients[1].popen.pid))
-    assert lab.call("POST", "/api/groups/room/start", {})[0] == 200
     return clients
 
 
@@ -43,7 +41,8 @@ def test_status_names_the_cpu_starved_client_as_holding_the_chain_back(lab, cpu_
     """A real slow hop: the middle client may use 3% of a CPU, and /api/status points at
     it all along: not at the last client (starved of data), nor at the first one, whose
     forwarder queue is full because the starved one reads slowly."""
-    clients = start_starved(lab, cpu_starved, 256 << 20)
+    clients = starved_and_ready(lab, cpu_starved, 256 << 20)
+    assert lab.call("POST", "/api/groups/room/start", {})[0] == 200
     named = bottlenecks(lab, 6)
     (cpu_starved / "cpu.cfs_quota_us").write_text("-1")  # let the round finish quickly
     assert named and {b["host"] for b in named} == {HOSTS[1]}, named

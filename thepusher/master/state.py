@@ -318,6 +318,8 @@ class State:
                            for i, h in enumerate(group.hosts)]
                 for c in clients:  # the config's MAC wins over the one the client reported
                     c["mac"] = group.macs.get(c["host"], c["mac"])
+                    known = self.config.hosts.get(c["host"])
+                    c["name"] = known.name if known else ""
                 groups.append({
                     "name": name,
                     "image": group.image,
