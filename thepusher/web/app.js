@@ -128,7 +128,8 @@ function chainOf(g) {
 /** The group's clients: the chain's in chain order, then the others in config order. */
 function orderedClients(g) {
   const chain = chainOf(g);
-  const rank = c => { const i = chain.indexOf(c.host); return i < 0 ? chain.length + (c.position || 0) : i; };
+  const at = new Map(chain.map((host, i) => [host, i]));
+  const rank = c => (at.has(c.host) ? at.get(c.host) : chain.length + (c.position || 0));
   return (g.clients || []).slice().sort((a, b) => rank(a) - rank(b));
 }
 

@@ -14,7 +14,7 @@
 
 const GRID_OVER = 30; // a group of more hosts than this is drawn as a grid, a smaller one as a table
 
-const grids = new WeakMap(); // the element a grid lives in -> its tiles, filter, search and pick
+const grids = new WeakMap(); // the element a grid lives in -> its tiles, filter, search, chosen host
 
 /** The group's hosts as a grid in `box`: made on the first call, brought up to date after. */
 function drawGrid(box, g) {
@@ -23,13 +23,13 @@ function drawGrid(box, g) {
     view = makeGrid(box);
     grids.set(box, view);
   }
-  const chain = chainOf(g);
+  const at = new Map(chainOf(g).map((host, i) => [host, i])); // host -> its place in the chain
   const b = g.bottleneck && running(g) ? g.bottleneck : null;
   view.group = g;
   view.clients = orderedClients(g);
   placeTiles(view);
   for (const c of view.clients) {
-    const facts = tileFacts(c, chain, b, view.selected === c.host);
+    const facts = tileFacts(c, at.get(c.host), b, view.selected === c.host);
     view.facts.set(c.host, facts);
     drawTile(view.tiles.get(c.host), facts);
   }
@@ -78,16 +78,16 @@ function makeTile(host) {
           shown: {}};
 }
 
-/** Everything a tile shows of a host: its colour, fill and label, and its details as lines. */
-function tileFacts(c, chain, b, selected) {
+/** Everything a tile shows of a host (`at`: its place in the chain, undefined when it
+    is not in it): its colour, fill and label, and its details as lines. */
+function tileFacts(c, at, b, selected) {
   const frac = fraction(c);
-  const at = chain.indexOf(c.host);
   const quiet = silence(c);
   const slow = !!(b && b.host === c.host);
   const eta = clientEta(c);
   const lines = [
     [c.host, c.name].filter(Boolean).join(" · "),
-    at < 0 ? "not in the round" : `#${at + 1} in the chain`,
+    at === undefined ? "not in the round" : `#${at + 1} in the chain`,
     c.mac ? `MAC ${c.mac}` : null,
     `${c.state} · ${fmtPercent(frac)} · ${written(c)}`,
     c.state === "BUSY" && c.rate > 0 ? `${fmtRate(c.rate)}${eta != null ? ` · ETA ${fmtSeconds(eta)}` : ""}` : null,
