@@ -11,6 +11,7 @@ import errno
 import fcntl
 import mmap
 import os
+import socket
 import stat
 import struct
 import sys
@@ -22,6 +23,8 @@ BLKZEROOUT = 0x127F  # Linux _IO(0x12, 127): zero a byte range of a block device
 BLKDISCARD = 0x1277  # Linux _IO(0x12, 119): a byte range of a block device holds nothing
 DKIOCGETBLOCKSIZE = 0x40046418  # macOS _IOR('d', 24, uint32_t): bytes per sector
 DKIOCGETBLOCKCOUNT = 0x40086419  # macOS _IOR('d', 25, uint64_t): sectors on the disk
+# FIONREAD (Linux SIOCINQ, macOS _IOR('f', 127, int)): bytes a socket received, not yet read
+FIONREAD = 0x541B if LINUX else 0x4004667F if DARWIN else None
 # macOS: fsync(2) leaves the bytes in the drive's cache, F_FULLFSYNC empties it too.
 F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", None)
 
@@ -150,6 +153,20 @@ def flush(fd: int) -> None:
         except OSError:
             pass
     os.fsync(fd)
+
+
+def unread_share(sock: socket.socket) -> Optional[float]:
+    """How full `sock`'s receive buffer is with bytes the program has not read yet, 0 to 1
+    (about 1 for a reader that cannot keep up, about 0 for one that waits for data); None
+    where the OS cannot tell, or once the socket is closed."""
+    if FIONREAD is None:
+        return None
+    try:
+        unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), FIONREAD, bytes(4)))[0]
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except (OSError, ValueError):  # ValueError: closed, its fileno() is -1
+        return None
+    return min(1.0, unread / size) if size > 0 else None
 
 
 def max_rss_kib(ru_maxrss: int) -> int:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import browser
-from tests.conftest import write_config, write_image
+from tests.support import browser, room
+from tests.conftest import sha256_file, write_config, write_image
+from tests.system.test_bottleneck_starved import starved_and_ready
 
 pytestmark = pytest.mark.skipif(
     browser.find_chromium() is None,
@@ -326,4 +327,170 @@ def test_page_shows_the_free_bytes_of_an_image_with_a_bmap_and_of_each_client(la
     assert shown == f"{mib} free, not sent"
     assert skipped == [f"{mib} free, skipped"] * 2
     page.screenshot(ARTIFACTS / "status-page-free.png", 1280, 600)
+    assert page.errors == []
+
+
+# The grid of a room, read from the DOM: every tile, the ones a filter or search shows.
+GRID = "article[data-group='room']"
+
+
+def find(selector: str) -> str:
+    """A JS expression: the first element the CSS selector matches inside the room's card."""
+    return f"document.querySelector({json.dumps(f'{GRID} {selector}')})"
+
+
+TILES = f"[...document.querySelectorAll({json.dumps(f'{GRID} .tile')})]"
+SHOWN = f"{TILES}.filter(t => !t.hidden).map(t => t.dataset.host)"
+CHIPS = f"""Object.fromEntries([...document.querySelectorAll({json.dumps(f'{GRID} .chip')})]
+  .map(c => [c.dataset.filter, +c.dataset.count]))"""
+
+
+def chip(state: str) -> str:
+    return find(f".chip[data-filter='{state}']") + ".click()"
+
+
+def search(text: str) -> str:
+    return (f"(() => {{ const box = {find('.grid-search')}; "
+            f"box.value = {json.dumps(text)}; box.dispatchEvent(new Event('input')); }})()")
+
+
+def tile(host: str, what: str) -> str:
+    return find(f".tile[data-host='{host}']") + f".{what}"
+
+
+# A copy of the last status with one host changed, drawn: the hosts whose tiles changed.
+ONE_CHANGED = f"""(() => {{
+  const st = JSON.parse(JSON.stringify(page.status));
+  const c = st.groups[0].clients.find(c => c.host === '127.0.1.100');
+  Object.assign(c, {{state: 'ERROR', error: 'disk gone'}});
+  const seen = new MutationObserver(() => {{}});
+  seen.observe({find('.grid')}, {{subtree: true, attributes: true,
+    childList: true, characterData: true}});
+  render(st);
+  const touched = seen.takeRecords().map(r => {{
+    const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+    const t = el.closest('.tile');
+    return t ? t.dataset.host : el.className;
+  }});
+  seen.disconnect();
+  return [...new Set(touched)];
+}})()"""
+
+
+def test_page_shows_a_room_of_200_as_a_grid_with_state_filters_and_search(lab, page):
+    """200 hosts (played through the real API, tests/support/room.py) in a running round:
+    one tile each, chips that count and filter the states, a search box for names,
+    addresses and MACs, details on a tap, the silent host named as the bottleneck."""
+    hosts = room.room(200)
+    size = 64 << 20
+    write_image(lab.images / "disk.img", size)
+    write_config(lab.images, hosts, group=MANUAL,
+                 settings='io_timeout = 120\nhost "127.0.1.7" {\n  name = "pc-007"\n}\n')
+    lab.start_master()
+    with room.Room(lab, size, sha256_file(lab.images / "disk.img")) as r:
+        r.register(hosts[:170])
+        r.register(hosts[170:185], ready=False)
+        assert lab.call("POST", "/api/groups/room/start", {})[0] == 200
+        r.arm(hosts[:170])
+        for host in hosts[:40]:
+            r.done(host)
+        for host in hosts[40:50]:
+            r.fail(host, "disk /dev/sda: Input/output error at byte 22020096")
+        for i, host in enumerate(hosts[50:170]):
+            r.progress(host, i / 120)
+        r.register(hosts[185:195])  # ready while the round runs: WAIT for the next one
+        r.silent(hosts[60])
+
+        open_page(lab, page)
+        page.wait_for(f"{TILES}.length === 200", 20, "a tile for each of the 200 hosts")
+        assert not page.evaluate("!!document.querySelector('#groups tr[data-host]')")
+        assert page.evaluate(CHIPS) == {"": 200, "NONE": 20, "WAIT": 10, "BUSY": 120, "DONE": 40,
+                                        "ERROR": 10}
+        assert "room" in page.evaluate("document.getElementById('overall').textContent")
+        note = find(".bottleneck-note")
+        page.wait_for(f"{note}?.dataset.bottleneck === '{hosts[60]}'", 15,
+                      "the host that stopped reporting named")
+        assert "no report for" in page.evaluate(f"{note}.textContent")
+        assert page.evaluate(tile(hosts[60], "classList.contains('silent')"))
+        assert "no report for" in page.evaluate(tile(hosts[60], "title"))
+        page.screenshot(ARTIFACTS / "status-page-200.png", 1280, 900)
+
+        page.evaluate(chip("ERROR"))
+        assert page.evaluate(SHOWN) == hosts[40:50]
+        page.evaluate(search("127.0.1.4"))  # and the search: of the ERROR hosts, 127.0.1.4x
+        assert page.evaluate(SHOWN) == hosts[40:49]
+        page.evaluate(chip(""))
+        assert page.evaluate(SHOWN) == [hosts[3], *hosts[39:49]]
+        page.evaluate(search("pc-007"))
+        assert page.evaluate(SHOWN) == [hosts[6]]
+        page.evaluate(search(room.mac(hosts[141]).upper().replace(":", "-")))
+        assert page.evaluate(SHOWN) == [hosts[141]]
+        page.evaluate(search(""))
+        assert len(page.evaluate(SHOWN)) == 200
+
+        page.evaluate(tile(hosts[45], "click()"))
+        detail = page.evaluate(f"{find('.tile-detail')}.textContent")
+        for word in (hosts[45], room.mac(hosts[45]), "ERROR", "Input/output error", "33%"):
+            assert word in detail, detail
+        assert "BUSY" in page.evaluate(tile(hosts[150], "title"))
+        page.screenshot(ARTIFACTS / "status-page-200-phone.png", 390, 844, mobile=True)
+        assert page.evaluate(ONE_CHANGED) == ["127.0.1.100"], "a change redraws its own tile only"
+    assert page.errors == []
+
+
+
+NOTE = "document.querySelector('.bottleneck-note')"
+# What the page says holds the chain back: the host its note names, the rows it marks.
+NAMED = f"""(() => ({{note: {NOTE} && {NOTE}.dataset.bottleneck,
+  text: {NOTE} && {NOTE}.textContent,
+  rows: [...document.querySelectorAll('#groups tr.is-bottleneck')].map(r => r.dataset.host)}}))()"""
+
+
+def test_page_names_the_cpu_starved_client_and_never_its_upstream(lab, page, cpu_starved):
+    """The middle client may use 3% of a CPU: all the while it holds the chain back, the
+    page names it and marks its row, and never the first client, whose forwarder queue
+    is full because the starved one reads slowly."""
+    clients = starved_and_ready(lab, cpu_starved, 256 << 20)
+    open_page(lab, page)
+    assert lab.call("POST", "/api/groups/room/start", {})[0] == 200
+    page.wait_for(f"!!{NOTE}", 60, "the page to name a bottleneck")
+    page.screenshot(ARTIFACTS / "status-page-starved.png", 1280, 700)
+    seen = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and lab.round()["phase"] == "streaming":
+        seen.append(page.evaluate(NAMED))
+        time.sleep(0.2)
+    (cpu_starved / "cpu.cfs_quota_us").write_text("-1")  # let the round finish quickly
+    named = [s for s in seen if s["note"]]
+    assert named and all(s["note"] == HOSTS[1] and s["rows"] == [HOSTS[1]] for s in named), seen
+    assert "short of CPU" in named[0]["text"], named[0]
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()
+    assert page.errors == []
+
+
+def test_page_names_a_client_that_stopped_reporting_and_says_for_how_long(lab, page):
+    """The middle client is frozen (SIGSTOP) mid-round: it reports nothing any more, the
+    first client's forwarder fills and the last one starves. The page names it, with
+    how long it has been silent, on its row too; once it goes on, the round ends well."""
+    write_image(lab.images / "disk.img", 256 << 20)
+    write_config(lab.images, HOSTS)
+    lab.start_master()
+    clients = [lab.start_client(h) for h in HOSTS]
+    open_page(lab, page)
+    lab.wait_for(lambda: "receiving img" in clients[1].output(), 30, "data reaching the middle client")
+    clients[1].kill(signal.SIGSTOP)
+    try:
+        page.wait_for(f"{NOTE} && {NOTE}.dataset.bottleneck === '{HOSTS[1]}'", 20,
+                      "the page to name the stopped client")
+        shown = page.evaluate(NAMED)
+        assert shown["rows"] == [HOSTS[1]] and "no report for" in shown["text"], shown
+        row = page.evaluate(f"document.querySelector(\"#groups tr[data-host='{HOSTS[1]}']\").textContent")
+        assert "no report for" in row, row
+        assert lab.status()["groups"][0]["bottleneck"]["cause"] == "silent"
+        page.screenshot(ARTIFACTS / "status-page-stopped.png", 1280, 700)
+    finally:
+        clients[1].kill(signal.SIGCONT)
+    for c in clients:
+        assert c.wait(60) == 0, lab.dump()
     assert page.errors == []

@@ -96,3 +96,18 @@ def test_after_a_restart_the_straggler_alone_starts_the_follow_up_round(lab):
     assert lab.start_client(C).wait(60) == 0, lab.dump()
     rounds = lab.wait_for(lambda: len(h := lab.status()["history"]) == 2 and h, 20, "round 2")
     assert rounds[1]["chain"] == [C] and rounds[1]["outcome"] == {C: "DONE"}
+
+
+def test_after_a_restart_finished_hosts_show_the_size_they_wrote(lab):
+    """The new master knows the hosts are DONE from the history, and their sizes too:
+    the page and `thepusher status` show what they wrote, not 0 B."""
+    write_image(lab.images / "disk.img", 3 * MiB)
+    write_config(lab.images, [A, B])
+    lab.start_master()
+    for c in [lab.start_client(h) for h in (A, B)]:
+        assert c.wait(60) == 0, lab.dump()
+    lab.restart_master()
+    group = lab.status()["groups"][0]
+    for c in group["clients"]:
+        assert (c["state"], c["bytes_done"], c["bytes_total"]) == ("DONE", 3 * MiB, 3 * MiB), c
+    assert (group["totals"]["bytes_done"], group["totals"]["bytes_total"]) == (6 * MiB, 6 * MiB)

@@ -360,9 +360,17 @@ class Sampler:
             "bytes_total": self.total,
             "free_bytes": self.hop.free_bytes,
             "rate": self.rate,
-            "queues": self.hop.queue_fill(),
+            "queues": dict(self.hop.queue_fill(), unread=self._unread()),
             "skipped": [list(entry) for entry in self.hop.skipped],
             "read_back": self.hop.read_back,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "max_rss_kb": syscalls.max_rss_kib(usage.ru_maxrss),
         }
+
+    def _unread(self) -> Optional[float]:
+        """How full the upstream socket is with what this hop has not read yet: near 1, it
+        reads slower than it is sent to (short of CPU), whatever its queues say; the
+        master tells a slow hop from a slow link by it (master/bottleneck.py)."""
+        sock = self.hop.upstream_socket
+        share = syscalls.unread_share(sock) if sock is not None else None
+        return None if share is None else round(share, 2)

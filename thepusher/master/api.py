@@ -23,6 +23,7 @@ log = logging.getLogger("thepusher.http")
 MAX_BODY = 64 * 1024
 WEB = {  # the status page's files, from inside the package (works from the zipapp)
     "/": ("index.html", "text/html; charset=utf-8"),
+    "/grid.js": ("grid.js", "text/javascript; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }

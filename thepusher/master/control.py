@@ -340,6 +340,7 @@ class Controller:
         c.queues = {}
         c.personalized = []
         c.cpu_seconds = c.max_rss_kb = None
+        c.last_report = 0.0
 
     def _signed(self, kind: str, host: str, answer: dict) -> dict:
         """With the config's `secret`: the answer plus the host and the nonce of its

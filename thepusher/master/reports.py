@@ -140,6 +140,7 @@ def _late_report(st: State, c: Client, record: dict, state: str, body: dict) -> 
 
 
 def _progress(c: Client, body: dict) -> None:
+    c.last_report = time.monotonic()
     c.bytes_done = body_field(body, "bytes_done", int, 0)
     c.bytes_total = body_field(body, "bytes_total", int, 0)
     c.rate = body_field(body, "rate", float, 0.0)

@@ -54,6 +54,7 @@ class Client:
     cpu_seconds: Optional[float] = None
     max_rss_kb: Optional[int] = None
     last_seen: float = 0.0
+    last_report: float = 0.0  # monotonic time of its last progress report (0: none since it registered)
     session: str = ""
     ready_at: float = 0.0  # monotonic time it last became WAIT: the start policies' clock
     outcome: str = ""  # how its last round ended: "", "DONE" or "ERROR" (kept across restarts)
@@ -92,6 +93,7 @@ class Client:
             "cpu_seconds": self.cpu_seconds,
             "max_rss_kb": self.max_rss_kb,
             "seen_ago": round(time.monotonic() - self.last_seen, 1) if self.last_seen else None,
+            "last_report_age": round(time.monotonic() - self.last_report, 1) if self.last_report else None,
             "next_boot": self.next_boot,
             "last_boot": self.last_boot,
         }
@@ -198,6 +200,9 @@ class State:
                     c.state = c.outcome = outcome
                     c.error = record.get("errors", {}).get(host, "")
                     c.verified_by = record.get("verified_by", {}).get(host, "")
+                    # a DONE wrote that round's whole image; what an ERROR wrote is not kept
+                    done = (record.get("content_size") or 0) if outcome == "DONE" else 0
+                    c.bytes_done = c.bytes_total = done
 
     # -- helpers (call with the lock held) ------------------------------------
 
@@ -313,6 +318,8 @@ class State:
                            for i, h in enumerate(group.hosts)]
                 for c in clients:  # the config's MAC wins over the one the client reported
                     c["mac"] = group.macs.get(c["host"], c["mac"])
+                    known = self.config.hosts.get(c["host"])
+                    c["name"] = known.name if known else ""
                 groups.append({
                     "name": name,
                     "image": group.image,

@@ -14,6 +14,7 @@ const POLL_MS = 1000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 const WATCHDOG_MS = 20000; // this long without an event: ask /api/status whether the master is there
 const STATES = ["NONE", "WAIT", "BUSY", "DONE", "ERROR"];
+const SILENT_S = 5; // a BUSY client this long without a report is silent (master/bottleneck.py SILENT)
 
 const page = {
   status: null, // the last /api/status answer
@@ -83,6 +84,12 @@ function fmtClock(epoch) {
   return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+/** Hosts in words: all of a few, the first ones of many ("a, b, ... and 28 more"). */
+function someHosts(hosts, few = 10) {
+  if (hosts.length <= few + 2) return hosts.join(", ");
+  return `${hosts.slice(0, few).join(", ")} and ${hosts.length - few} more`;
+}
+
 function fmtPercent(fraction) {
   return `${(100 * fraction).toFixed(fraction > 0 && fraction < 0.1 ? 1 : 0)}%`;
 }
@@ -92,6 +99,15 @@ function fmtPercent(fraction) {
 function fraction(c) {
   if (c.state === "DONE") return 1;
   return c.bytes_total > 0 ? Math.min(1, c.bytes_done / c.bytes_total) : 0;
+}
+
+/** "no report for 12 s" for a BUSY client that stopped reporting (frozen, or cut off). */
+function silence(c) {
+  return c.state === "BUSY" && c.last_report_age >= SILENT_S ? `no report for ${fmtSeconds(c.last_report_age)}` : null;
+}
+
+function written(c) {
+  return c.bytes_total ? `${fmtBytes(c.bytes_done)} / ${fmtBytes(c.bytes_total)}` : fmtBytes(c.bytes_done);
 }
 
 function clientEta(c) {
@@ -112,7 +128,8 @@ function chainOf(g) {
 /** The group's clients: the chain's in chain order, then the others in config order. */
 function orderedClients(g) {
   const chain = chainOf(g);
-  const rank = c => { const i = chain.indexOf(c.host); return i < 0 ? chain.length + (c.position || 0) : i; };
+  const at = new Map(chain.map((host, i) => [host, i]));
+  const rank = c => (at.has(c.host) ? at.get(c.host) : chain.length + (c.position || 0));
   return (g.clients || []).slice().sort((a, b) => rank(a) - rank(b));
 }
 
@@ -161,6 +178,13 @@ function describeRound(r) {
 }
 
 function describeBottleneck(b) {
+  if (b.cause === "silent") {
+    return [h("b", null, b.host), ` — no report for ${fmtSeconds(b.last_report_age)} (frozen, or cut off from the master)`];
+  }
+  if (b.cause === "cpu") {
+    const unread = b.unread != null ? `, ${fmtPercent(b.unread)} of its socket buffer unread` : "";
+    return [h("b", null, b.host), ` — reads more slowly than it is sent to: short of CPU${unread}`];
+  }
   if (b.cause === "link") {
     const next = b.next ? ` → ${b.next}` : "";
     return [h("b", null, `link ${b.host}${next}`), next ? ` (or ${b.next} reading slowly)` : ""];
@@ -270,9 +294,8 @@ function optional(label, cls, text, placeholder = "—") {
 function renderHeader(st) {
   const eta = overallEta(st);
   const active = (st.groups || []).filter(running);
-  $("overall").textContent = active.length
-    ? `${active.length} round${active.length > 1 ? "s" : ""} running · ETA ${fmtSeconds(eta)}`
-    : "";
+  const names = active.map(g => `${g.name} (round ${g.round.number})`).join(", ");
+  $("overall").textContent = active.length ? `Running: ${names} · ETA ${fmtSeconds(eta)}` : "";
   const m = st.master || {};
   $("meta").textContent = [m.version && `v${m.version}`, m.config].filter(Boolean).join(" · ");
   let title = "thepusher";
@@ -302,7 +325,7 @@ function renderGroups(st) {
   for (const g of groups) {
     const card = section.querySelector(`article[data-group="${CSS.escape(g.name)}"]`);
     update(card.querySelector(".group-head"), headData(g), groupHead);
-    update(card.querySelector(".group-body"), g, groupBody);
+    drawBody(card.querySelector(".group-body"), g);
   }
 }
 
@@ -310,7 +333,7 @@ function headData(g) {
   const busy = ["start", "retry", "abort", "wake", "reimage"].filter(a => page.busy.has(`${a}:${g.name}`));
   return {
     name: g.name, image: g.image, rule: startRule(g), round: describeRound(g.round),
-    running: running(g), held: !!g.held, busy, waiting: (g.waiting_for || []).join(", "),
+    running: running(g), held: !!g.held, busy, waiting: someHosts(g.waiting_for || []),
   };
 }
 
@@ -348,8 +371,20 @@ function groupHead(d) {
   ];
 }
 
-function groupBody(g) {
-  return [chainView(g), totalsView(g), bottleneckNote(g), roundNotes(g), clientTable(g)];
+/** The group's chain, totals, notes and hosts, each redrawn only when what it shows
+    changed: a table for a small group, a grid (grid.js) for a large one, whose tiles
+    change one by one. */
+function drawBody(body, g) {
+  const large = (g.clients || []).length > GRID_OVER;
+  update(body, large ? "grid" : "table", () => ["chains", "totals", "notes", "hosts"].map(part =>
+    h("div", {class: `part-${part}`})));
+  const [chains, totals, notes, hosts] = body.children;
+  if (large) update(chains, chainsOf(g), chainSummary);
+  else update(chains, g, chainView);
+  update(totals, totalsData(g), totalsView);
+  update(notes, notesData(g), d => [bottleneckNote(d), roundNotes(d.round)]);
+  if (large) drawGrid(hosts, g);
+  else update(hosts, g, clientTable);
 }
 
 /** The round's chains, each a list of hosts; before any round, the one the group's
@@ -380,33 +415,46 @@ function chainView(g) {
   return rows.length === 1 ? rows[0] : h("div", {class: "chains"}, rows);
 }
 
-function totalsView(g) {
+/** What the totals line shows: the group's bytes, rate and ETA, its round's hosts by state. */
+function totalsData(g) {
   if (!g.round) return null;
-  const t = groupTotals(g);
+  const inRound = new Set(chainOf(g));
+  return {totals: groupTotals(g), running: running(g),
+          counts: countStates((g.clients || []).filter(c => inRound.has(c.host)))};
+}
+
+function totalsView(d) {
+  if (!d) return null;
+  const t = d.totals;
   const frac = t.bytes_total > 0 ? Math.min(1, t.bytes_done / t.bytes_total) : 0;
-  const counts = countStates(orderedClients(g).filter(c => chainOf(g).includes(c.host)));
-  const state = running(g) ? "BUSY" : counts.some(x => x.state === "ERROR") ? "ERROR" : "DONE";
+  const state = d.running ? "BUSY" : d.counts.some(x => x.state === "ERROR") ? "ERROR" : "DONE";
   return h("div", {class: "totals", "data-progress": frac.toFixed(4)},
     bar(frac, state),
     h("span", {class: "figures"},
       h("b", null, fmtPercent(frac)), ` · ${fmtBytes(t.bytes_done)} of ${fmtBytes(t.bytes_total)}`,
-      running(g) ? ` · ${fmtRate(t.rate)} · ETA ${fmtSeconds(t.eta_seconds)}` : ""),
-    h("span", {class: "outcomes"}, counts.map(x => h("span", {class: `state s-${x.state}`}, `${x.n} ${x.state}`))));
+      d.running ? ` · ${fmtRate(t.rate)} · ETA ${fmtSeconds(t.eta_seconds)}` : ""),
+    h("span", {class: "outcomes"}, d.counts.map(x => h("span", {class: `state s-${x.state}`}, `${x.n} ${x.state}`))));
 }
 
-function bottleneckNote(g) {
-  if (!g.bottleneck || !running(g)) return null;
-  return h("p", {class: "bottleneck-note", "data-bottleneck": g.bottleneck.host},
-    "Holding the chain back: ", describeBottleneck(g.bottleneck));
-}
-
-function roundNotes(g) {
+/** The round's notes: who holds the chain back (while it streams), errors, hosts left out. */
+function notesData(g) {
   const r = g.round;
+  return {bottleneck: running(g) ? g.bottleneck || null : null,
+          round: r ? {number: r.number, error: r.error, left_out: r.left_out} : null};
+}
+
+function bottleneckNote(d) {
+  if (!d.bottleneck) return null;
+  return h("p", {class: "bottleneck-note", "data-bottleneck": d.bottleneck.host},
+    "Holding the chain back: ", describeBottleneck(d.bottleneck));
+}
+
+function roundNotes(r) {
   if (!r) return null;
   return [
     r.error ? h("p", {class: "round-error"}, `Master: ${r.error}`) : null,
     r.left_out && r.left_out.length
-      ? h("p", {class: "muted"}, `Not in round ${r.number} (not ready when it started): ${r.left_out.join(", ")}`)
+      ? h("p", {class: "muted"}, `Not in round ${r.number} (not ready when it started): ${someHosts(r.left_out)}`)
       : null,
   ];
 }
@@ -426,10 +474,10 @@ function clientTable(g) {
     cell("Host", {class: "lead c-host"}, h("span", {class: "mono"}, c.host),
       slow ? h("span", {class: "tag"}, "bottleneck") : null,
       c.mac ? h("div", {class: "muted mono small"}, c.mac) : null, disksLine(c), bootLine(c)),
-    cell("State", {class: "c-state"}, stateBadge(c.state), " ", verification(c)),
+    cell("State", {class: "c-state"}, stateBadge(c.state), " ", verification(c),
+      silence(c) ? h("div", {class: "silent-note small"}, silence(c)) : null),
     cell("Progress", {class: "progress"}, bar(frac, c.state), " ", h("span", {class: "pct"}, fmtPercent(frac))),
-    cell("Written", {class: "num c-written"},
-      c.bytes_total ? `${fmtBytes(c.bytes_done)} / ${fmtBytes(c.bytes_total)}` : fmtBytes(c.bytes_done),
+    cell("Written", {class: "num c-written"}, written(c),
       c.free_bytes ? h("div", {class: "muted small free",
         title: "free blocks of the image: left as the disk had them, counted as zeros in the check"},
         `${fmtBytes(c.free_bytes)} free, skipped`) : null),

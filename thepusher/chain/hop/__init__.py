@@ -64,6 +64,7 @@ class Hop:
     disk_error = property(attrgetter("_writer.disk_error"))
     skipped = property(attrgetter("_forwarder.skipped"))
     forward_error = property(attrgetter("_forwarder.forward_error"))
+    upstream_socket = property(attrgetter("_reader.sock"))  # None while it has no upstream
 
     def __init__(self, listener: socket.socket, config: HopConfig, target: HopTarget) -> None:
         self.config = config

@@ -7,8 +7,9 @@ hop skipping a dead one connects here); that one resends from the first byte we 
 or from later, and then the gap comes from the master. run() takes the first upstream
 through this class too, before any data thread starts: its header sizes everything.
 
-Owns (writes): header (once, from the first upstream), failure, the expected offset;
-shared.upstream, the host it reads from.
+Owns (writes): header (once, from the first upstream), failure, the expected offset,
+sock (the upstream socket it reads now, None when it has none); shared.upstream, the
+host it reads from.
 Sets: shared.upstream_ok, while it has a working upstream (cleared while it waits for
 one) and for good when it ends; shared.reader_done when it ends.
 Puts: every record, then END or one Failure, on each feed; takes from shared.offers.
@@ -49,6 +50,7 @@ class Reader:
         self.writing_to = writing_to  # the target, named when it is too slow to free buffers
         self.header: Optional[wire.StreamHeader] = None
         self.failure: Optional[str] = None  # why the stream broke, once it has
+        self.sock: Optional[socket.socket] = None  # the upstream it reads now (for reports)
         self._pool: Optional[BufferPool] = None
         self._taken_at = -math.inf  # when we took our upstream: refusals before are stale
 
@@ -108,6 +110,7 @@ class Reader:
     def run(self, sock: socket.socket, pool: BufferPool) -> None:
         """Read from `sock`, the first upstream, and its successors, until END or a failure."""
         self._pool = pool
+        self.sock = sock
         expected = 0
         size = self.header.stream_size
         fresh = True  # first record on this connection: it may start past `expected`
@@ -119,8 +122,9 @@ class Reader:
                     raise NoUpstream(f"upstream {self.shared.upstream} gave up at byte {expected} "
                                      f"of {size}: {e}") from None
                 except (wire.ProtocolError, OSError) as e:
+                    self.sock = None
                     sock.close()
-                    sock = self.take_upstream(expected, self._describe_break(e, expected))
+                    sock = self.sock = self.take_upstream(expected, self._describe_break(e, expected))
                     fresh = True
                     continue
                 fresh = False
@@ -141,6 +145,7 @@ class Reader:
             upstream = self.shared.upstream
             self._fail(f"stream from {upstream} broken at byte {expected} of {size}: {e}")
         finally:
+            self.sock = None
             self.shared.reader_done.set()
             self.shared.upstream_ok.set()  # refuse further offers: we are done reading
             sock.close()
