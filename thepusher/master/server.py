@@ -178,6 +178,7 @@ class MasterServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.lobby.stop()
+        self.controller.book.close()  # MACs learned in the last second
 
 
 def build(
@@ -204,7 +205,8 @@ def build(
     book.apply(cfg)
     catalog = Catalog(cfg)
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
-    state = State(cfg, rounds, keys.load_or_create(cfg.image_dir), marks.Marks.load(cfg.image_dir))
+    state = State(cfg, rounds, keys.load_or_create(cfg.image_dir), marks.Marks.load(cfg.image_dir),
+                  book.forget)
     controller = Controller(state, catalog, book)
     address = parse_listen(listen)
     try:
