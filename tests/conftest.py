@@ -114,10 +114,10 @@ class Lab:
         self.procs: List[Proc] = []
         self.port = 0
 
-    def start_master(self, *extra: str) -> Proc:
+    def start_master(self, *extra: str, launcher: Optional[List[str]] = None) -> Proc:
         self.port = self.port or free_port()
         p = Proc("master", ["-v", "master", "-S", str(self.images), "-l", f"127.0.0.1:{self.port}",
-                            *extra], self.logs)
+                            *extra], self.logs, launcher)
         self.procs.append(p)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

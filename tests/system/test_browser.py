@@ -8,6 +8,7 @@ the page.
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -18,6 +19,7 @@ import pytest
 from tests.support import browser, room
 from tests.conftest import sha256_file, write_config, write_image
 from tests.system.test_bottleneck_starved import starved_and_ready
+from thepusher.master.limits import EVENT_STREAMS_PER_SOURCE
 
 pytestmark = pytest.mark.skipif(
     browser.find_chromium() is None,
@@ -157,6 +159,28 @@ def test_page_says_it_is_disconnected_while_the_master_is_down_and_recovers_by_i
     assert page.evaluate(BANNER) == ""
     lab.start_client(HOSTS[0])  # and what the new master knows reaches the page
     page.wait_for(states_are(HOSTS[:1], "WAIT"), 60, "the client WAIT on the page")
+    assert page.errors == []
+
+
+def test_page_polls_while_the_masters_event_streams_are_all_taken_and_goes_live_again(lab, page):
+    write_image(lab.images / "disk.img", 1 << 20)
+    write_config(lab.images, HOSTS[:1], group=MANUAL)
+    lab.start_master()
+    taken = []  # every event stream the browser's address may have (it is 127.0.0.1)
+    try:
+        for _ in range(EVENT_STREAMS_PER_SOURCE):
+            s = socket.create_connection(("127.0.0.1", lab.port), timeout=10)
+            taken.append(s)
+            s.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+        open_page(lab, page)
+        page.wait_for(f"{LINK} === 'polling'", 30, "the page to poll /api/status (events: 503)")
+        lab.start_client(HOSTS[0])
+        page.wait_for(states_are(HOSTS[:1], "WAIT"), 60, "the client WAIT on the polling page")
+    finally:
+        for s in taken:
+            s.close()
+    page.wait_for(f"{LINK} === 'live'", 60, "the page back on an event stream once one is free")
     assert page.errors == []
 
 

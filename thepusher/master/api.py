@@ -9,13 +9,12 @@ import json
 import logging
 import pkgutil
 import socket
-import time
 from http.server import BaseHTTPRequestHandler
 from typing import Dict, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from thepusher import __version__
-from thepusher.master import access, files, metrics, nextboot, ranges, upload_body
+from thepusher.master import access, events, files, metrics, nextboot, ranges, upload_body
 from thepusher.master.errors import ApiError
 
 log = logging.getLogger("thepusher.http")
@@ -27,8 +26,6 @@ WEB = {  # the status page's files, from inside the package (works from the zipa
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-EVENT_INTERVAL = 0.25  # an event stream sends at most 4 status updates a second ...
-KEEPALIVE = 15.0  # ... and a comment line at least this often, so proxies keep it open
 UPLOADS = "/api/images/"  # PUT UPLOADS + NAME stores an image
 # The page loads only its own script and stylesheet and talks only to the master.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -97,36 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, self.server.view.snapshot()[1], "application/json")
 
     def get_events(self) -> None:
-        """Server-sent events: the status as it changes, for the page (and `curl -N`).
-
-        One `status` event at once, then one per change, coalesced to at most one per
-        EVENT_INTERVAL however many clients report; the connection ends when the reader
-        goes away (or the master stops: the browser's EventSource then reconnects)."""
-        self.close_connection = True
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        state, catalog = self.server.state, self.server.catalog
-        seen = None
-        quiet_since = time.monotonic()
-        try:
-            self.wfile.write(b"retry: 2000\n\n")
-            while True:
-                # Woken by state changes; image changes (hashing done, an upload) are
-                # noticed within a second.
-                state.wait_update(seen[0] if seen else -1, 1.0)
-                key = (state.version, catalog.generation)
-                if key != seen:
-                    seen = key
-                    self.wfile.write(b"event: status\ndata: " + self.server.view.snapshot()[1] + b"\n\n")
-                    quiet_since = time.monotonic()
-                    time.sleep(EVENT_INTERVAL)
-                elif time.monotonic() - quiet_since >= KEEPALIVE:
-                    self.wfile.write(b": keepalive\n\n")
-                    quiet_since = time.monotonic()
-        except OSError:
-            return  # the page closed (or the socket timed out writing to a dead reader)
+        events.serve(self)
 
     def get_metrics(self) -> None:
         status, _ = self.server.view.snapshot()
@@ -266,6 +234,8 @@ class Handler(BaseHTTPRequestHandler):
                 getattr(self, name)(rest)
         except ApiError as e:
             self._json(e.status, {"error": e.message}, e.headers)
+        except ConnectionError:  # the peer went away while it was answered: nobody to tell
+            self.close_connection = True
         except Exception as e:  # noqa: BLE001 - a bug answers 500, the server lives on
             log.exception("error serving %s %s", self.command, path)
             self._json(500, {"error": f"internal error: {e}"})

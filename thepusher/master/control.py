@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from thepusher import plan, signing
 from thepusher.chain import wire
@@ -40,9 +40,6 @@ class Controller:
         self.catalog = catalog
         self.book = book
         self.settings = state.config.settings
-        # The nonce each host sent with its last registration: its starts are signed over
-        # it (with the config's `secret`), so no answer recorded earlier passes for them.
-        self._nonces: Dict[str, str] = {}
         for host, mac in book.macs.items():  # until they register again
             if host in state.clients:
                 state.clients[host].mac = mac
@@ -77,7 +74,7 @@ class Controller:
             else:
                 self._reset(c)
                 st.set_state(c, "NONE")
-            self._nonces[host] = nonce
+            c.nonce = nonce  # its answers are signed over it: no answer recorded earlier passes
             task = self._task(c)
             if task is not None and task.destination == AUTO and "disks" not in body:
                 # It would take "auto" for a file name and be DONE with its disk untouched.
@@ -349,7 +346,7 @@ class Controller:
         if not self.settings.secret:
             return answer
         answer["host"] = host
-        answer["nonce"] = self._nonces.get(host, "")
+        answer["nonce"] = self.state.clients[host].nonce
         return signing.sign(self.settings.secret, kind, answer)
 
     def _task(self, c: Client) -> Optional[plan.Task]:

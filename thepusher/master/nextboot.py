@@ -96,7 +96,7 @@ def find_host(st: State, macs: Dict[str, str], mac: str, address: str) -> Option
         for host, known in group.macs.items():
             if known == mac:
                 return host
-    for host, known in macs.items():
+    for host, known in macs.copy().items():  # a copy: registrations add to it meanwhile
         if known == mac:
             return host
     host = normalize_host(address)

@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -12,8 +13,9 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from thepusher.config.load import load as load_config
-from thepusher.master import access, history, hosts, keys, marks, nextboot, uploads
+from thepusher.master import access, history, hosts, keys, limits, marks, nextboot, uploads
 from thepusher.master.hosts import HostBook
+from thepusher.master.lobby import Full, Lobby
 from thepusher.master.api import UPLOADS, Handler
 from thepusher.master.control import Controller
 from thepusher.master.images import Catalog
@@ -136,6 +138,47 @@ class MasterServer(ThreadingHTTPServer):
             (CONFIG_NAME, history.FILENAME, hosts.FILENAME, keys.FILENAME, marks.FILENAME),
             self.state.config.settings.io_timeout,
         )
+        self.event_streams = limits.Slots(limits.EVENT_STREAMS, limits.EVENT_STREAMS_PER_SOURCE,
+                                          "event streams")
+        budget = limits.connection_budget()
+        self._accept_rest = limits.AcceptRest(budget)
+        # Connections wait there without a thread until their request starts to arrive.
+        self.lobby = Lobby(self._serve, self.shutdown_request, self.request_timeout, budget)
+
+    def get_request(self):
+        if not self.lobby.wait_for_room(limits.ACCEPT_REST):
+            raise Full(f"{self.lobby.budget} connections open")
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in limits.OUT_OF_FILES:
+                self._accept_rest(e)  # else the readable listening socket spins a core
+            raise  # socketserver drops the attempt and goes on
+
+    def process_request(self, request, client_address) -> None:
+        self.lobby.admit(request, client_address)
+
+    def _serve(self, request, client_address) -> None:
+        super().process_request(request, client_address)  # a thread of its own
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.lobby.done(client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        """A peer that went away while it was answered is no fault of the master's (a
+        flood's connections do it all the time); anything else is a bug, logged."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            log.debug("%s went away while it was answered", client_address[0])
+            return
+        log.exception("error serving %s", client_address[0])
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.lobby.stop()
+        self.controller.book.close()  # MACs learned in the last second
 
 
 def build(
@@ -147,6 +190,7 @@ def build(
 ) -> MasterServer:
     """Everything a running master needs; raises ConfigError/ValueError/OSError on bad input."""
     _check_dir("image directory", image_dir)
+    limits.raise_open_files()
     if static_dir is not None:
         _check_dir("static directory", static_dir)
     if boot_dir is not None:
@@ -161,7 +205,8 @@ def build(
     book.apply(cfg)
     catalog = Catalog(cfg)
     rounds = history.History.load(os.path.join(cfg.image_dir, history.FILENAME))
-    state = State(cfg, rounds, keys.load_or_create(cfg.image_dir), marks.Marks.load(cfg.image_dir))
+    state = State(cfg, rounds, keys.load_or_create(cfg.image_dir), marks.Marks.load(cfg.image_dir),
+                  book.forget)
     controller = Controller(state, catalog, book)
     address = parse_listen(listen)
     try:

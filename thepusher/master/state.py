@@ -5,16 +5,17 @@ runner (rounds.py) drives each round through it. A condition variable wakes the
 clients' long-polls when a round starts, so a start reaches the whole room at once.
 """
 
+import heapq
 import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from thepusher import plan
 from thepusher.config.model import ClientGroup, Config
-from thepusher.master import keys
+from thepusher.master import keys, limits
 from thepusher.master.history import History
 from thepusher.image.facts import ImageFacts
 from thepusher.master.images import ImageFile
@@ -24,6 +25,10 @@ log = logging.getLogger("thepusher.master")
 
 STATES = ("NONE", "WAIT", "BUSY", "DONE", "ERROR")
 FINAL = ("DONE", "ERROR")
+# Hosts that registered but are in no group, kept for the page (to be added to a group):
+# twice a large room. Beyond it the least recently heard from are let go, MAX_UNASSIGNED
+# // 16 at a time (so that finding them is rare); a real one registers again within 10 s.
+MAX_UNASSIGNED = 1024
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Client:
     max_rss_kb: Optional[int] = None
     last_seen: float = 0.0
     last_report: float = 0.0  # monotonic time of its last progress report (0: none since it registered)
+    nonce: str = ""  # what it sent with its last registration: its answers are signed over it
     session: str = ""
     ready_at: float = 0.0  # monotonic time it last became WAIT: the start policies' clock
     outcome: str = ""  # how its last round ended: "", "DONE" or "ERROR" (kept across restarts)
@@ -167,7 +173,9 @@ class Round:
 
 class State:
     def __init__(self, config: Config, history: History, key: bytes,
-                 marks: Optional[Marks] = None) -> None:
+                 marks: Optional[Marks] = None,
+                 forget: Callable[[str], None] = lambda host: None) -> None:
+        """`forget(host)` is called for each unassigned host the master lets go."""
         self.config = config
         self.key = key  # the master's own key: each round's secret is derived from it (keys.py)
         self.lock = threading.Lock()
@@ -179,6 +187,8 @@ class State:
         self.rounds: Dict[str, Round] = {}  # each group's current (or last) round
         self.history = history
         self.marks = marks if marks is not None else Marks(None)
+        self.forget = forget
+        self._crowded = limits.Every()
         for group in config.groups.values():
             for host in group.hosts:
                 self.clients[host] = Client(host=host, group=group.name)
@@ -224,8 +234,28 @@ class State:
             group = self.config.group_of(host)
             c = self.clients[host] = Client(host=host, group=group.name if group else None,
                                             next_boot=self.marks.marks.get(host, ""))
+            if group is None:
+                self._bound_unassigned(host)
             self.touch()
         return c
+
+    def _bound_unassigned(self, newcomer: str) -> None:
+        """At most MAX_UNASSIGNED hosts in no group: let the least recently seen go."""
+        grouped = sum(len(g.hosts) for g in self.config.groups.values())
+        over = len(self.clients) - grouped - MAX_UNASSIGNED
+        if over <= 0:
+            return
+        idle = heapq.nsmallest(over + MAX_UNASSIGNED // 16,
+                               (c for c in self.clients.values() if c.group is None and c.host != newcomer),
+                               key=lambda c: c.last_seen)
+        for c in idle:
+            del self.clients[c.host]
+            self.forget(c.host)
+        skipped = self._crowded.due()
+        if skipped is not None:
+            log.warning("more than %d hosts in no group registered: let the %d heard from least "
+                        "recently go (they are listed again when they register)%s", MAX_UNASSIGNED,
+                        len(idle), f"; {skipped} times more since the last message" if skipped else "")
 
     def set_state(self, c: Client, state: str, error: str = "") -> None:
         if (c.state, c.error) != (state, error):

@@ -1,8 +1,9 @@
 /* thepusher status page.
 
    Shows what GET /api/status says, kept live by /api/events (server-sent events; on a
-   master without them, /api/status is polled once a second), and offers the buttons
-   that start, abort, retry and wake groups and put unassigned clients into one.
+   master without them, or whose streams are all taken, /api/status is polled once a
+   second), and offers the buttons that start, abort, retry and wake groups and put
+   unassigned clients into one.
    Every string from the master reaches the page as text (textContent, setAttribute),
    never as HTML. No framework, no build step, no files from elsewhere. */
 
@@ -13,6 +14,7 @@ const NEEDS_TOKEN = "This master takes changes only with its admin token.";
 const POLL_MS = 1000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 const WATCHDOG_MS = 20000; // this long without an event: ask /api/status whether the master is there
+const STREAM_AGAIN_MS = 15000; // a master whose event streams were all taken (503) is asked again after this
 const STATES = ["NONE", "WAIT", "BUSY", "DONE", "ERROR"];
 const SILENT_S = 5; // a BUSY client this long without a report is silent (master/bottleneck.py SILENT)
 
@@ -703,7 +705,8 @@ async function act(key, path, body) {
 // -- keeping the page live ---------------------------------------------------------------------------
 
 const link = {
-  mode: "events", // "events" while /api/events works, "polling" on a master without it
+  mode: "events", // "events" while /api/events works, "polling" on a master without it (or none free)
+  pollers: 0, // counts the pollers started: only the latest polls
   source: null,
   retries: 0,
   lastEvent: 0,
@@ -773,6 +776,7 @@ function connect() {
 }
 
 /** The events stream failed for good: a master without /api/events (404) is polled;
+    so is one whose event streams are all taken (503), until it has one again;
     otherwise try again, backing off. */
 async function whyClosed() {
   const ctl = new AbortController();
@@ -782,18 +786,30 @@ async function whyClosed() {
     status = resp.status;
   } catch (e) { /* unreachable */ }
   ctl.abort();
-  if (status === 404) return startPolling();
+  if (status === 404 || status === 503) return startPolling(status === 503);
   const wait = BACKOFF_MS[Math.min(link.retries++, BACKOFF_MS.length - 1)];
   setTimeout(connect, wait);
 }
 
-function startPolling() {
+/** Poll /api/status once a second; with `streamAgain`, try the events stream again
+    after STREAM_AGAIN_MS (and poll again if it is still refused). */
+function startPolling(streamAgain) {
+  const mine = ++link.pollers; // a newer poller, or the stream, ends this one
   link.mode = "polling";
   const tick = async () => {
+    if (link.pollers !== mine) return;
     await refreshOnce();
     setTimeout(tick, POLL_MS);
   };
   tick();
+  if (streamAgain) {
+    setTimeout(() => {
+      if (link.pollers !== mine) return;
+      link.pollers++;
+      link.mode = "events";
+      connect();
+    }, STREAM_AGAIN_MS);
+  }
 }
 
 /** No event for a while is normal on an idle master; make sure it is still there
