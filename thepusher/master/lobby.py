@@ -5,9 +5,9 @@ one keeps it until its request budget ends (server.TimedHandler): 10 000 idle
 connections, 10 000 threads. Here one thread watches every connection that has not
 spoken yet (epoll, through selectors); one gets a server thread only when its request
 starts to arrive (at once when it is there as it is accepted, as a real client's
-usually is: that costs one recv() more than a plain threading server), and then only while its address has fewer than PER_SOURCE connections
-being served and the master fewer than MAX_SERVED (limits.py); otherwise it is answered
-503 at once and closed.
+usually is: that costs one recv() more than a plain threading server), and then only
+while its address has fewer than PER_SOURCE connections being served and the master
+fewer than MAX_SERVED (limits.py); otherwise it is answered 503 at once and closed.
 
 Bounds on what waits:
 - a connection silent for `timeout` seconds after it was accepted is closed;
