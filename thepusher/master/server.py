@@ -124,8 +124,15 @@ class MasterServer(ThreadingHTTPServer):
         # A request's line and headers, and then its body, must each come within this
         # (TimedHandler); the config's io_timeout, as for silences during uploads.
         self.request_timeout = controller.state.config.settings.io_timeout
-        super().__init__(address, TimedHandler)
         self.controller = controller
+        self.event_streams = limits.Slots(limits.EVENT_STREAMS, limits.EVENT_STREAMS_PER_SOURCE,
+                                          "event streams")
+        budget = limits.connection_budget()
+        self._accept_rest = limits.AcceptRest(budget)
+        # Connections wait there without a thread until their request starts to arrive;
+        # made before the socket is bound, as a failed bind calls server_close().
+        self.lobby = Lobby(self._serve, self.shutdown_request, self.request_timeout, budget)
+        super().__init__(address, TimedHandler)
         self.state = controller.state
         self.catalog = controller.catalog
         self.static_dir = static_dir
@@ -138,12 +145,6 @@ class MasterServer(ThreadingHTTPServer):
             (CONFIG_NAME, history.FILENAME, hosts.FILENAME, keys.FILENAME, marks.FILENAME),
             self.state.config.settings.io_timeout,
         )
-        self.event_streams = limits.Slots(limits.EVENT_STREAMS, limits.EVENT_STREAMS_PER_SOURCE,
-                                          "event streams")
-        budget = limits.connection_budget()
-        self._accept_rest = limits.AcceptRest(budget)
-        # Connections wait there without a thread until their request starts to arrive.
-        self.lobby = Lobby(self._serve, self.shutdown_request, self.request_timeout, budget)
 
     def get_request(self):
         if not self.lobby.wait_for_room(limits.ACCEPT_REST):
