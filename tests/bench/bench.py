@@ -149,7 +149,8 @@ def sha256_file(path: str) -> str:
             sha.update(view[:n])
 
 
-def write_config(image_dir: str, hosts: List[str], settings: str = "", image_extra: str = "") -> None:
+def write_config(image_dir: str, hosts: List[str], settings: str = "", image_extra: str = "",
+                 filename: str = "disk.img") -> None:
     """As tests/conftest.write_config: one image, one group with these hosts in order;
     `image_extra` goes into the image block.
 
@@ -161,7 +162,7 @@ def write_config(image_dir: str, hosts: List[str], settings: str = "", image_ext
     quoted = ", ".join(f'"{h}"' for h in hosts)
     with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
         f.write(
-            settings + 'image "img" {\n  filename = "disk.img"\n  destination = "/dev/null"\n'
+            settings + f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
             f'  compression = "NONE"\n{image_extra}}}\n'
             f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
             '  start = "manual"\n}\n'
@@ -234,14 +235,18 @@ class Lab:
             raise BenchError(f"POST {path}: {e.code} {e.read().decode(errors='replace')}") from None
 
     def start_master(self, image_dir: str, hosts: List[str], settings: str = "",
-                     image_extra: str = "") -> None:
+                     image_extra: str = "", filename: str = "disk.img", ready: bool = True,
+                     timeout: float = 120) -> None:
+        """A master on image_dir; `ready`: wait until its image is hashed (`timeout`
+        includes hashing it the first time), else only until the API answers (a master
+        for uploads, whose image is not there yet)."""
         self.stop_master()
-        write_config(image_dir, hosts, settings, image_extra)
+        write_config(image_dir, hosts, settings, image_extra, filename)
         self.port = free_port()
         self.master = self.spawn("master", [
             "-v", "master", "-S", image_dir, "-l", f"127.0.0.1:{self.port}",
         ])
-        deadline = time.monotonic() + 120  # includes hashing the image the first time
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.master.popen.poll() is not None:
                 raise BenchError(f"the master exited:\n{self.master.tail()}")
@@ -251,12 +256,12 @@ class Lab:
                 time.sleep(0.1)
                 continue
             states = [i.get("state") for i in images]
-            if states and all(s == "ready" for s in states):
+            if not ready or (states and all(s == "ready" for s in states)):
                 return
             if "error" in states:
                 raise BenchError(f"the master cannot use the image: {images}")
             time.sleep(0.1)
-        raise BenchError(f"the master was not ready within 120 s:\n{self.master.tail()}")
+        raise BenchError(f"the master was not ready within {timeout:.0f} s:\n{self.master.tail()}")
 
     def stop_master(self) -> None:
         if self.master is not None:

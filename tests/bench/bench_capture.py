@@ -63,9 +63,10 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (  # noqa: E402
-    ENV, BenchError, Lab, cpu_model, cpu_report, cpu_ticks, free_port, hosts_for,
+    ENV, BenchError, Lab, cpu_model, cpu_report, cpu_ticks, hosts_for,
     machine_cpu, median, parse_size, run_round,
 )
+from bench_verify import drop_cache  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -300,12 +301,7 @@ def drop_caches(devices: List[str], files: List[str]) -> None:
     for dev in devices:
         run("blockdev", "--flushbufs", dev)
     for path in files:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        drop_cache(path)
 
 
 def sectors_read(dev: str) -> int:
@@ -316,46 +312,6 @@ def sectors_read(dev: str) -> int:
 
 def stored_bytes(path: str) -> int:
     return os.stat(path).st_blocks * 512 if os.path.exists(path) else 0
-
-
-# -- the master ----------------------------------------------------------------------------
-
-
-class CaptureLab(Lab):
-    """bench.Lab with a config naming any image file (the bench's own names disk.img)."""
-
-    def config(self, image_dir: str, filename: str, hosts: List[str]) -> None:
-        quoted = ", ".join(f'"{h}"' for h in hosts)
-        with open(os.path.join(image_dir, "thePusher-config.hcl"), "w") as f:
-            f.write(f'image "img" {{\n  filename = "{filename}"\n  destination = "/dev/null"\n'
-                    f'  compression = "NONE"\n}}\n'
-                    f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
-                    '  start = "manual"\n}\n')
-
-    def start(self, image_dir: str, filename: str, hosts: List[str], ready: bool = True) -> None:
-        """A master on image_dir; `ready`: wait until the image is hashed and ready (else
-        until the API answers: a master for uploads, whose image is not there)."""
-        self.stop_master()
-        self.config(image_dir, filename, hosts)
-        self.port = free_port()
-        self.master = self.spawn("master", ["-v", "master", "-S", image_dir, "-l",
-                                            f"127.0.0.1:{self.port}"])
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.master.popen.poll() is not None:
-                raise BenchError(f"the master exited:\n{self.master.tail()}")
-            try:
-                images = self.status().get("images", [])
-            except OSError:
-                time.sleep(0.1)
-                continue
-            states = [i.get("state") for i in images]
-            if not ready or (states and all(s == "ready" for s in states)):
-                return
-            if "error" in states:
-                raise BenchError(f"the master cannot use the image: {images}")
-            time.sleep(0.1)
-        raise BenchError(f"the master was not ready within 300 s:\n{self.master.tail()}")
 
 
 def timed(cmd: List[str], env: Optional[dict] = None, timeout: float = 1800,
@@ -396,7 +352,7 @@ def timed(cmd: List[str], env: Optional[dict] = None, timeout: float = 1800,
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "out": text, "last_write": last}
 
 
-def put_image(lab: CaptureLab, image_dir: str, source: str, name: str, whole: bool,
+def put_image(lab: Lab, image_dir: str, source: str, name: str, whole: bool,
               cold: Tuple[List[str], List[str]], keep: bool = False) -> dict:
     """One put-image of `source` to the lab's master (which never replaces an image: the
     previous run's is removed first); the stored image is removed after unless `keep`."""
@@ -474,7 +430,7 @@ def alternate(repeat: int, kinds: List[Tuple[str, object]]) -> Dict[str, List[di
     return out
 
 
-def ext4_kinds(lab: CaptureLab, image_dir: str, disk: dict, workdir: str, cold) -> list:
+def ext4_kinds(lab: Lab, image_dir: str, disk: dict, workdir: str, cold) -> list:
     kinds = [("put-image (used blocks)", lambda: put_image(lab, image_dir, disk["ext4"],
                                                            "ext4.img", False, cold))]
     if shutil.which("partclone.ext4"):
@@ -483,7 +439,7 @@ def ext4_kinds(lab: CaptureLab, image_dir: str, disk: dict, workdir: str, cold) 
     return kinds
 
 
-def ntfs_kinds(lab: CaptureLab, image_dir: str, ntfs: dict, workdir: str, cold) -> list:
+def ntfs_kinds(lab: Lab, image_dir: str, ntfs: dict, workdir: str, cold) -> list:
     kinds = [("put-image (used blocks)", lambda: put_image(lab, image_dir, ntfs["dev"],
                                                            "ntfs.img", False, cold)),
              ("put-image --whole", lambda: put_image(lab, image_dir, ntfs["dev"],
@@ -559,7 +515,7 @@ def read_through(path: str) -> None:
             pass
 
 
-def restore(lab: CaptureLab, image_dir: str, images: Dict[str, str], disk: dict, size: int,
+def restore(lab: Lab, image_dir: str, images: Dict[str, str], disk: dict, size: int,
             clients: int, repeat: int, where: str, devs: Devices) -> Tuple[Dict[str, List[dict]], Dict[str, str]]:
     hosts = hosts_for(clients)
     pattern = Pattern()
@@ -575,7 +531,7 @@ def restore(lab: CaptureLab, image_dir: str, images: Dict[str, str], disk: dict,
         rows: Dict[str, List[dict]] = {kind: [] for kind in images}
         for i in range(repeat):
             for kind, name in images.items():
-                lab.start(image_dir, name, hosts)
+                lab.start_master(image_dir, hosts, filename=name, timeout=300)
                 r = run_round(lab, hosts, targets, size)
                 lab.stop_master()
                 rows[kind].append(r)
@@ -835,7 +791,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     workdir = tempfile.mkdtemp(prefix="thepusher-bench-capture-", dir=args.dir)
     image_dir = os.path.join(workdir, "images")
     os.makedirs(image_dir)
-    lab = CaptureLab(workdir)
+    lab = Lab(workdir)
     devs = Devices()
     started = time.monotonic()
     notes = {"load": os.getloadavg()[0], "partclone": partclone_note,
@@ -859,7 +815,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.sync()
         disk_cold = ([disk["dev"], disk["esp"], disk["ext4"]], [os.path.join(workdir, "source.img")])
         ntfs_cold = ([ntfs["dev"]], [os.path.join(workdir, "ntfs.img")])
-        lab.start(image_dir, "none.img", hosts_for(args.clients), ready=False)
+        lab.start_master(image_dir, hosts_for(args.clients), filename="none.img", ready=False)
         cap: Dict[str, List[dict]] = {}
         ext4: Dict[str, List[dict]] = {}
         nt: Dict[str, List[dict]] = {}

@@ -27,7 +27,7 @@ from thepusher.config.model import DiskHints
 from thepusher.disk.inventory import inventory
 from thepusher.client.master_link import split_host_port
 from thepusher.image.capture import Capture, CaptureRefused, open_capture
-from thepusher.image.compress import CompressError, ParallelCompressor
+from thepusher.image.compress import CompressError, ParallelCompressor, feed_piece
 from thepusher.image.freemap import encode_map
 from thepusher.image.facts import FactsHasher
 from thepusher.image.formats import FORMATS
@@ -165,13 +165,7 @@ class Uploader:
                 piece = self._next(pieces)
                 if piece is None:
                     break
-                if isinstance(piece, int):
-                    content.skip(piece)
-                    out = self.compressor.feed_zeros(piece) if self.compressor else ()
-                else:
-                    content.update(piece)
-                    out = self.compressor.feed(piece) if self.compressor else (piece,)
-                for data in out:
+                for data in feed_piece(piece, content, self.compressor):
                     self._chunk(conn, data)
                 self.offset += piece if isinstance(piece, int) else len(piece)
                 progress.update(self.offset, self._note())

@@ -25,7 +25,6 @@ from thepusher.units import size as human_bytes
 log = logging.getLogger("thepusher.capture")
 
 BLOCK = 4096
-FORCE_HINT = "--force captures anyway"
 
 
 class CaptureRefused(Exception):
@@ -102,7 +101,7 @@ def open_capture(path: str, force: bool = False, whole: bool = False) -> Capture
             if mounts:
                 raise CaptureRefused(f"{path}: {'; '.join(mounts)}: a filesystem that changes "
                                      f"while it is read gives an image no fsck can trust; "
-                                     f"unmount it (or remount it read-only), or {FORCE_HINT}")
+                                     f"unmount it (or remount it read-only), or --force captures anyway")
         if size is None or whole:
             log.info("%s: read whole (%s)", path, "--whole" if whole else "a pipe: no map")
             return Capture(path, reader, size)
@@ -125,7 +124,3 @@ def open_capture(path: str, force: bool = False, whole: bool = False) -> Capture
         reader.close()
         raise
 
-
-def mapped_runs(size: int, free_runs: List[freemap.Run]) -> List[Tuple[int, int]]:
-    """The ranges a capture reads: what a bmap of it maps."""
-    return freemap.complement(free_runs, size)

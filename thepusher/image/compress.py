@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from queue import SimpleQueue
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from thepusher.console import ProgressLine
 from thepusher.image.bmap import RangeDigests
@@ -201,6 +201,18 @@ class ParallelCompressor:
                 future.set_exception(e)
 
 
+def feed_piece(piece: Union[memoryview, int], content: FactsHasher,
+               compressor: Optional[ParallelCompressor]) -> Iterable:
+    """A capture's next piece (capture.Capture.pieces: used bytes, or the length of a
+    free run) into the content's digest, free runs as zeros; what follows it in the
+    output: compressed, or the bytes themselves (a free run then is nothing)."""
+    if isinstance(piece, int):
+        content.skip(piece)
+        return compressor.feed_zeros(piece) if compressor else ()
+    content.update(piece)
+    return compressor.feed(piece) if compressor else (piece,)
+
+
 # -- thepusher compress IMG --------------------------------------------------------------
 
 
@@ -299,15 +311,9 @@ def _write(capture, compressor: ParallelCompressor, tmp: str,
                 piece = _next(pieces, source, done)
                 if piece is None:
                     break
-                if isinstance(piece, int):
-                    content.skip(piece)
-                    out = compressor.feed_zeros(piece)
-                else:
-                    content.update(piece)
-                    out = compressor.feed(piece)
                 if not isinstance(piece, int):
                     ranges.add(done, piece)
-                for data in out:
+                for data in feed_piece(piece, content, compressor):
                     sink.write(data)
                     stream.update(data)
                 done += piece if isinstance(piece, int) else len(piece)

@@ -27,10 +27,9 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Optional, Tuple
 
 from thepusher.master import limits
-from thepusher.master.guard import peer_key
 
 log = logging.getLogger("thepusher.master")
 
@@ -53,14 +52,11 @@ class Lobby:
         self._close = close
         self.timeout = timeout
         self.budget = budget
-        self.per_source = per_source
-        self.max_served = max_served
         self._lock = threading.Lock()  # guards the counts, the arrivals and `_room_wanted`
         self._roomy = threading.Condition(self._lock)  # notified when a connection ends
         self._arrived: Deque[Tuple[socket.socket, Address]] = collections.deque()
         self._waiting_count = 0  # arrived or waiting
-        self._served: Dict[str, int] = {}  # peer_key -> connections in a server thread
-        self._served_count = 0
+        self._served = limits.Slots(max_served, per_source, "connections")  # in a server thread
         self._room_wanted = False  # the accept loop waits for the budget to allow one more
         self._stopping = False
         # Only the lobby thread touches these: accepted order is deadline order.
@@ -107,14 +103,8 @@ class Lobby:
 
     def done(self, address: Address) -> None:
         """A served connection ended (its server thread's last act)."""
-        key = peer_key(address[0])
+        self._served.release(address[0])
         with self._lock:
-            left = self._served.get(key, 0) - 1
-            if left > 0:
-                self._served[key] = left
-            else:
-                self._served.pop(key, None)
-            self._served_count -= 1
             self._roomy.notify()
 
     def stop(self) -> None:
@@ -126,7 +116,7 @@ class Lobby:
         self._thread.join(5)
 
     def _open(self) -> int:
-        return self._waiting_count + self._served_count
+        return self._waiting_count + self._served.in_use
 
     # -- the lobby thread ----------------------------------------------------------
 
@@ -205,18 +195,7 @@ class Lobby:
             with self._lock:
                 self._roomy.notify()
             return
-        key = peer_key(address[0])
-        with self._lock:
-            mine = self._served.get(key, 0)
-            if mine >= self.per_source:
-                why = (f"too many connections from {key}: {mine} being served, at most "
-                       f"{self.per_source} per address")
-            elif self._served_count >= self.max_served:
-                why = f"too many connections: {self._served_count} being served, at most {self.max_served}"
-            else:
-                why = ""
-                self._served[key] = mine + 1
-                self._served_count += 1
+        why = self._served.take(address[0])
         if why:
             self._say(self._crowded, "%s: refused (503)", why)
             self._refuse(sock, why)

@@ -16,7 +16,7 @@ older than the ones in the journal, and a map from them could leave out live dat
 import struct
 from typing import List, Tuple
 
-from thepusher.image.fsmap.common import Ranges, Unsafe, Whole, bit_runs, count_bits, read
+from thepusher.image.fsmap.common import Ranges, Unsafe, Whole, bit_runs, count_bits, merge, read
 
 MAGIC_AT = 1080
 MAGIC = b"\x53\xef"
@@ -173,12 +173,4 @@ class _Geometry:
         found = [(first, 1 + self.gdt_blocks + self.reserved)] if self.has_super(g) else []
         found.extend((max(b, first), min(b + n, end) - max(b, first))
                      for b, n in self.metadata if b < end and b + n > first)
-        merged: List[Tuple[int, int]] = []
-        for b, n in sorted(found):
-            n = min(n, end - b)
-            if merged and b <= merged[-1][0] + merged[-1][1]:
-                last_b, last_n = merged[-1]
-                merged[-1] = (last_b, max(last_n, b + n - last_b))
-            else:
-                merged.append((b, n))
-        return merged
+        return merge((b, min(n, end - b)) for b, n in found)
