@@ -42,7 +42,7 @@ report_timeout = 15
 
 # MiB of recently sent data each client keeps, so that when the next client dies it
 # can resend what the one after lacks; older bytes are fetched from the master
-replay_window  = 48
+replay_window  = 32
 
 # not times, these two:
 # a shared secret that start/abort/retry/wake and group changes need, from the page,

@@ -52,6 +52,23 @@ STREAM_BYTES = (DATA, ZERO, FREE)  # records that carry stream bytes
 
 DEFAULT_RECORD_SIZE = 1 << 20
 MAX_RECORD = 16 << 20
+MIN_RECORD = 64 << 10  # the smallest the master picks (below, per-record costs grow)
+FILL_SHARE = 64  # a chain's fill lag may be this share of its stream (record_size_for)
+
+
+def record_size_for(stream_size: int, depth: int) -> int:
+    """The record size for a stream through chains of up to `depth` hops.
+
+    A hop forwards a record once it holds all of it, so the last hop lags `depth`
+    records behind the master: 200 hops of 1 MiB records are 200 MiB, as long as a
+    200 MiB image takes. The largest power of two from MIN_RECORD to 1 MiB that keeps
+    that lag within 1/FILL_SHARE of the stream; records only shrink where the chain
+    is deep for its image, which is also where their per-record cost matters least.
+    """
+    size = DEFAULT_RECORD_SIZE
+    while size > MIN_RECORD and max(depth, 1) * size * FILL_SHARE > stream_size:
+        size //= 2
+    return size
 
 END_PAYLOAD = struct.Struct("!32sQ")  # content sha256, content size
 

@@ -133,8 +133,8 @@ class Settings:
     io_timeout: float = 30.0  # silence on a data connection that counts as a failure
     report_timeout: float = 15.0  # a client silent this long during a round is lost
     # MiB of recently sent records each hop keeps to replay after skipping a dead next
-    # hop: covers what can be in flight past one hop (its 32 MiB of buffers + sockets).
-    replay_window: float = 48.0
+    # hop: covers what can be in flight past one hop (its 16 MiB of buffers + sockets).
+    replay_window: float = 32.0
     # Required by every call that changes what the master does (start, abort, ...),
     # from anywhere; "" means none, and then only the master's own host may make them.
     admin_token: str = ""

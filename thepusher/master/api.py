@@ -120,8 +120,8 @@ class Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError):
             raise ApiError(400, "need session, offset and length") from None
         mac = self.headers.get("X-Thepusher-Auth", "")
-        image, runs = self.server.controller.image_range(session, offset, length, mac)
-        ranges.send(self, image, runs, offset, length, query.get("records") == ["1"])
+        image, runs, record_size = self.server.controller.image_range(session, offset, length, mac)
+        ranges.send(self, image, runs, offset, length, record_size if query.get("records") == ["1"] else 0)
 
     def get_free_map(self) -> None:
         """The free map of a round's compressed image, for its hops (freemap.encode)."""

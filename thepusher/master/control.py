@@ -137,19 +137,20 @@ class Controller:
         return reports.report(self.state, host, body)
 
     def image_range(self, session: str, offset: int, length: int,
-                    mac: str) -> Tuple[ImageFile, StreamRuns]:
+                    mac: str) -> Tuple[ImageFile, StreamRuns, int]:
         """Authorise a hop's gap fill: the round's open image file (acquired: the caller
-        releases it) and the runs its stream carries, if the range and its MAC are right."""
+        releases it), the runs its stream carries and its record size, if the range and
+        its MAC are right."""
         st = self.state
         with st.lock:
             r = self._round_of(session, mac, "range request",
                                lambda secret: wire.range_mac(secret, session, offset, length))
-            facts, f, image = r.facts, r.image_file, st.config.images[r.image]
+            facts, f, image, record_size = r.facts, r.image_file, st.config.images[r.image], r.record_size
         if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
         if not f.acquire():
             raise ApiError(404, "the round is over")
-        return f, stream_runs(image, facts)
+        return f, stream_runs(image, facts), record_size
 
     def free_map(self, session: str, mac: str) -> bytes:
         """A hop's request for the free map of its round's compressed image (freemap.encode),

@@ -20,12 +20,13 @@ _KIND = {freemap.DATA: wire.DATA, freemap.ZERO: wire.ZERO, freemap.FREE: wire.FR
 
 
 def send(handler, image: ImageFile, runs: StreamRuns, offset: int, length: int,
-         records: bool) -> None:
-    """Answer on `handler` (the API's request handler) with the stream's bytes, or with
-    records carrying its `runs` (images.stream_runs: none for a compressed image, whose
-    records are all DATA); releases `image`."""
+         record_size: int) -> None:
+    """Answer on `handler` (the API's request handler) with the stream's bytes, or, given
+    the round's `record_size`, with records carrying its `runs` (images.stream_runs: none
+    for a compressed image, whose records are all DATA); releases `image`."""
+    records = record_size > 0
     try:
-        pieces = list(freemap.pieces(*runs, offset, offset + length, wire.DEFAULT_RECORD_SIZE,
+        pieces = list(freemap.pieces(*runs, offset, offset + length, record_size,
                                      MAX_ZERO_RECORD)) if records else []
         size = sum(wire.HEAD_SIZE + (n if kind == freemap.DATA else 0) for kind, _, n in pieces)
         handler.send_response(200)
@@ -34,7 +35,7 @@ def send(handler, image: ImageFile, runs: StreamRuns, offset: int, length: int,
         handler.send_header("Cache-Control", "no-store")
         handler.end_headers()
         if records:
-            _send_records(handler, image, pieces)
+            _send_records(handler, image, pieces, record_size)
             return
         handler.wfile.flush()
         # A duplicate of the round's own descriptor: the file the round streams,
@@ -46,8 +47,8 @@ def send(handler, image: ImageFile, runs: StreamRuns, offset: int, length: int,
         image.release()
 
 
-def _send_records(handler, image: ImageFile, pieces: list) -> None:
-    buf = bytearray(wire.HEAD_SIZE + wire.DEFAULT_RECORD_SIZE)
+def _send_records(handler, image: ImageFile, pieces: list, record_size: int) -> None:
+    buf = bytearray(wire.HEAD_SIZE + record_size)
     view = memoryview(buf)
     for kind, pos, n in pieces:
         wire.RECORD_HEAD.pack_into(buf, 0, _KIND[kind], n, pos)

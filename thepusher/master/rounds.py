@@ -157,8 +157,10 @@ def _arm(st: State, catalog: Catalog, r: Round) -> Optional[List[Source]]:
         version=wire.FREE_VERSION if facts.free_runs else wire.PROTOCOL_VERSION,
         free_bytes=facts.free_bytes,
         free_map_sha256=facts.free_map_sha256,
+        record_size=wire.record_size_for(facts.stream_size, max(map(len, r.chains))),
     )
     with st.lock:
+        r.record_size = header.record_size
         chains = [[(h, st.clients[h].data_port) for h in hosts] for hosts in r.chains]
         r.starts = _starts(r, chains, header, image.verify, t)
         r.phase = "arming"

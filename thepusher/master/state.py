@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from thepusher import plan
+from thepusher.chain import wire
 from thepusher.config.model import ClientGroup, Config
 from thepusher.master import keys, limits
 from thepusher.master.history import History
@@ -129,6 +130,7 @@ class Round:
     errors: Dict[str, str] = field(default_factory=dict)  # the reason, for each host not DONE
     aborted: bool = False  # a person stopped it (abort): its hosts are ERROR, its sources stop
     image_file: Optional[ImageFile] = None  # the open file every chain of the round streams
+    record_size: int = wire.DEFAULT_RECORD_SIZE  # its streams' (wire.record_size_for), gap fills' too
     facts: Optional[ImageFacts] = None  # of that file: what the round announces, and judges by
     free_map: bytes = b""  # a compressed image's free map (freemap.encode): GET /api/free-map
     verified_by: Dict[str, str] = field(default_factory=dict)  # host -> how its DONE was checked

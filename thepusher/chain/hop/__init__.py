@@ -88,8 +88,9 @@ class Hop:
             sock = self._reader.take_upstream(0, None)
             header = self._reader.header
             self._writer.open(header)
-            records = -(-self.config.window // header.record_size) if self._forwarding else 0
-            self.pool = BufferPool(self.config.buffers + records + 1, header.record_size)
+            window = -(-self.config.window // header.record_size) if self._forwarding else 0
+            self.pool = BufferPool(self._capacity(header.record_size) + window + 1,
+                                   header.record_size)
             threads = [
                 threading.Thread(target=self._reader.run, args=(sock, self.pool),
                                  name="hop-reader", daemon=True),
@@ -112,6 +113,11 @@ class Hop:
             acceptor.join()
             self._admission.close()
 
+    def _capacity(self, record_size: int) -> int:
+        """Records in flight (docs/protocol.md "Memory"): a byte budget, so that small
+        records do not shrink what absorbs a disk's or a link's hiccups."""
+        return max(4, self.config.in_flight // record_size)
+
     @property
     def stream_error(self) -> Optional[str]:
         """Why the stream did not reach its end here, or None."""
@@ -130,7 +136,7 @@ class Hop:
         return {
             "pool_in_use": pool.in_use() if pool else 0,
             "pool_size": pool.count if pool else 0,
-            "capacity": self.config.buffers,
+            "capacity": self._capacity(self.header.record_size) if self.header else 0,
             # Lost our upstream mid-stream and waiting for another: once every hop
             # before us has finished, only the master can still feed us.
             "waiting_upstream": self.header is not None and not shared.upstream_ok.is_set()

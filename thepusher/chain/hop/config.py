@@ -18,8 +18,8 @@ class HopConfig:
     expect: wire.Expected  # the stream's facts as the master signed them: nothing else counts
     position: int = 1  # our place in the chain; upstreams have lower positions
     downstream: List[Address] = field(default_factory=list)  # every hop after us, in order
-    buffers: int = 32  # records in flight between reader, writer and forwarder
-    window: int = 48 << 20  # bytes of sent records kept to replay after a skip
+    in_flight: int = 16 << 20  # bytes of records between reader, writer and forwarder
+    window: int = 32 << 20  # bytes of sent records kept to replay after a skip
     accept_timeout: float = 60.0
     io_timeout: float = 30.0
     source: Optional[str] = None

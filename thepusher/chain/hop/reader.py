@@ -92,8 +92,8 @@ class Reader:
                 continue
             if self.header is None:
                 self.header = offer.header
-                log.info("receiving %s from %s (%d bytes)",
-                         offer.header.image, offer.host, offer.header.stream_size)
+                log.info("receiving %s from %s (%d bytes in records of %d KiB)", offer.header.image,
+                         offer.host, offer.header.stream_size, offer.header.record_size >> 10)
             else:
                 log.warning("%s; continuing at byte %d from upstream %s", why, expected, offer.host)
             self.shared.upstream = offer.host

@@ -1,0 +1,51 @@
+"""A client's memory holds to its budget whatever the image size (docs/protocol.md
+"Memory"): what each role may peak at, as the client itself reports it (max_rss_kb,
+getrusage), and the record size the master picks for a chain's depth."""
+
+import pytest
+
+from tests.conftest import sha256_file, write_config, write_image
+from tests.support.hosts import hosts
+
+MiB = 1 << 20
+# docs/protocol.md "Memory": 16 MiB in flight + a 32 MiB replay window (forwarding
+# only) + one spare record, over the ~26 MiB the interpreter and its modules take.
+FORWARDING_BUDGET = 80 * MiB
+LAST_HOP_BUDGET = 48 * MiB
+
+
+def test_forwarding_and_last_hop_peak_within_their_memory_budgets(lab):
+    """128 MiB of random data through a chain of 2: far more than either hop may hold,
+    so both fill everything they are allowed to (the window, the buffers)."""
+    image = lab.images / "disk.img"
+    write_image(image, 128 * MiB)
+    write_config(lab.images, hosts(2))
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts(2)]
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()
+    states = lab.clients()
+    want = sha256_file(image)
+    first, last = (states[h] for h in hosts(2))
+    for h in hosts(2):
+        assert states[h]["state"] == "DONE" and sha256_file(lab.disks / f"{h}.img") == want
+    assert first["max_rss_kb"] * 1024 <= FORWARDING_BUDGET, first
+    assert last["max_rss_kb"] * 1024 <= LAST_HOP_BUDGET, last
+    # Not vacuous: the forwarding hop does hold its window, the last hop does not.
+    assert first["max_rss_kb"] - last["max_rss_kb"] >= 24 * 1024, (first, last)
+
+
+@pytest.mark.parametrize("n, size, record", [(2, 128 * MiB, 1024), (8, 16 * MiB, 64)])
+def test_master_shrinks_records_for_a_deep_chain_of_a_small_image(lab, n, size, record):
+    """Each hop forwards a record once it holds all of it, so a chain of N hops lags
+    N records behind: the master keeps that lag under 1/64 of the stream, in records
+    from 64 KiB to 1 MiB, and every hop says what it was sent."""
+    write_image(lab.images / "disk.img", size)
+    write_config(lab.images, hosts(n))
+    lab.start_master()
+    clients = [lab.start_client(h) for h in hosts(n)]
+    for c in clients:
+        assert c.wait(120) == 0, lab.dump()
+    for c in clients:
+        assert f"in records of {record} KiB" in c.output(), c.output()
+    assert {s["state"] for s in lab.clients().values()} == {"DONE"}
