@@ -21,6 +21,7 @@ LINUX = sys.platform.startswith("linux")
 DARWIN = sys.platform == "darwin"
 BLKZEROOUT = 0x127F  # Linux _IO(0x12, 127): zero a byte range of a block device
 BLKDISCARD = 0x1277  # Linux _IO(0x12, 119): a byte range of a block device holds nothing
+BLKSSZGET = 0x1268  # Linux _IO(0x12, 104): a block device's logical block size
 DKIOCGETBLOCKSIZE = 0x40046418  # macOS _IOR('d', 24, uint32_t): bytes per sector
 DKIOCGETBLOCKCOUNT = 0x40086419  # macOS _IOR('d', 25, uint64_t): sectors on the disk
 # FIONREAD (Linux SIOCINQ, macOS _IOR('f', 127, int)): bytes a socket received, not yet read
@@ -118,6 +119,23 @@ def open_uncached(path: str) -> Optional[int]:
     if not hasattr(os, "O_DIRECT"):
         return None
     return os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+
+
+def open_direct(path: str, unit: int) -> Optional[int]:
+    """A block device opened for writing past the OS's cache (O_DIRECT), in writes of
+    whole `unit`s; None where the OS has no O_DIRECT or the device's logical blocks are
+    larger than `unit`. OSError if the device refuses it."""
+    if not hasattr(os, "O_DIRECT") or not LINUX:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
+    try:
+        block = struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, bytes(4)))[0]
+    except OSError:
+        block = 0
+    if not 0 < block <= unit or unit % block:
+        os.close(fd)
+        return None
+    return fd
 
 
 def read_at(fd: int, view: memoryview, offset: int) -> int:

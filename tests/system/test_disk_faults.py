@@ -1,7 +1,9 @@
 """Disk trouble is local: a hop whose target fails reports why and keeps forwarding.
 
 Real failures, no stand-ins: a tmpfs too small for the image (ENOSPC), and a loop
-device whose backing file sits on such a tmpfs, so the block layer returns EIO.
+device whose backing file sits on such a tmpfs, so the block layer refuses the writes
+past its first MiB (ENOSPC too: the client's writes reach the device as they are made,
+O_DIRECT; through the page cache they came back as EIO from the final flush).
 """
 
 import os
@@ -31,7 +33,7 @@ def test_full_filesystem_is_error_with_cause_and_next_hop_still_verifies(tmp_pat
     assert good.verified and (tmp_path / "ok.img").read_bytes() == image
 
 
-def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_path, tiny_fs,
+def test_block_device_refusing_writes_is_error_with_the_bytes_and_next_hop_still_verifies(tmp_path, tiny_fs,
                                                                        loop_devices):
     # sparse: the device claims 8 MiB, the filesystem holds 1
     device, _ = loop_devices(8 * MiB, under=tiny_fs, sparse=True)
@@ -40,7 +42,8 @@ def test_block_device_returning_eio_is_error_and_next_hop_still_verifies(tmp_pat
     first = RunningHop(device, image, downstream=[last.address])
     send_stream(first.address, image)
     bad, good = first.wait(), last.wait()
-    assert not bad.verified and "Input/output error" in bad.error and device in bad.error
+    assert not bad.verified and "No space left on device" in bad.error and device in bad.error
+    assert f"writing {device} failed in bytes " in bad.error, bad.error
     assert good.verified and (tmp_path / "ok.img").read_bytes() == image
 
 

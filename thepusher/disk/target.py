@@ -9,8 +9,10 @@ past a file's old end they are holes (a seek); over old bytes the filesystem fre
 them (a punched hole) or the block device zeroes them itself (BLKZEROOUT); only what
 cannot be done so is written as zeros. Free runs (FREE records) are left as they are;
 with the image's `discard = true` a block device is told they hold nothing (BLKDISCARD,
-disk/discard.py). A raw disk (macOS /dev/rdiskN) takes whole
-sectors only: its writes are gathered into sectors (disk/sectors.py). A missing path
+disk/discard.py). A Linux block device is written past the page cache (O_DIRECT), and
+a raw disk (macOS /dev/rdiskN) takes whole sectors only: the writes of both are
+gathered into sectors and written by a thread of their own (disk/sectors.py); where a
+device refuses O_DIRECT, it is written through the cache as before. A missing path
 under /dev/ (other than /dev/shm/, which is for files) is an error, never a new file:
 on a netboot client /dev is RAM, and a mistyped device name would otherwise take the
 whole image and report a verified copy.
@@ -30,6 +32,7 @@ from thepusher.image import sparse
 
 ZEROS = bytes(1 << 20)
 ZERO_ALIGN = 4096  # BLKZEROOUT wants whole logical blocks, hole punching whole pages
+DIRECT_UNIT = 4096  # O_DIRECT writes in whole 4 KiB: any logical block size up to it
 # "The device or filesystem cannot free this range" (or the OS has no call for it):
 # zeros are written instead.
 CANNOT_FREE = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV,
@@ -100,6 +103,7 @@ class Target:
         self.zeroed = 0  # bytes of zero runs not written as data (holes, BLKZEROOUT)
         self.old_size = 0  # a regular file's size when opened: what zero runs must clear
         self.sectors: Optional[SectorWriter] = None  # a raw disk's writes, gathered
+        self.direct: Optional[SectorWriter] = None  # a block device's writes, past the cache
         self._can_free = True  # until the device or filesystem says it cannot
         self.discarder: Optional[Discarder] = None  # with discard, on a block device
 
@@ -146,6 +150,20 @@ class Target:
         sector = syscalls.raw_sector(self.fd)
         if sector > 1:
             self.sectors = SectorWriter(self.fd, sector)
+        elif self.is_block:
+            self._open_direct()
+
+    def _open_direct(self) -> None:
+        """A second descriptor on the device, past the page cache, for the data; the first
+        one stays for what is not data (zeroing, discard, the final flush)."""
+        try:
+            fd = syscalls.open_direct(self.path, DIRECT_UNIT)
+        except OSError as e:
+            log.info("%s refuses writes past the page cache (%s): writing through it",
+                     self.path, e.strerror or e)
+            return
+        if fd is not None:
+            self.direct = SectorWriter(fd, DIRECT_UNIT)
 
     def consume(self, pieces: Iterable[Piece]) -> None:
         """Write the decoded stream as it comes (a TAR target extracts it instead).
@@ -167,9 +185,10 @@ class Target:
     def write(self, data) -> None:
         """Write all of `data` at the current position; a short write is retried, not lost."""
         view = memoryview(data)
-        if self.sectors:
+        gather = self.sectors or self.direct
+        if gather:
             try:
-                self.sectors.write(view)
+                gather.write(view)
             except OSError as e:
                 raise TargetError(self._describe(e)) from None
             self.written += len(view)
@@ -201,17 +220,17 @@ class Target:
         self.written = end
 
     def skip(self, length: int) -> None:
-        """A free run is left as it is: a seek (past a file's old end, a hole). A raw disk
-        gathers whole sectors, so it gets zeros there instead: a free range reads as
-        zeros in the image's digest either way. With discard, a block device is told
+        """A free run is left as it is: a seek (past a file's old end, a hole), or a jump
+        of the gathered writes (disk/sectors.py). With discard, a block device is told
         the range holds nothing (disk/discard.py)."""
-        if self.sectors:
-            self._write_zeros(length)
-            return
         if self.discarder:
             self.discarder.free(self.written, length)
+        gather = self.sectors or self.direct
         try:
-            os.lseek(self.fd, self.written + length, os.SEEK_SET)
+            if gather:
+                gather.jump(self.written + length)
+            else:
+                os.lseek(self.fd, self.written + length, os.SEEK_SET)
         except OSError as e:
             raise TargetError(self._describe(e)) from None
         self.written += length
@@ -237,7 +256,10 @@ class Target:
                 syscalls.zero_range(self.fd, offset, length)
             else:
                 syscalls.punch_hole(self.fd, offset, length)
-            os.lseek(self.fd, offset + length, os.SEEK_SET)
+            if self.direct:  # gathered up to `offset`, a ZERO_ALIGN boundary
+                self.direct.jump(offset + length)
+            else:
+                os.lseek(self.fd, offset + length, os.SEEK_SET)
         except (OSError, ValueError) as e:  # ValueError: pages larger than ZERO_ALIGN
             if isinstance(e, OSError) and e.errno not in CANNOT_FREE:
                 raise TargetError(self._describe(e)) from None
@@ -263,8 +285,8 @@ class Target:
             log.info("%s: %d of the image's %d free bytes discarded", self.path,
                      self.discarder.discarded, self.discarder.offered)
         try:
-            if self.sectors:
-                self.sectors.finish()
+            if self.sectors or self.direct:
+                (self.sectors or self.direct).finish()
             if self.is_regular:
                 os.ftruncate(self.fd, self.written)  # also makes a trailing zero run a hole
             if self.is_regular or self.is_block or self.sectors:
@@ -287,15 +309,23 @@ class Target:
     def close(self) -> None:
         if self.sectors:
             self.sectors.close()
+        if self.direct:
+            self.direct.close()
+            os.close(self.direct.fd)
+            self.direct = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
     def _describe(self, e: OSError) -> str:
-        """The failed write's device offset (a raw disk's writes are gathered, so it is
-        where the refused sectors begin)."""
-        at = self.sectors.offset if self.sectors else self.written
-        return f"writing {self.path} failed at byte {at}: {e.strerror or e}"
+        """Where on the device the failed write was: a gathered write (disk/sectors.py)
+        is named by the bytes it held."""
+        gather = self.sectors or self.direct
+        if gather and gather.refused:
+            where = f"in bytes {gather.offset}-{gather.offset + gather.refused - 1}"
+        else:
+            where = f"at byte {gather.offset if gather else self.written}"
+        return f"writing {self.path} failed {where}: {e.strerror or e}"
 
 
 class TarTarget:
