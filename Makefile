@@ -111,6 +111,8 @@ bench: thepusher.pyz bench-debs
 	$(PYTHON) tests/bench/bench_master.py
 	$(PYTHON) tests/bench/bench_verify.py
 	$(PYTHON) tests/bench/bench_capture.py
+	$(PYTHON) tests/bench/bench_disk.py
+	$(PYTHON) tests/bench/bench_disk.py --rate 300M
 	$(PYTHON) tests/bench/link.py
 	$(PYTHON) tests/bench/link.py --mode chains
 
