@@ -64,10 +64,12 @@ lint: $(VENV)/.done
 # time on 2 cores (the tests share no ports, files or names: each has its own lab). Under
 # 3.9 (the floor) the randomized chain fault runs are the first 3 of the same 12 plans;
 # both run one whole-system fault plan of each kind (tests/system/test_round_faults.py);
-# `make test-long` runs many more of both. `make test PYTEST_ARGS=-n0` runs them one by one.
+# `make test-long` runs many more of both. `make test PYTEST_ARGS=-n0` runs them one by
+# one. Each run lists its 15 slowest tests at its end: where to look first when CI nears
+# its 15 minutes.
 test: thepusher.pyz $(VENV)/.done $(VENV39)/.done test-debs lint smoke
-	$(VENV)/bin/python -m pytest -q -n 2 $(PYTEST_ARGS) tests
-	THEPUSHER_FAULT_RUNS=3 $(VENV39)/bin/python -m pytest -q -n 2 $(PYTEST_ARGS) tests
+	$(VENV)/bin/python -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS) tests
+	THEPUSHER_FAULT_RUNS=3 $(VENV39)/bin/python -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS) tests
 
 # The randomized fault tests at length: 200 chain plans, 120 whole-system plans (~25 min).
 test-long: thepusher.pyz $(VENV)/.done test-debs

@@ -13,12 +13,11 @@ hashes the next piece while the disk takes the last. Where the stream jumps (a z
 run the device zeroes itself, a free range left alone), the gathered bytes are written
 and gathering goes on at the new offset. A part sector at a jump or at the end is
 completed with the disk's own old bytes, read first, so that nothing the stream leaves
-alone changes (free ranges, what follows the image). Every
-`step` bytes the disk is told to make what it holds durable, so the final flush is
-short and a copy's progress is close to what the disk really holds.
+alone changes (free ranges, what follows the image). Every `step` bytes the disk is
+told to make what it holds durable, so the final flush is short and a copy's progress
+is close to what the disk really holds.
 """
 
-import logging
 import mmap
 import queue
 import threading
@@ -28,8 +27,6 @@ from thepusher import syscalls
 
 CHUNK = 2 << 20  # bytes per write: a multiple of any sector size; two of them per disk
 STEP = 256 << 20  # bytes written between two flushes of the disk's own cache
-
-log = logging.getLogger("thepusher.target")
 
 
 class SectorWriter:
@@ -138,8 +135,8 @@ class SectorWriter:
     def _wait(self) -> None:
         """Until the disk has taken every buffer handed over."""
         if self._thread is not None:
-            idle = [self._free.get()]
-            self._free.put(idle[0])
+            index = self._free.get()
+            self._free.put(index)
             self._raise_failure()
 
     def _raise_failure(self) -> None:

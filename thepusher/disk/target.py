@@ -284,9 +284,10 @@ class Target:
             self.discarder.flush()
             log.info("%s: %d of the image's %d free bytes discarded", self.path,
                      self.discarder.discarded, self.discarder.offered)
+        gather = self.sectors or self.direct
         try:
-            if self.sectors or self.direct:
-                (self.sectors or self.direct).finish()
+            if gather:
+                gather.finish()
             if self.is_regular:
                 os.ftruncate(self.fd, self.written)  # also makes a trailing zero run a hole
             if self.is_regular or self.is_block or self.sectors:

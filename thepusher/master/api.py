@@ -121,7 +121,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "need session, offset and length") from None
         mac = self.headers.get("X-Thepusher-Auth", "")
         image, runs, record_size = self.server.controller.image_range(session, offset, length, mac)
-        ranges.send(self, image, runs, offset, length, record_size if query.get("records") == ["1"] else 0)
+        records = query.get("records") == ["1"]
+        ranges.send(self, image, runs, offset, length, record_size if records else 0)
 
     def get_free_map(self) -> None:
         """The free map of a round's compressed image, for its hops (freemap.encode)."""

@@ -145,7 +145,8 @@ class Controller:
         with st.lock:
             r = self._round_of(session, mac, "range request",
                                lambda secret: wire.range_mac(secret, session, offset, length))
-            facts, f, image, record_size = r.facts, r.image_file, st.config.images[r.image], r.record_size
+            facts, f, record_size = r.facts, r.image_file, r.record_size
+            image = st.config.images[r.image]
         if facts is None or offset < 0 or length < 0 or offset + length > facts.stream_size:
             raise ApiError(416, f"range {offset}+{length} is outside the image")
         if not f.acquire():
