@@ -38,7 +38,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
 from bench import (  # noqa: E402
-    MAX_CLIENTS, cpu_report, machine_cpu, median, parse_clients, parse_size,
+    MAX_CLIENTS, cpu_report, cpu_ticks, machine_cpu, median, parse_clients, parse_size,
 )
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -112,7 +112,9 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     file the master streams), goodput_mb_s (content MB / stream s, per client: every
     client receives all of it), goodput_per_link (goodput over the rate in MB/s of the
     slowest port, the master's counted as shared by its chains), cpu_s (each hop's cpu_seconds as reported with DONE), cpu_s_per_gb (per hop,
-    over content GB), states, chain, round.
+    over content GB), cpu_start_s (each hop's CPU seconds when the round was started: its
+    start-up and registration, in cpu_s too), master_cpu_s (the master's CPU seconds from
+    the start of the round to its end, /proc), states, chain, round.
     """
     n = lab.n if clients is None else clients
     if not 1 <= n <= lab.n:
@@ -201,6 +203,8 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             if all(by_host.get(h) == "WAIT" for h in hosts):
                 break
             time.sleep(0.02)
+        cpu_start = [cpu_ticks(p.pid) for _, p, _ in procs[1:]]
+        master_cpu0 = cpu_ticks(master.pid)
         code, answer = lab.http(lab.master_ns, "POST", lab.master_ip, API_PORT,
                                 "/api/groups/room/start", {})
         if code != 200:
@@ -229,6 +233,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
                     and r["phase"] == "streaming":
                 seen_streaming = time.time()
             time.sleep(0.005 if seen_streaming is None else 0.1)
+        master_cpu1 = cpu_ticks(master.pid)
         rnd = st["history"][-1]
         by_host = {c["host"]: c for c in st["groups"][0]["clients"]}
         bad = [h for h in hosts if by_host[h]["state"] != "DONE"]
@@ -270,6 +275,9 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             "cpu_s_per_gb": [c / gb for c in cpu],
             "cpu_s_per_gb_med": median(cpu) / gb,
             "cpu_s_per_gb_max": max(cpu) / gb,
+            "cpu_start_s": cpu_start,
+            "master_cpu_s": (master_cpu1 - master_cpu0
+                             if master_cpu0 is not None and master_cpu1 is not None else None),
             # the clients' CPU over the machine's during the stream: near 1, the CPUs (not
             # the links) set the pace, as for long chains on a 2-CPU machine
             "cpu_share": sum(cpu) / stream / (os.cpu_count() or 1),
