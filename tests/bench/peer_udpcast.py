@@ -1,0 +1,443 @@
+"""thepusher against UDPcast on the same namespaces and links (issue 21, point 2).
+
+`python3 tests/bench/link.py --mode udpcast [--clients 1,2,4,8] [--size 256M] [--rate 1gbit]
+[--repeat 3] [--udpcast-args ARGS] [--udpcast-receiver-args ARGS]`: link.py's options; this
+module holds the mode. Root and Linux only; stdlib only; runs under Python 3.9.
+
+UDPcast (Debian's package `udpcast`, 20120424: udp-sender and udp-receiver; `make
+bench-debs` installs it) is the multicast engine behind Clonezilla SE. The sender sends
+each block once to a multicast group, the network (here the bridge, as a switch would)
+copies it to every port, and receivers acknowledge each slice (up to 1024 blocks of 1456
+bytes) and ask for what they missed. thepusher sends a TCP stream along a chain, master
+-> c1 -> ... -> cN, each hop forwarding what it receives.
+
+The setup, the same LinkLab (tests/support/netlab.py) for both tools, rounds alternating
+(thepusher then UDPcast, then UDPcast then thepusher, ...) so that the machine's noise
+hits both:
+
+- Multicast on the lab: the bridge's IGMP snooping is off (it floods multicast to every
+  port, as an unmanaged switch does; every client port is a receiver anyway), and each
+  namespace has a route 224.0.0.0/4 dev eth0 (there is no default route). Neither is
+  needed here (checked: UDPcast also works with snooping on and without the route), but
+  they make the setup independent of IGMP timers and of which interface UDPcast picks.
+  What UDPcast does need is a broadcast address on eth0 (its rendezvous goes to it):
+  LinkLab gives each eth0 one, 10.99.0.255.
+- Receivers: `udp-receiver --nokbd --interface eth0` in each client's namespace, started
+  first, each writing to the client's disk file in /dev/shm (LinkLab.disks, the same
+  file thepusher's client writes): its stdout is that file, opened for writing without
+  truncating it. (`--file` would open it with O_TRUNC, freeing its tmpfs pages and
+  allocating fresh ones during the transfer, a kernel cost the disks are there to keep
+  out of thepusher's rounds too; the bytes land in the same place either way.)
+- Sender: `udp-sender --file IMAGE --min-receivers N --nokbd --interface eth0` in the
+  master's namespace, once every receiver has said it listens; nothing else by default
+  (its defaults: full duplex, as it detects on eth0; with one receiver it sends point to
+  point, unicast), and the link's rate is left to the shaping, as for thepusher: no
+  `--max-bitrate`. `--udpcast-args` adds flags (e.g. "--rexmit-hello-interval 100", or
+  "--max-bitrate 900m"), `--udpcast-receiver-args` the receivers' (e.g. "--rcvbuf 4194304").
+
+What is timed:
+
+- thepusher: wall = the master's round, from the start (POST /api/groups/room/start,
+  every client registered and WAIT) to the master's `finished` (every client DONE, each
+  having checked the SHA-256 of what it wrote); start = wall - stream s (link.py's
+  stream s: the round's phase seen 'streaming' -> finished).
+- UDPcast: wall = from starting udp-sender (every receiver already running and
+  listening) to its exit, which comes once every receiver has acknowledged the last
+  slice: it includes the rendezvous (the sender's HELLO, each receiver's connect request
+  and the sender's reply) and the sender's wait before it starts: with --min-receivers it
+  starts the transfer on the first 2 s without news after the N-th receiver connected
+  (udps-negotiate.c: a 2 s select timeout; `--rexmit-hello-interval MS` shortens it to
+  MS). start = until "Starting transfer" appears on the sender's output; transfer = the
+  rest. Receivers linger --exit-wait (500 ms) after the last acknowledgement, in case it
+  was lost, before they exit: not in the wall (the per-round line shows it).
+
+CPU: each client's, the whole process (thepusher: cpu_seconds with DONE, as link.py
+reports it, which includes the Python start-up and registration before the round;
+udp-receiver: utime + stime from wait4's rusage), over the image's GB; and "in round",
+less what /proc showed when the round (or the sender) was started. The sender's:
+thepusher's master from /proc at the round's start and end (its start-up and the image's
+hashing are before), udp-sender from its rusage. The kernel's work for veths, bridge and
+HTB is charged to whichever process runs when it happens, mostly the sending one.
+
+Every copy is checked by this script after each round: the SHA-256 of each client's disk
+file (all of it, the image's size) against the image's. The disk files are overwritten
+with zeros before every round, so an earlier round's copy cannot pass for this one's. A
+mismatch is printed at once, counted in the table, and makes the run exit 1. UDPcast
+itself checks nothing end to end: its blocks carry no checksum beyond UDP's 16-bit one,
+and a receiver that wrote wrong bytes (a disk error, a bug) still ends with "Transfer
+complete"; thepusher's clients hash what they wrote and the master compares.
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import cpu_ticks, median  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.support.netlab import NAME_PREFIX, SHM, LabError, LinkLab, sh  # noqa: E402
+
+SENDER = "udp-sender"
+RECEIVER = "udp-receiver"
+DEFAULT_CLIENTS = [1, 2, 4, 8]
+DEFAULT_SIZE = 256 << 20
+READY_MARK = b"UDP receiver for"     # a receiver's second line: its socket is bound
+START_MARK = b"Starting transfer"    # the sender's, once it starts sending data
+REXMIT = re.compile(rb"re-xmits=\s*(\d+)\s*\(\s*([0-9.]+)%\)")
+
+
+def require_udpcast() -> str:
+    """The udpcast package's version; LabError (link.py's BenchError) when its programs are
+    missing."""
+    missing = [p for p in (SENDER, RECEIVER) if shutil.which(p) is None]
+    if missing:
+        raise LabError(f"{' and '.join(missing)} not found (Debian package udpcast): run "
+                       "`make bench-debs`")
+    version = sh(["dpkg-query", "-W", "-f", "${Version}", "udpcast"], check=False).strip()
+    return version or "version unknown"
+
+
+def enable_multicast(lab: LinkLab) -> None:
+    """The bridge floods multicast (no IGMP snooping); every machine routes it to eth0."""
+    sh(["ip", "-n", lab.bridge_ns, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])
+    for ns in [lab.master_ns] + lab.client_ns:
+        sh(["ip", "-n", ns, "route", "replace", "224.0.0.0/4", "dev", "eth0"])
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(4 << 20)
+            if not chunk:
+                return h.hexdigest()
+            h.update(chunk)
+
+
+def blank(paths: List[str], size: int) -> None:
+    """Zeros over the first `size` bytes of each disk file, in place (its pages stay)."""
+    zeros = bytes(4 << 20)
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            done = 0
+            while done < size:
+                done += os.pwrite(fd, zeros[: min(len(zeros), size - done)], done)
+        finally:
+            os.close(fd)
+
+
+def check_copies(paths: List[str], size: int, digest: str) -> List[str]:
+    """What is wrong with each copy ('' when it is the image), by SHA-256 and size."""
+    problems = []
+    for path in paths:
+        try:
+            have = os.path.getsize(path)
+            if have != size:
+                problems.append(f"{path}: {have} bytes, the image has {size}")
+            elif sha256_of(path) != digest:
+                problems.append(f"{path}: SHA-256 differs from the image's")
+            else:
+                problems.append("")
+        except OSError as e:
+            problems.append(f"{path}: {e}")
+    return problems
+
+
+def _tail(path: str, chars: int = 1500) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return ""
+
+
+def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
+                  receiver_args: List[str], timeout: Optional[float] = None) -> dict:
+    """One transfer of `image` to the first `n` clients' disk files. Raises LabError
+    unless every process exits 0 in time. Returns: wall_s, start_s, transfer_s,
+    receivers_exit_s (sender start -> last receiver's exit), sender_cpu_s, cpu_s and
+    cpu_start_s (each receiver's, at its exit and when the sender was started),
+    rexmit_pct (the sender's last re-xmits figure), disks."""
+    size = os.path.getsize(image)
+    disks = lab.disks(n, size)
+    work = tempfile.mkdtemp(prefix=f"{NAME_PREFIX}{os.getpid()}-udpcast-", dir=SHM)
+    procs: List[Tuple[str, subprocess.Popen, str]] = []
+    usage: Dict[int, Tuple[int, float, float]] = {}  # pid: exit code, CPU s, exit time
+
+    def logs() -> str:
+        return "".join(f"\n--- {name} ({path}) ---\n{_tail(path)}" for name, _, path in procs)
+
+    try:
+        for i in range(n):
+            path = os.path.join(work, f"receiver-c{i + 1}.log")
+            disk = os.open(disks[i], os.O_WRONLY)  # no O_TRUNC: written over, as a disk is
+            try:
+                with open(path, "ab") as log:
+                    p = lab.popen(lab.client_ns[i], [RECEIVER, "--nokbd", "--interface", "eth0"]
+                                  + receiver_args, stdout=disk, stderr=log)
+            finally:
+                os.close(disk)
+            procs.append((f"udp-receiver c{i + 1}", p, path))
+        deadline = time.monotonic() + 10
+        waiting = list(procs)
+        while waiting:
+            for name, p, path in list(waiting):
+                if p.poll() is not None:
+                    raise LabError(f"{name} exited ({p.returncode}) before the transfer" + logs())
+                if READY_MARK.decode() in _tail(path, 4000):
+                    waiting.remove((name, p, path))
+            if waiting and time.monotonic() > deadline:
+                raise LabError(f"{len(waiting)} receiver(s) not listening after 10 s" + logs())
+            time.sleep(0.005)
+        cpu_start = [cpu_ticks(p.pid) for _, p, _ in procs]
+
+        sender_log = os.path.join(work, "sender.log")
+        marks: Dict[bytes, float] = {}
+        t0 = time.monotonic()
+        sender = lab.popen(lab.master_ns, [SENDER, "--file", image, "--min-receivers", str(n),
+                                           "--nokbd", "--interface", "eth0"] + sender_args,
+                           stdout=subprocess.PIPE)
+        procs.insert(0, ("udp-sender", sender, sender_log))
+        reader = threading.Thread(target=_read_marks, args=(sender, sender_log, marks),
+                                  daemon=True)
+        reader.start()
+
+        if timeout is None:  # 10x the time at the link rate, at least 2 minutes
+            timeout = 120 + 10 * size * 8 / lab.rate_bps
+        deadline = t0 + timeout
+        pending = {p.pid: (name, p) for name, p, _ in procs}
+        while pending:
+            for pid, (name, p) in list(pending.items()):
+                got, status, ru = os.wait4(pid, os.WNOHANG)
+                if got == 0:
+                    continue
+                p.returncode = os.waitstatus_to_exitcode(status)
+                usage[pid] = (p.returncode, ru.ru_utime + ru.ru_stime, time.monotonic())
+                del pending[pid]
+                if p.returncode != 0:
+                    reader.join(5)
+                    raise LabError(f"{name} exited with {p.returncode}" + logs())
+            if pending and time.monotonic() > deadline:
+                reader.join(1)
+                raise LabError(f"UDPcast to {n} receiver(s) not done after {timeout:.0f} s: "
+                               f"{', '.join(name for name, _ in pending.values())} still "
+                               "running" + logs())
+            time.sleep(0.005)
+        reader.join(10)
+        sender_code, sender_cpu, sender_end = usage[sender.pid]
+        started = marks.get(START_MARK)
+        if started is None:
+            raise LabError("udp-sender exited without 'Starting transfer'" + logs())
+        rexmit = REXMIT.findall(open(sender_log, "rb").read())
+        receivers = [usage[p.pid] for _, p, _ in procs[1:]]
+        return {
+            "n": n,
+            "wall_s": sender_end - t0,
+            "start_s": started - t0,
+            "transfer_s": sender_end - started,
+            "receivers_exit_s": max(end for _, _, end in receivers) - t0,
+            "sender_cpu_s": sender_cpu,
+            "cpu_s": [cpu for _, cpu, _ in receivers],
+            "cpu_start_s": cpu_start,
+            "rexmit_pct": float(rexmit[-1][1]) if rexmit else float("nan"),
+            "disks": disks,
+        }
+    finally:
+        for _, p, _ in procs:
+            if p.returncode is None and p.pid not in usage:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        for _, p, _ in procs:
+            if p.returncode is None and p.pid not in usage:
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+            if p.stdout is not None:
+                p.stdout.close()
+            with contextlib.suppress(ValueError):
+                lab.procs.remove(p)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_marks(proc: subprocess.Popen, log_path: str, marks: Dict[bytes, float]) -> None:
+    """Copy the sender's output to its log, noting when each mark first appears."""
+    tail = b""
+    with open(log_path, "ab") as log:
+        while True:
+            try:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return
+            now = time.monotonic()
+            log.write(chunk)
+            log.flush()
+            tail = (tail + chunk)[-256:]
+            if START_MARK not in marks and START_MARK in tail:
+                marks[START_MARK] = now
+
+
+# -- the mode ---------------------------------------------------------------------------
+
+
+def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
+    """--repeat rounds of each tool for each N of --clients, alternating; prints the
+    table and the ratios. Returns the number of copies that were not the image."""
+    version = require_udpcast()
+    enable_multicast(lab)
+    sender_args = shlex.split(args.udpcast_args or "")
+    receiver_args = shlex.split(args.udpcast_receiver_args or "")
+    size = args.size
+    print(f"udpcast {version}: udp-receiver --nokbd --interface eth0 "
+          f"{' '.join(receiver_args)}> DISK in each client's namespace; udp-sender --file "
+          f"IMAGE --min-receivers N --nokbd --interface eth0 {' '.join(sender_args)}".rstrip()
+          + " in the master's")
+    print("thepusher wall = the master's round (start -> every client DONE); udpcast wall = "
+          "udp-sender's start (receivers listening) -> its exit (every receiver acknowledged "
+          "the end), rendezvous included; start = until streaming / 'Starting transfer'; "
+          "MB/s/client = image MB / wall s")
+    print("client CPU = each receiver's whole process (thepusher: cpu_seconds with DONE; "
+          "udp-receiver: rusage); 'in round' less its CPU when the round/sender started; "
+          "sender = master (/proc, over the round) / udp-sender (rusage)")
+    print("every copy: SHA-256 of each client's disk file, checked by this script after each "
+          "round (zeroed before it); UDPcast itself verifies nothing end to end", flush=True)
+    rows: List[dict] = []
+    bad_total = 0
+    with random_image(size) as image:
+        digest = sha256_of(image)
+        for n in args.clients:
+            by_tool: Dict[str, List[dict]] = {"thepusher": [], "udpcast": []}
+            bad = {"thepusher": 0, "udpcast": 0}
+            for i in range(args.repeat):
+                order = ("thepusher", "udpcast") if i % 2 == 0 else ("udpcast", "thepusher")
+                for tool in order:
+                    blank(lab.disks(n, size), size)
+                    if tool == "thepusher":
+                        r = _thepusher_figures(run_round(lab, image, "NONE", clients=n,
+                                                         dest="shm", pyz=args.pyz))
+                        disks = lab.disks(n, size)
+                    else:
+                        r = _udpcast_figures(udpcast_round(lab, image, n, sender_args,
+                                                           receiver_args))
+                        disks = r["disks"]
+                    problems = check_copies(disks, size, digest)
+                    wrong = [p for p in problems if p]
+                    r["copies_ok"] = len(problems) - len(wrong)
+                    bad[tool] += len(wrong)
+                    by_tool[tool].append(r)
+                    _print_round(tool, n, i, args.repeat, r, size)
+                    for problem in wrong:
+                        print(f"  !!! COPY MISMATCH ({tool}, N={n}, round {i + 1}): {problem}",
+                              flush=True)
+            bad_total += bad["thepusher"] + bad["udpcast"]
+            for tool, rounds in by_tool.items():
+                rows.append(_row(tool, n, rounds, size, bad[tool]))
+    _print_table(args, lab, rows, size, sender_args, receiver_args)
+    return bad_total
+
+
+def _thepusher_figures(r: dict) -> dict:
+    in_round = [c - (s or 0.0) for c, s in zip(r["cpu_s"], r["cpu_start_s"])]
+    return {"wall_s": r["wall_s"], "start_s": r["wall_s"] - r["stream_s"],
+            "transfer_s": r["stream_s"], "cpu_s": r["cpu_s"], "cpu_round_s": in_round,
+            "sender_cpu_s": r["master_cpu_s"], "rexmit_pct": None}
+
+
+def _udpcast_figures(r: dict) -> dict:
+    r = dict(r)
+    r["cpu_round_s"] = [c - (s or 0.0) for c, s in zip(r["cpu_s"], r["cpu_start_s"])]
+    return r
+
+
+def _print_round(tool: str, n: int, i: int, repeat: int, r: dict, size: int) -> None:
+    gb = size / 1e9
+    cpu = [c / gb for c in r["cpu_s"]]
+    sender = ("?" if r["sender_cpu_s"] is None else f"{r['sender_cpu_s'] / gb:.2f}")
+    extra = ""
+    if tool == "udpcast":
+        extra = (f", {r['rexmit_pct']:.1f} % re-sent, receivers exited "
+                 f"{r['receivers_exit_s']:.2f} s after the start")
+    print(f"  [N={n}, round {i + 1}/{repeat}, {tool}] wall {r['wall_s']:.2f} s (start "
+          f"{r['start_s']:.2f} + transfer {r['transfer_s']:.2f}), "
+          f"{size / r['wall_s'] / 1e6:.1f} MB/s per client, client CPU "
+          f"{median(cpu):.2f}/{max(cpu):.2f} s/GB med/max, sender {sender} s/GB{extra}, "
+          f"{r['copies_ok']}/{n} copies match", flush=True)
+
+
+def _row(tool: str, n: int, rounds: List[dict], size: int, bad: int) -> dict:
+    gb = size / 1e9
+
+    def med(values: List[float]) -> float:
+        return median(values) if values else float("nan")
+
+    senders = [r["sender_cpu_s"] for r in rounds if r["sender_cpu_s"] is not None]
+    rexmit = [r["rexmit_pct"] for r in rounds if r["rexmit_pct"] is not None]
+    return {
+        "tool": tool, "n": n,
+        "wall": med([r["wall_s"] for r in rounds]),
+        "start": med([r["start_s"] for r in rounds]),
+        "transfer": med([r["transfer_s"] for r in rounds]),
+        "cpu_med": med([median(r["cpu_s"]) / gb for r in rounds]),
+        "cpu_max": med([max(r["cpu_s"]) / gb for r in rounds]),
+        "cpu_round": med([median(r["cpu_round_s"]) / gb for r in rounds]),
+        "sender": med([s / gb for s in senders]),
+        "rexmit": med(rexmit) if rexmit else None,
+        "copies": sum(r["copies_ok"] for r in rounds), "of": n * len(rounds), "bad": bad,
+    }
+
+
+def _print_table(args, lab: LinkLab, rows: List[dict], size: int, sender_args: List[str],
+                 receiver_args: List[str]) -> None:
+    flags = " ".join(sender_args + (["/ receivers:"] + receiver_args if receiver_args else []))
+    print()
+    print(f"thepusher (a chain) against UDPcast (multicast): {size >> 20} MiB random raw image, "
+          f"links {lab.rate}, medians of {args.repeat}; udpcast flags: "
+          f"{flags or 'its defaults'}")
+    head = (f"{'N':>3} {'tool':<10} {'wall s':>7} {'start s':>8} {'transfer s':>11} "
+            f"{'MB/s/client':>12} {'client CPU s/GB med':>20} {'max':>5} {'in round':>9} "
+            f"{'sender CPU s/GB':>16} {'re-sent':>8} {'copies OK':>10}")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        resent = "-" if row["rexmit"] is None else f"{row['rexmit']:.1f}%"
+        copies = f"{row['copies']}/{row['of']}" + (" BAD" if row["bad"] else "")
+        print(f"{row['n']:>3} {row['tool']:<10} {row['wall']:>7.2f} {row['start']:>8.2f} "
+              f"{row['transfer']:>11.2f} {size / row['wall'] / 1e6:>12.1f} "
+              f"{row['cpu_med']:>20.2f} {row['cpu_max']:>5.2f} {row['cpu_round']:>9.2f} "
+              f"{row['sender']:>16.2f} {resent:>8} {copies:>10}")
+    print()
+    print("thepusher / udpcast (below 1: thepusher takes less)")
+    head = (f"{'N':>3} {'wall':>6} {'transfer':>9} {'client CPU/GB':>14} {'in round':>9} "
+            f"{'sender CPU/GB':>14}")
+    print(head)
+    print("-" * len(head))
+    by = {(row["tool"], row["n"]): row for row in rows}
+    for n in args.clients:
+        tp, uc = by[("thepusher", n)], by[("udpcast", n)]
+        print(f"{n:>3} {tp['wall'] / uc['wall']:>6.2f} {tp['transfer'] / uc['transfer']:>9.2f} "
+              f"{tp['cpu_med'] / uc['cpu_med']:>14.2f} "
+              f"{tp['cpu_round'] / uc['cpu_round']:>9.2f} {tp['sender'] / uc['sender']:>14.2f}")
+    bad = sum(row["bad"] for row in rows)
+    checked = sum(row["of"] for row in rows)
+    if bad:
+        print(f"!!! {bad} of {checked} copies were NOT the image (SHA-256 or size): see the "
+              "COPY MISMATCH lines above")
+    else:
+        print(f"every copy checked: {checked} of {checked} match the image's SHA-256 "
+              "(UDPcast itself verifies nothing end to end; thepusher's clients did too)")
