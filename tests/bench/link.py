@@ -709,8 +709,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if cpu0 and cpu1:
             print(f"bench_link: {cpu_report(cpu0, cpu1)}")
         if bad_copies:
-            print(f"bench_link: FAILED: {bad_copies} cop{'y was' if bad_copies == 1 else 'ies were'}"
-                  " not the image", file=sys.stderr)
+            print(f"bench_link: FAILED: {bad_copies} of thepusher's copies were not the image",
+                  file=sys.stderr)
             return 1
         return 0
     except BenchError as e:

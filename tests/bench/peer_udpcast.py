@@ -168,8 +168,9 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
     """One transfer of `image` to the first `n` clients' disk files. Raises LabError
     unless every process exits 0 in time. Returns: wall_s, start_s, transfer_s,
     receivers_exit_s (sender start -> last receiver's exit), sender_cpu_s, cpu_s and
-    cpu_start_s (each receiver's, at its exit and when the sender was started),
-    rexmit_pct (the sender's last re-xmits figure), disks."""
+    cpu_start_s (each receiver's that finished, at its exit and when the sender was
+    started), failed ({index: why} of the receivers that exited non-zero: dropped by the
+    sender, or failed), rexmit_pct (the sender's last re-xmits figure), disks."""
     size = os.path.getsize(image)
     disks = lab.disks(n, size)
     work = tempfile.mkdtemp(prefix=f"{NAME_PREFIX}{os.getpid()}-udpcast-", dir=SHM)
@@ -226,7 +227,7 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
                 p.returncode = os.waitstatus_to_exitcode(status)
                 usage[pid] = (p.returncode, ru.ru_utime + ru.ru_stime, time.monotonic())
                 del pending[pid]
-                if p.returncode != 0:
+                if p.returncode != 0 and p is sender:
                     reader.join(5)
                     raise LabError(f"{name} exited with {p.returncode}" + logs())
             if pending and time.monotonic() > deadline:
@@ -236,12 +237,20 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
                                "running" + logs())
             time.sleep(0.005)
         reader.join(10)
-        sender_code, sender_cpu, sender_end = usage[sender.pid]
+        _, sender_cpu, sender_end = usage[sender.pid]
         started = marks.get(START_MARK)
         if started is None:
             raise LabError("udp-sender exited without 'Starting transfer'" + logs())
-        rexmit = REXMIT.findall(open(sender_log, "rb").read())
+        with open(sender_log, "rb") as f:
+            rexmit = REXMIT.findall(f.read())
         receivers = [usage[p.pid] for _, p, _ in procs[1:]]
+        # A receiver that exits non-zero was dropped by the sender (it stopped answering
+        # for --retries-until-drop requests: a starved CPU does it) or failed: counted.
+        failed = {i: f"udp-receiver c{i + 1} exited with {code}: "
+                     f"{_last_words(procs[1 + i][2])}"
+                  for i, (code, _, _) in enumerate(receivers) if code != 0}
+        if len(failed) == n:
+            raise LabError("udp-sender finished, but no receiver did" + logs())
         return {
             "n": n,
             "wall_s": sender_end - t0,
@@ -249,8 +258,10 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
             "transfer_s": sender_end - started,
             "receivers_exit_s": max(end for _, _, end in receivers) - t0,
             "sender_cpu_s": sender_cpu,
-            "cpu_s": [cpu for _, cpu, _ in receivers],
-            "cpu_start_s": cpu_start,
+            "failed": failed,
+            # the CPU figures of the receivers that finished
+            "cpu_s": [cpu for i, (_, cpu, _) in enumerate(receivers) if i not in failed],
+            "cpu_start_s": [c for i, c in enumerate(cpu_start) if i not in failed],
             "rexmit_pct": float(rexmit[-1][1]) if rexmit else float("nan"),
             "disks": disks,
         }
@@ -272,6 +283,16 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
             with contextlib.suppress(ValueError):
                 lab.procs.remove(p)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _last_words(log_path: str) -> str:
+    """The lines of a receiver's log after its last progress figure."""
+    lines = [line.strip() for line in _tail(log_path, 600).replace("\r", "\n").splitlines()]
+    lines = [line for line in lines if line]
+    end = len(lines)
+    while end and not lines[end - 1].startswith("bytes="):
+        end -= 1
+    return "; ".join(lines[end:]) or (lines[-1] if lines else "(no output)")
 
 
 def _read_marks(proc: subprocess.Popen, log_path: str, marks: Dict[bytes, float]) -> None:
@@ -298,7 +319,8 @@ def _read_marks(proc: subprocess.Popen, log_path: str, marks: Dict[bytes, float]
 
 def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
     """--repeat rounds of each tool for each N of --clients, alternating; prints the
-    table and the ratios. Returns the number of copies that were not the image."""
+    table and the ratios. Returns the number of thepusher's copies that were not the
+    image (a bug: the caller exits 1); UDPcast's failed copies are counted and shown."""
     version = require_udpcast()
     enable_multicast(lab)
     sender_args = shlex.split(args.udpcast_args or "")
@@ -318,12 +340,10 @@ def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
     print("every copy: SHA-256 of each client's disk file, checked by this script after each "
           "round (zeroed before it); UDPcast itself verifies nothing end to end", flush=True)
     rows: List[dict] = []
-    bad_total = 0
     with random_image(size) as image:
         digest = sha256_of(image)
         for n in args.clients:
             by_tool: Dict[str, List[dict]] = {"thepusher": [], "udpcast": []}
-            bad = {"thepusher": 0, "udpcast": 0}
             for i in range(args.repeat):
                 order = ("thepusher", "udpcast") if i % 2 == 0 else ("udpcast", "thepusher")
                 for tool in order:
@@ -337,19 +357,24 @@ def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
                                                            receiver_args))
                         disks = r["disks"]
                     problems = check_copies(disks, size, digest)
-                    wrong = [p for p in problems if p]
-                    r["copies_ok"] = len(problems) - len(wrong)
-                    bad[tool] += len(wrong)
+                    failed = r.get("failed", {})
+                    r["copies_ok"] = sum(1 for k, p in enumerate(problems)
+                                         if not p and k not in failed)
+                    r["dropped"] = len(failed)
+                    r["wrong"] = sum(1 for k, p in enumerate(problems) if p and k not in failed)
                     by_tool[tool].append(r)
                     _print_round(tool, n, i, args.repeat, r, size)
-                    for problem in wrong:
-                        print(f"  !!! COPY MISMATCH ({tool}, N={n}, round {i + 1}): {problem}",
-                              flush=True)
-            bad_total += bad["thepusher"] + bad["udpcast"]
+                    for k, problem in enumerate(problems):
+                        if k in failed:
+                            print(f"  !!! NOT DELIVERED ({tool}, N={n}, round {i + 1}): "
+                                  f"{failed[k]}", flush=True)
+                        elif problem:
+                            print(f"  !!! COPY MISMATCH ({tool}, N={n}, round {i + 1}): "
+                                  f"{problem}", flush=True)
             for tool, rounds in by_tool.items():
-                rows.append(_row(tool, n, rounds, size, bad[tool]))
+                rows.append(_row(tool, n, rounds, size))
     _print_table(args, lab, rows, size, sender_args, receiver_args)
-    return bad_total
+    return sum(row["of"] - row["copies"] for row in rows if row["tool"] == "thepusher")
 
 
 def _thepusher_figures(r: dict) -> dict:
@@ -377,10 +402,15 @@ def _print_round(tool: str, n: int, i: int, repeat: int, r: dict, size: int) -> 
           f"{r['start_s']:.2f} + transfer {r['transfer_s']:.2f}), "
           f"{size / r['wall_s'] / 1e6:.1f} MB/s per client, client CPU "
           f"{median(cpu):.2f}/{max(cpu):.2f} s/GB med/max, sender {sender} s/GB{extra}, "
-          f"{r['copies_ok']}/{n} copies match", flush=True)
+          f"{r['copies_ok']}/{n} copies match{_failures(r['dropped'], r['wrong'])}", flush=True)
 
 
-def _row(tool: str, n: int, rounds: List[dict], size: int, bad: int) -> dict:
+def _failures(dropped: int, wrong: int) -> str:
+    return ((f" ({dropped} NOT DELIVERED)" if dropped else "")
+            + (f" ({wrong} WRONG)" if wrong else ""))
+
+
+def _row(tool: str, n: int, rounds: List[dict], size: int) -> dict:
     gb = size / 1e9
 
     def med(values: List[float]) -> float:
@@ -398,7 +428,8 @@ def _row(tool: str, n: int, rounds: List[dict], size: int, bad: int) -> dict:
         "cpu_round": med([median(r["cpu_round_s"]) / gb for r in rounds]),
         "sender": med([s / gb for s in senders]),
         "rexmit": med(rexmit) if rexmit else None,
-        "copies": sum(r["copies_ok"] for r in rounds), "of": n * len(rounds), "bad": bad,
+        "copies": sum(r["copies_ok"] for r in rounds), "of": n * len(rounds),
+        "dropped": sum(r["dropped"] for r in rounds), "wrong": sum(r["wrong"] for r in rounds),
     }
 
 
@@ -416,7 +447,7 @@ def _print_table(args, lab: LinkLab, rows: List[dict], size: int, sender_args: L
     print("-" * len(head))
     for row in rows:
         resent = "-" if row["rexmit"] is None else f"{row['rexmit']:.1f}%"
-        copies = f"{row['copies']}/{row['of']}" + (" BAD" if row["bad"] else "")
+        copies = f"{row['copies']}/{row['of']}" + _failures(row["dropped"], row["wrong"])
         print(f"{row['n']:>3} {row['tool']:<10} {row['wall']:>7.2f} {row['start']:>8.2f} "
               f"{row['transfer']:>11.2f} {size / row['wall'] / 1e6:>12.1f} "
               f"{row['cpu_med']:>20.2f} {row['cpu_max']:>5.2f} {row['cpu_round']:>9.2f} "
@@ -433,11 +464,17 @@ def _print_table(args, lab: LinkLab, rows: List[dict], size: int, sender_args: L
         print(f"{n:>3} {tp['wall'] / uc['wall']:>6.2f} {tp['transfer'] / uc['transfer']:>9.2f} "
               f"{tp['cpu_med'] / uc['cpu_med']:>14.2f} "
               f"{tp['cpu_round'] / uc['cpu_round']:>9.2f} {tp['sender'] / uc['sender']:>14.2f}")
-    bad = sum(row["bad"] for row in rows)
-    checked = sum(row["of"] for row in rows)
-    if bad:
-        print(f"!!! {bad} of {checked} copies were NOT the image (SHA-256 or size): see the "
-              "COPY MISMATCH lines above")
-    else:
-        print(f"every copy checked: {checked} of {checked} match the image's SHA-256 "
-              "(UDPcast itself verifies nothing end to end; thepusher's clients did too)")
+    print()
+    for tool in ("thepusher", "udpcast"):
+        mine = [row for row in rows if row["tool"] == tool]
+        ok, of = sum(row["copies"] for row in mine), sum(row["of"] for row in mine)
+        dropped, wrong = sum(row["dropped"] for row in mine), sum(row["wrong"] for row in mine)
+        line = f"{tool}: {ok} of {of} copies match the image's SHA-256 (checked by this script)"
+        if dropped:
+            line += (f"; !!! {dropped} NOT DELIVERED: the receiver exited non-zero, dropped by "
+                     "udp-sender (see the lines above)")
+        if wrong:
+            line += f"; !!! {wrong} WRONG: size or SHA-256 differ (see the lines above)"
+        print(line)
+    print("(UDPcast verifies nothing end to end; thepusher's clients hash what they write and "
+          "the master compares)")
