@@ -689,6 +689,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_room(args.size * (1 + (n if args.dest == "shm" else 0)))
         if args.mode == "chains":
             drops = mode_chains(args)
+        elif udpcast:
+            bad_copies, drops = peer_udpcast.mode_udpcast(args, run_round, random_image,
+                                                          print_header)
         else:
             with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
                 removed += lab.leftovers
@@ -697,8 +700,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print_header(args, lab)
                 if args.mode == "scaling":
                     mode_scaling(args, lab)
-                elif udpcast:
-                    bad_copies = peer_udpcast.mode_udpcast(args, lab, run_round, random_image)
                 else:
                     mode_images(args, lab)
                 drops = lab.tc_drops()

@@ -15,13 +15,14 @@ The setup, the same LinkLab (tests/support/netlab.py) for both tools, rounds alt
 (thepusher then UDPcast, then UDPcast then thepusher, ...) so that the machine's noise
 hits both:
 
-- Multicast on the lab: the bridge's IGMP snooping is off (it floods multicast to every
-  port, as an unmanaged switch does; every client port is a receiver anyway), and each
-  namespace has a route 224.0.0.0/4 dev eth0 (there is no default route). Neither is
-  needed here (checked: UDPcast also works with snooping on and without the route), but
-  they make the setup independent of IGMP timers and of which interface UDPcast picks.
-  What UDPcast does need is a broadcast address on eth0 (its rendezvous goes to it):
-  LinkLab gives each eth0 one, 10.99.0.255.
+- Multicast on the lab: the bridge floods it to every port (IGMP snooping off; Linux's
+  bridge floods with snooping on too while it has seen no IGMP querier, and the lab has
+  none), so each N gets a lab of exactly N clients, every port a receiver's, as a
+  switch with IGMP snooping would deliver; thepusher's rounds run in the same lab. Each
+  namespace has a route 224.0.0.0/4 dev eth0 (there is no default route; UDPcast, which
+  names its interface, works without it, checked). What UDPcast does need is a
+  broadcast address on eth0 (its rendezvous goes to it): LinkLab gives each eth0 one,
+  10.99.0.255.
 - Receivers: `udp-receiver --nokbd --interface eth0` in each client's namespace, started
   first, each writing to the client's disk file in /dev/shm (LinkLab.disks, the same
   file thepusher's client writes): its stdout is that file, opened for writing without
@@ -317,19 +318,41 @@ def _read_marks(proc: subprocess.Popen, log_path: str, marks: Dict[bytes, float]
 # -- the mode ---------------------------------------------------------------------------
 
 
-def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
-    """--repeat rounds of each tool for each N of --clients, alternating; prints the
-    table and the ratios. Returns the number of thepusher's copies that were not the
-    image (a bug: the caller exits 1); UDPcast's failed copies are counted and shown."""
+def mode_udpcast(args, run_round, random_image, print_header) -> Tuple[int, int]:
+    """--repeat rounds of each tool for each N of --clients, alternating, in a lab of N
+    clients; prints the table and the ratios. Returns the number of thepusher's copies
+    that were not the image (a bug: the caller exits 1; UDPcast's failed copies are
+    counted and shown) and the packets the shaping queues dropped."""
     version = require_udpcast()
-    enable_multicast(lab)
     sender_args = shlex.split(args.udpcast_args or "")
     receiver_args = shlex.split(args.udpcast_receiver_args or "")
     size = args.size
+    rows: List[dict] = []
+    drops = 0
+    with random_image(size) as image:
+        digest = sha256_of(image)
+        for number, n in enumerate(args.clients):
+            with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
+                if number == 0:
+                    print_header(args, lab)
+                    _print_setup(version, sender_args, receiver_args)
+                enable_multicast(lab)
+                by_tool = _rounds(args, lab, image, digest, n, sender_args, receiver_args,
+                                  run_round)
+                drops += lab.tc_drops()
+            for tool, rounds in by_tool.items():
+                rows.append(_row(tool, n, rounds, size))
+    _print_table(args, rows, size, sender_args, receiver_args)
+    return (sum(row["of"] - row["copies"] for row in rows if row["tool"] == "thepusher"),
+            drops)
+
+
+def _print_setup(version: str, sender_args: List[str], receiver_args: List[str]) -> None:
     print(f"udpcast {version}: udp-receiver --nokbd --interface eth0 "
           f"{' '.join(receiver_args)}> DISK in each client's namespace; udp-sender --file "
           f"IMAGE --min-receivers N --nokbd --interface eth0 {' '.join(sender_args)}".rstrip()
-          + " in the master's")
+          + " in the master's; a lab of exactly N clients for each N (the bridge floods "
+          "multicast to every port)")
     print("thepusher wall = the master's round (start -> every client DONE); udpcast wall = "
           "udp-sender's start (receivers listening) -> its exit (every receiver acknowledged "
           "the end), rendezvous included; start = until streaming / 'Starting transfer'; "
@@ -339,42 +362,39 @@ def mode_udpcast(args, lab: LinkLab, run_round, random_image) -> int:
           "sender = master (/proc, over the round) / udp-sender (rusage)")
     print("every copy: SHA-256 of each client's disk file, checked by this script after each "
           "round (zeroed before it); UDPcast itself verifies nothing end to end", flush=True)
-    rows: List[dict] = []
-    with random_image(size) as image:
-        digest = sha256_of(image)
-        for n in args.clients:
-            by_tool: Dict[str, List[dict]] = {"thepusher": [], "udpcast": []}
-            for i in range(args.repeat):
-                order = ("thepusher", "udpcast") if i % 2 == 0 else ("udpcast", "thepusher")
-                for tool in order:
-                    blank(lab.disks(n, size), size)
-                    if tool == "thepusher":
-                        r = _thepusher_figures(run_round(lab, image, "NONE", clients=n,
-                                                         dest="shm", pyz=args.pyz))
-                        disks = lab.disks(n, size)
-                    else:
-                        r = _udpcast_figures(udpcast_round(lab, image, n, sender_args,
-                                                           receiver_args))
-                        disks = r["disks"]
-                    problems = check_copies(disks, size, digest)
-                    failed = r.get("failed", {})
-                    r["copies_ok"] = sum(1 for k, p in enumerate(problems)
-                                         if not p and k not in failed)
-                    r["dropped"] = len(failed)
-                    r["wrong"] = sum(1 for k, p in enumerate(problems) if p and k not in failed)
-                    by_tool[tool].append(r)
-                    _print_round(tool, n, i, args.repeat, r, size)
-                    for k, problem in enumerate(problems):
-                        if k in failed:
-                            print(f"  !!! NOT DELIVERED ({tool}, N={n}, round {i + 1}): "
-                                  f"{failed[k]}", flush=True)
-                        elif problem:
-                            print(f"  !!! COPY MISMATCH ({tool}, N={n}, round {i + 1}): "
-                                  f"{problem}", flush=True)
-            for tool, rounds in by_tool.items():
-                rows.append(_row(tool, n, rounds, size))
-    _print_table(args, lab, rows, size, sender_args, receiver_args)
-    return sum(row["of"] - row["copies"] for row in rows if row["tool"] == "thepusher")
+
+
+def _rounds(args, lab: LinkLab, image: str, digest: str, n: int, sender_args: List[str],
+            receiver_args: List[str], run_round) -> Dict[str, List[dict]]:
+    """--repeat rounds of each tool, alternating which goes first; each copy checked."""
+    size = args.size
+    by_tool: Dict[str, List[dict]] = {"thepusher": [], "udpcast": []}
+    for i in range(args.repeat):
+        order = ("thepusher", "udpcast") if i % 2 == 0 else ("udpcast", "thepusher")
+        for tool in order:
+            blank(lab.disks(n, size), size)
+            if tool == "thepusher":
+                r = _thepusher_figures(run_round(lab, image, "NONE", clients=n, dest="shm",
+                                                 pyz=args.pyz))
+                disks = lab.disks(n, size)
+            else:
+                r = _udpcast_figures(udpcast_round(lab, image, n, sender_args, receiver_args))
+                disks = r["disks"]
+            problems = check_copies(disks, size, digest)
+            failed = r.get("failed", {})
+            r["copies_ok"] = sum(1 for k, p in enumerate(problems) if not p and k not in failed)
+            r["dropped"] = len(failed)
+            r["wrong"] = sum(1 for k, p in enumerate(problems) if p and k not in failed)
+            by_tool[tool].append(r)
+            _print_round(tool, n, i, args.repeat, r, size)
+            for k, problem in enumerate(problems):
+                if k in failed:
+                    print(f"  !!! NOT DELIVERED ({tool}, N={n}, round {i + 1}): {failed[k]}",
+                          flush=True)
+                elif problem:
+                    print(f"  !!! COPY MISMATCH ({tool}, N={n}, round {i + 1}): {problem}",
+                          flush=True)
+    return by_tool
 
 
 def _thepusher_figures(r: dict) -> dict:
@@ -413,7 +433,8 @@ def _failures(dropped: int, wrong: int) -> str:
 def _row(tool: str, n: int, rounds: List[dict], size: int) -> dict:
     gb = size / 1e9
 
-    def med(values: List[float]) -> float:
+    def med(values: List[float]) -> float:  # nan: not seen (a round too short for the poll)
+        values = [v for v in values if v == v]
         return median(values) if values else float("nan")
 
     senders = [r["sender_cpu_s"] for r in rounds if r["sender_cpu_s"] is not None]
@@ -433,12 +454,13 @@ def _row(tool: str, n: int, rounds: List[dict], size: int) -> dict:
     }
 
 
-def _print_table(args, lab: LinkLab, rows: List[dict], size: int, sender_args: List[str],
+def _print_table(args, rows: List[dict], size: int, sender_args: List[str],
                  receiver_args: List[str]) -> None:
     flags = " ".join(sender_args + (["/ receivers:"] + receiver_args if receiver_args else []))
+    master = f" (master {args.master_rate})" if args.master_rate else ""
     print()
     print(f"thepusher (a chain) against UDPcast (multicast): {size >> 20} MiB random raw image, "
-          f"links {lab.rate}, medians of {args.repeat}; udpcast flags: "
+          f"links {args.rate}{master}, medians of {args.repeat}; udpcast flags: "
           f"{flags or 'its defaults'}")
     head = (f"{'N':>3} {'tool':<10} {'wall s':>7} {'start s':>8} {'transfer s':>11} "
             f"{'MB/s/client':>12} {'client CPU s/GB med':>20} {'max':>5} {'in round':>9} "
