@@ -63,10 +63,13 @@ HTB is charged to whichever process runs when it happens, mostly the sending one
 Every copy is checked by this script after each round: the SHA-256 of each client's disk
 file (all of it, the image's size) against the image's. The disk files are overwritten
 with zeros before every round, so an earlier round's copy cannot pass for this one's. A
-mismatch is printed at once, counted in the table, and makes the run exit 1. UDPcast
+mismatch is printed at once (COPY MISMATCH) and counted in the table; so is a receiver
+that exits non-zero (NOT DELIVERED: udp-sender drops a receiver that stops answering).
+A bad copy of thepusher's makes the run exit 1 (a bug); UDPcast's are figures. UDPcast
 itself checks nothing end to end: its blocks carry no checksum beyond UDP's 16-bit one,
 and a receiver that wrote wrong bytes (a disk error, a bug) still ends with "Transfer
-complete"; thepusher's clients hash what they wrote and the master compares.
+complete"; each thepusher client hashes what it wrote against the image's SHA-256 from
+the master.
 """
 
 import contextlib
@@ -498,5 +501,5 @@ def _print_table(args, rows: List[dict], size: int, sender_args: List[str],
         if wrong:
             line += f"; !!! {wrong} WRONG: size or SHA-256 differ (see the lines above)"
         print(line)
-    print("(UDPcast verifies nothing end to end; thepusher's clients hash what they write and "
-          "the master compares)")
+    print("(UDPcast verifies nothing end to end; each thepusher client hashes what it writes "
+          "against the image's SHA-256 from the master)")
