@@ -26,8 +26,9 @@ TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-
   chromium bzip2 xz-utils gzip tar iproute2 gdisk fdisk e2fsprogs dosfstools ntfs-3g openssh-client \
   bmap-tools
 
-# What `make bench` drives besides those: partclone (bench_capture.py's comparison).
-BENCH_DEBS := partclone gdisk e2fsprogs dosfstools mtools ntfs-3g
+# What `make bench` drives besides those: partclone (bench_capture.py's comparison) and
+# udpcast (udp-sender/udp-receiver: link.py --mode udpcast, the multicast comparison).
+BENCH_DEBS := partclone gdisk e2fsprogs dosfstools mtools ntfs-3g udpcast
 
 .PHONY: all test test-long lint smoke demo bench bench-link bench-debs nbi test-debs clean e2e
 
@@ -117,9 +118,11 @@ bench: thepusher.pyz bench-debs
 	$(PYTHON) tests/bench/bench_disk.py --rate 300M
 	$(PYTHON) tests/bench/link.py
 	$(PYTHON) tests/bench/link.py --mode chains
+	$(PYTHON) tests/bench/link.py --mode udpcast
 
 # Installs what is missing; says so, and goes on, when apt cannot (bench_capture.py then
-# reports the partclone comparison as not measured).
+# reports the partclone comparison as not measured; link.py --mode udpcast stops, saying
+# that udp-sender is missing).
 bench-debs:
 	@missing=$$(for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -38,7 +38,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
 from bench import (  # noqa: E402
-    MAX_CLIENTS, cpu_report, machine_cpu, median, parse_clients, parse_size,
+    MAX_CLIENTS, cpu_report, cpu_ticks, machine_cpu, median, parse_clients, parse_size,
 )
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -112,7 +112,9 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     file the master streams), goodput_mb_s (content MB / stream s, per client: every
     client receives all of it), goodput_per_link (goodput over the rate in MB/s of the
     slowest port, the master's counted as shared by its chains), cpu_s (each hop's cpu_seconds as reported with DONE), cpu_s_per_gb (per hop,
-    over content GB), states, chain, round.
+    over content GB), cpu_start_s (each hop's CPU seconds when the round was started: its
+    start-up and registration, in cpu_s too), master_cpu_s (the master's CPU seconds from
+    the start of the round to its end, /proc), states, chain, round.
     """
     n = lab.n if clients is None else clients
     if not 1 <= n <= lab.n:
@@ -201,6 +203,8 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             if all(by_host.get(h) == "WAIT" for h in hosts):
                 break
             time.sleep(0.02)
+        cpu_start = [cpu_ticks(p.pid) for _, p, _ in procs[1:]]
+        master_cpu0 = cpu_ticks(master.pid)
         code, answer = lab.http(lab.master_ns, "POST", lab.master_ip, API_PORT,
                                 "/api/groups/room/start", {})
         if code != 200:
@@ -229,6 +233,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
                     and r["phase"] == "streaming":
                 seen_streaming = time.time()
             time.sleep(0.005 if seen_streaming is None else 0.1)
+        master_cpu1 = cpu_ticks(master.pid)
         rnd = st["history"][-1]
         by_host = {c["host"]: c for c in st["groups"][0]["clients"]}
         bad = [h for h in hosts if by_host[h]["state"] != "DONE"]
@@ -270,6 +275,9 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
             "cpu_s_per_gb": [c / gb for c in cpu],
             "cpu_s_per_gb_med": median(cpu) / gb,
             "cpu_s_per_gb_max": max(cpu) / gb,
+            "cpu_start_s": cpu_start,
+            "master_cpu_s": (master_cpu1 - master_cpu0
+                             if master_cpu0 is not None and master_cpu1 is not None else None),
             # the clients' CPU over the machine's during the stream: near 1, the CPUs (not
             # the links) set the pace, as for long chains on a 2-CPU machine
             "cpu_share": sum(cpu) / stream / (os.cpu_count() or 1),
@@ -603,12 +611,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description="thepusher over emulated links: a network namespace per machine, "
                     "shaped veths, real rounds (root, Linux).")
-    parser.add_argument("--mode", choices=("scaling", "chains", "images"), default="scaling",
+    parser.add_argument("--mode", choices=("scaling", "chains", "images", "udpcast"),
+                        default="scaling",
                         help="scaling: chains of --clients on a random raw image (default); "
                              "chains: --room clients in each of --chains chains; "
-                             "images: one client, each --image in turn")
-    parser.add_argument("--clients", type=parse_clients, default=[1, 2, 4, 8, 16],
-                        help="chain lengths for --mode scaling (default 1,2,4,8,16)")
+                             "images: one client, each --image in turn; "
+                             "udpcast: thepusher and UDPcast's multicast, round by round, "
+                             "for each N of --clients (tests/bench/peer_udpcast.py)")
+    parser.add_argument("--clients", type=parse_clients, default=None,
+                        help="chain lengths for --mode scaling (default 1,2,4,8,16), client "
+                             "counts for --mode udpcast (default 1,2,4,8)")
     parser.add_argument("--chains", type=parse_clients, default=[1, 2, 4],
                         help="chain counts K for --mode chains (default 1,2,4); the master's "
                              "link is K x --rate")
@@ -621,9 +633,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--delay", type=_argument(delay_ms), default="0ms",
                         help="one-way delay added as packets leave each machine, e.g. 1ms "
                              "(needs sch_netem; default 0ms: none)")
-    parser.add_argument("--size", type=parse_size, default=1 << 30,
+    parser.add_argument("--size", type=parse_size, default=None,
                         help="image size for --mode scaling and for the standard images of "
-                             "--mode images (default 1G = 1 GiB)")
+                             "--mode images (default 1G = 1 GiB), for --mode udpcast "
+                             "(default 256M)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per row; medians (default 3)")
     parser.add_argument("--image", action="append", metavar="PATH[:COMPRESSION]",
                         help="--mode images: an image file, compression NONE/GZIP/BZ2/XZ "
@@ -635,7 +648,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--source", action="store_const", dest="pyz", const=None,
                         help="run thepusher from the source tree (python3 -m thepusher) "
                              "instead of the zipapp")
+    parser.add_argument("--udpcast-args", default="", metavar="ARGS",
+                        help="--mode udpcast: more udp-sender flags, one string, e.g. "
+                             "'--rexmit-hello-interval 100' or '--max-bitrate 900m' "
+                             "(default: none beyond --min-receivers N --nokbd --interface eth0)")
+    parser.add_argument("--udpcast-receiver-args", default="", metavar="ARGS",
+                        help="--mode udpcast: more udp-receiver flags, e.g. '--rcvbuf 4194304'")
     args = parser.parse_args(argv)
+    udpcast = args.mode == "udpcast"
+    if args.clients is None:
+        args.clients = [1, 2, 4, 8] if udpcast else [1, 2, 4, 8, 16]
+    if args.size is None:
+        args.size = 256 << 20 if udpcast else 1 << 30
+    if udpcast and args.dest != "shm":
+        parser.error("--mode udpcast checks every copy: it needs --dest shm")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.pyz and not os.path.isfile(args.pyz):
@@ -644,7 +670,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("needs root (network namespaces, tc)")
     if args.mode == "chains" and not max(args.chains) <= args.room <= MAX_CLIENTS:
         parser.error(f"--room must be from the largest of --chains to {MAX_CLIENTS}")
-    n = {"scaling": max(args.clients), "chains": args.room}.get(args.mode, 1)
+    n = {"scaling": max(args.clients), "chains": args.room,
+         "udpcast": max(args.clients)}.get(args.mode, 1)
     started = time.monotonic()
     cpu0 = machine_cpu()
     # Ctrl-C, kill, a closed terminal: all unwind through LinkLab's cleanup (SIGINT too when
@@ -654,10 +681,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, raise_interrupt)
     try:
         removed = remove_leftovers()  # before check_room: they may hold /dev/shm space
-        if args.mode in ("scaling", "chains"):
+        bad_copies = 0
+        if udpcast:
+            import peer_udpcast
+            peer_udpcast.require_udpcast()  # before any namespace is made
+        if args.mode in ("scaling", "chains", "udpcast"):
             check_room(args.size * (1 + (n if args.dest == "shm" else 0)))
         if args.mode == "chains":
             drops = mode_chains(args)
+        elif udpcast:
+            bad_copies, drops = peer_udpcast.mode_udpcast(args, run_round, random_image,
+                                                          print_header)
         else:
             with LinkLab(n, args.rate, args.master_rate, args.delay) as lab:
                 removed += lab.leftovers
@@ -675,6 +709,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         cpu1 = machine_cpu()
         if cpu0 and cpu1:
             print(f"bench_link: {cpu_report(cpu0, cpu1)}")
+        if bad_copies:
+            print(f"bench_link: FAILED: {bad_copies} of thepusher's copies were not the image",
+                  file=sys.stderr)
+            return 1
         return 0
     except BenchError as e:
         print(f"\nbench_link: ABORTED: {e}", file=sys.stderr)

@@ -384,7 +384,9 @@ class LinkLab:
             sh(ip + [br, "link", "add", "name", port, "type", "veth", "peer", "name", "eth0",
                       "netns", ns])
             sh(ip + [br, "link", "set", port, "master", "br0", "up"])
-            sh(ip + [ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
+            # with its broadcast address (10.99.0.255), as DHCP gives one: without it the
+            # interface's is 0.0.0.0, and what finds its peers by broadcast (UDPcast) cannot
+            sh(ip + [ns, "addr", "add", f"{addr}/24", "brd", "+", "dev", "eth0"])
             sh(ip + [ns, "link", "set", "eth0", "up"])
             self._shape(br, port, bps, None)           # the bridge's port: towards the machine
             self._shape(ns, "eth0", bps, self.delay)   # the machine's port: from it
