@@ -188,5 +188,16 @@ def unread_share(sock: socket.socket) -> Optional[float]:
 
 
 def max_rss_kib(ru_maxrss: int) -> int:
-    """getrusage's peak memory in KiB: Linux counts in KiB, macOS in bytes."""
+    """This process's peak memory in KiB. On Linux, VmHWM from /proc/self/status: its own
+    peak, where getrusage's ru_maxrss keeps the peak of the process it was forked from
+    (a client started from a large program would report that program's size). Else
+    getrusage's figure, which macOS counts in bytes."""
+    if LINUX:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
     return ru_maxrss // 1024 if DARWIN else ru_maxrss

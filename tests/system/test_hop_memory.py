@@ -18,13 +18,16 @@ LAST_HOP_BUDGET = 52 * MiB
 def test_forwarding_and_last_hop_peak_within_their_memory_budgets(lab, loop_devices):
     """128 MiB of random data through a chain of 2 onto block devices, as in a room:
     far more than either hop may hold, so both fill everything they are allowed to
-    (the window, the buffers, the gathered writes)."""
+    (the window, the buffers, the gathered writes). The peak is the client's own
+    (VmHWM), not that of the test process it was forked from (getrusage's)."""
     image = lab.images / "disk.img"
     write_image(image, 128 * MiB)
     write_config(lab.images, hosts(2))
     lab.start_master()
     disks = [loop_devices(160 * MiB)[0] for _ in range(2)]
+    ballast = b"\x01" * (160 * MiB)  # this process is large when it starts the clients
     clients = [lab.start_client(h, d) for h, d in zip(hosts(2), disks)]
+    del ballast
     for c in clients:
         assert c.wait(120) == 0, lab.dump()
     states = lab.clients()
@@ -36,8 +39,9 @@ def test_forwarding_and_last_hop_peak_within_their_memory_budgets(lab, loop_devi
             assert states[h]["state"] == "DONE" and f.read(128 * MiB) == want
     assert first["max_rss_kb"] * 1024 <= FORWARDING_BUDGET, first
     assert last["max_rss_kb"] * 1024 <= LAST_HOP_BUDGET, last
-    # Not vacuous: the forwarding hop does hold its window, the last hop does not.
-    assert first["max_rss_kb"] - last["max_rss_kb"] >= 24 * 1024, (first, last)
+    # Not vacuous: the forwarding hop did fill its replay window (26 MiB of interpreter
+    # and 32 MiB of window at least).
+    assert first["max_rss_kb"] * 1024 >= 56 * MiB, first
 
 
 @pytest.mark.parametrize("n, size, record", [(2, 128 * MiB, 1024), (8, 16 * MiB, 64)])

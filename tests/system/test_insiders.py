@@ -45,7 +45,7 @@ def test_insider_feeding_a_waiting_hop_gets_no_disk_blessed(lab, forged_facts):
     header = wire.StreamHeader(
         session=start["session"], image="img", stream_size=len(forged), content_size=len(forged),
         content_sha256=hashlib.sha256(forged).hexdigest() if forged_facts else start["sha256"],
-        sender=1,
+        sender=1, record_size=start["record_size"],
     )
     secret = bytes.fromhex(start["secret"])
     try:
@@ -55,8 +55,9 @@ def test_insider_feeding_a_waiting_hop_gets_no_disk_blessed(lab, forged_facts):
     else:
         refused = ""
         with sock:
-            for pos in range(0, len(forged), MiB):
-                sock.sendall(wire.pack_head(wire.DATA, MiB, pos) + forged[pos:pos + MiB])
+            step = start["record_size"]
+            for pos in range(0, len(forged), step):
+                sock.sendall(wire.pack_head(wire.DATA, step, pos) + forged[pos:pos + step])
             sock.sendall(wire.end_record(len(forged), header.content_sha256, len(forged)))
             sock.shutdown(socket.SHUT_WR)
             sock.recv(1)

@@ -13,6 +13,9 @@ import subprocess
 from tests.conftest import ENV, sha256_file, thepusher, write_config, write_image
 
 MiB = 1 << 20
+# The first client's replay window and buffers (64 + 16 MiB) hold all of a 64 MiB image
+# while the last one is stopped: the master sends everything and may die.
+HOLDS_THE_IMAGE = "io_timeout = 30\nreplay_window = 64\n"
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 
 
@@ -40,7 +43,7 @@ def test_master_killed_after_the_stream_records_the_late_done_reports(lab):
     buffers and still forwards. The new master accepts their DONE reports against the
     round's recorded digest."""
     write_image(lab.images / "disk.img", 64 * MiB)
-    write_config(lab.images, [A, B], settings="io_timeout = 30\n")
+    write_config(lab.images, [A, B], settings=HOLDS_THE_IMAGE)
     master = lab.start_master()
     restart_after_the_stream(lab, master, [lab.start_client(h) for h in (A, B)])
     states = lab.wait_for(lambda: (s := lab.clients()) and s[B]["state"] == "DONE" and s, 20,
@@ -86,7 +89,7 @@ def test_after_a_restart_the_straggler_alone_starts_the_follow_up_round(lab):
     """start = "all": once A and B are DONE (late, after the restart), the group waits
     only for C, and C's arrival starts the follow-up round by itself."""
     write_image(lab.images / "disk.img", 64 * MiB)
-    write_config(lab.images, [A, B, C], settings="io_timeout = 30\n")
+    write_config(lab.images, [A, B, C], settings=HOLDS_THE_IMAGE)
     master = lab.start_master()
     clients = [lab.start_client(h) for h in (A, B)]
     lab.wait_for(lambda: all(lab.clients()[h]["state"] == "WAIT" for h in (A, B)), 30, "A, B WAIT")
