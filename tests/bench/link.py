@@ -35,6 +35,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -219,8 +220,12 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     rtt = None
 
     def status() -> dict:
-        code, body = lab.http(lab.master_ns, "GET", lab.master_ip, API_PORT, "/api/status",
-                              timeout=30)
+        try:
+            code, body = lab.http(lab.master_ns, "GET", lab.master_ip, API_PORT,
+                                  "/api/status", timeout=30)
+        except socket.timeout:
+            raise BenchError("the master did not answer GET /api/status within 30 s"
+                             + logs_of(procs)) from None
         if code != 200:
             raise BenchError(f"GET /api/status: {code} {body}")
         return body
