@@ -30,7 +30,7 @@ TEST_DEBS := cpio xorriso isolinux syslinux-common pxelinux ipxe grub-efi-amd64-
 # udpcast (udp-sender/udp-receiver: link.py --mode udpcast, the multicast comparison).
 BENCH_DEBS := partclone gdisk e2fsprogs dosfstools mtools ntfs-3g udpcast
 
-.PHONY: all test test-long lint smoke demo bench bench-link bench-debs nbi test-debs clean e2e
+.PHONY: all test test-long lint smoke demo bench bench-link bench-room bench-debs nbi test-debs clean e2e
 
 all: thepusher.pyz
 
@@ -135,6 +135,11 @@ bench-debs:
 # The chain over emulated 1 Gbit/s links: a network namespace per machine (root, Linux).
 bench-link: thepusher.pyz
 	$(PYTHON) tests/bench/link.py $(BENCH_LINK_ARGS)
+
+# A room of 200 clients behind slow links, 5 % of them killed (~35 min; not in `make bench`).
+BENCH_ROOM_ARGS ?=
+bench-room: thepusher.pyz
+	$(PYTHON) tests/bench/link.py --mode room $(BENCH_ROOM_ARGS)
 
 clean:
 	rm -rf build thepusher.pyz $(VENV) $(VENV39) .pytest_cache tests/artifacts

@@ -12,7 +12,9 @@ infinity`); everything else enters it with nsenter. The namespace, which lives a
 as any process in it, disappears even when pytest itself is killed: nothing named,
 nothing to clean up later, no way to touch the host's interfaces.
 
-`LinkLab` (tests/bench/link.py): one named namespace per machine, `tpb<PID>-m` (the
+`LinkLab` (tests/bench/link.py): one named namespace per machine (up to 200 clients: set
+up with a few `ip`/`tc -batch` processes per machine in about 2 s, removed in one
+`ip -batch` after one pass over /proc kills what runs in them), `tpb<PID>-m` (the
 master) and `tpb<PID>-c1` ... `-cN` (the clients), each with an `eth0` joined by a veth
 pair to the bridge `br0` in the namespace `tpb<PID>-br`. Nothing is created in the
 host's own namespace. Every veth is shaped with HTB on both of its ends, so each
@@ -27,6 +29,25 @@ The HTB rate is the nominal rate x 1514/1538: a real Ethernet frame of 1514 byte
 1538 bytes of wire time (preamble, SFD, FCS, inter-frame gap), so a shaped veth carries
 what a real link would, 941 Mbit/s of TCP payload on a 1gbit link, whatever the size of
 the (GSO) packets the veth hands to the qdisc.
+
+Queues. A real sender's queue is kept short by its NIC (BQL) and TCP's small queues
+(TSQ: a socket may have about 1 ms of its rate queued below it); a switch port holds
+a few ms. Here HTB holds the packets a NIC would have sent, so TSQ sees a deep queue
+drain slowly, and the HTB leaf (by default a pfifo of txqueuelen = 1000 packets) fills:
+at 20 Mbit/s a round trip between two neighbours of a chain grew to 108 ms (median)
+and 427 ms (max) over a minute, the sender's queue to 670 kB. So (issue 21):
+- each HTB leaf is a bfifo of QUEUE_SECONDS (20 ms) at the port's rate, at least 3 GSO
+  packets (a limit below one GSO packet drops it every time: a 64 KiB limit with 64
+  KiB GSO packets stalled a round at 0.1 MB/s);
+- each machine's TCP may keep TSQ_PACKETS (2) GSO packets queued below a socket
+  (net.ipv4.tcp_limit_output_bytes, per namespace): the queue drains instead of
+  overflowing, and no packet is dropped where a real NIC would have dropped none;
+- the veths' GSO size is a third of the slowest port's queue, 16 to 64 KiB
+  (gso_max_size), and TCP sends packets of that size (net.ipv4.tcp_min_tso_segs): at
+  a few Mbit/s TCP would otherwise send 2-segment packets, and 200 machines' packet
+  work (softirq) alone took 0.8 of this 2-CPU machine at 3 Mbit/s, 0.3 with 16 KiB.
+At 1gbit this is a 2.5 MB bfifo and 64 KiB packets, as before (0.95 of the shaped rate,
+no drops); at 20 Mbit/s a neighbours' round trip under load is about 20 ms (median).
 
 Stdlib only; runs under Python 3.9.
 """
@@ -44,6 +65,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -178,6 +200,12 @@ MAX_CLIENTS = 200  # as bench.py's --clients: SUBNET.11 to SUBNET.210
 WIRE_FACTOR = 1514 / 1538
 TCP_PAYLOAD = 1448 / 1538
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Each shaped port's queue (an HTB leaf): QUEUE_SECONDS at the port's rate, in bytes
+# (bfifo), at least 3 GSO packets; the veths' largest GSO packet a third of the slowest
+# port's queue, 16-64 KiB (see the module's docstring).
+QUEUE_SECONDS = 0.02
+MIN_GSO, MAX_GSO = 16 << 10, 64 << 10
+TSQ_PACKETS = 2  # what one TCP socket may have queued below it: 2 GSO packets
 
 
 class LabError(Exception):
@@ -208,6 +236,15 @@ def rate_text(bps: float) -> str:
     return f"{int(bps)}bit"
 
 
+def link_queue(bps: float) -> Tuple[int, int]:
+    """(GSO size, queue bytes) for a port of `bps`: the queue is QUEUE_SECONDS at the
+    rate, at least 3 GSO packets; the GSO size a third of it, from MIN_GSO to MAX_GSO.
+    1gbit: 64 KiB and 2.5 MB (20 ms); 20mbit: 16 KiB and 50 kB; 4mbit: 16 KiB and 48 KiB."""
+    queue = int(bps / 8 * QUEUE_SECONDS)
+    gso = max(MIN_GSO, min(MAX_GSO, queue // 3))
+    return gso, max(queue, 3 * gso)
+
+
 def delay_ms(text: Optional[str]) -> float:
     """"5ms", "0.5ms", "200us", "1s", "0" -> milliseconds."""
     if not text:
@@ -223,6 +260,19 @@ def sh(argv: List[str], check: bool = True, timeout: float = 30) -> str:
                        stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
     if check and r.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout
+
+
+def batch(argv: List[str], lines: List[str], check: bool = True, timeout: float = 120) -> str:
+    """Many `ip` or `tc` commands in one process: `argv` + ["-batch", "-"], `lines` on
+    its stdin (one command each, without the program's name)."""
+    if not lines:
+        return ""
+    r = subprocess.run(argv + ["-batch", "-"], input="\n".join(lines) + "\n",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise LabError(f"{' '.join(argv)} -batch failed ({r.returncode}): {r.stderr.strip()}")
     return r.stdout
 
 
@@ -258,6 +308,32 @@ def socket_in(ns: str, family: int = socket.AF_INET,
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
+def sysctl_in(ns: str, name: str, value: int) -> None:
+    """Set a network sysctl (net.ipv4....) inside namespace `ns`: /proc/sys/net is the
+    calling thread's namespace's, so this thread enters `ns` for the write (as socket_in)."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns({ns}): {os.strerror(e)}")
+            try:
+                with open(path, "w") as f:
+                    f.write(str(value))
+            finally:
+                if _libc.setns(own, CLONE_NEWNET) != 0:  # cannot happen; never go on there
+                    os.write(2, b"bench_link: cannot return to our own network namespace\n")
+                    os._exit(70)
+        finally:
+            os.close(target)
+    finally:
+        os.close(own)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
 def _pid_is_live_bench(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -266,11 +342,34 @@ def _pid_is_live_bench(pid: int) -> bool:
         return False
 
 
-def _kill_ns_processes(ns: str) -> None:
-    pids = [int(p) for p in sh(["ip", "netns", "pids", ns], check=False).split() if p.isdigit()]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def _kill_ns_processes(names: List[str]) -> None:
+    """SIGKILL every process inside these named namespaces (as `ip netns pids`, for all of
+    them in one pass over /proc instead of one `ip` per namespace)."""
+    inodes = set()
+    for ns in names:
+        with contextlib.suppress(OSError):
+            st = os.stat(f"/run/netns/{ns}")
+            inodes.add((st.st_dev, st.st_ino))
+    if not inodes:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in inodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+
+
+def delete_netns(names: List[str]) -> None:
+    """Kill what runs in these namespaces, then delete them (one `ip -batch`)."""
+    if not names:
+        return
+    _kill_ns_processes(names)
+    batch(["ip", "-force"], [f"netns delete {ns}" for ns in names], check=False)
 
 
 def remove_leftovers() -> List[str]:
@@ -281,9 +380,8 @@ def remove_leftovers() -> List[str]:
         m = pat.match(ns)
         if not m or int(m.group(1)) == os.getpid() or _pid_is_live_bench(int(m.group(1))):
             continue
-        _kill_ns_processes(ns)
-        sh(["ip", "netns", "delete", ns], check=False)
         removed.append(ns)
+    delete_netns(removed)
     if os.path.isdir(SHM):
         for name in os.listdir(SHM):
             m = pat.match(name)
@@ -314,6 +412,9 @@ class LinkLab:
         lab.popen(ns, argv, log=path)     # argv run inside ns (ip netns exec)
         lab.socket(ns)                    # a socket inside ns (to reach the master's API)
         lab.link_check()                  # TCP payload Mbit/s master -> c1
+        lab.set_master_rate("80mbit")     # between rounds (K chains: K x the rate)
+        lab.rtt_probe(i, j).start()       # UDP round trips machine i -> j (-1: master)
+        lab.setup_s, lab.teardown_s       # how long building and removing it took
 
     `rate` is every client port's rate, `master_rate` the master's (default `rate`),
     `delay` a one-way delay added as packets leave each machine (netem), e.g. "2ms".
@@ -340,6 +441,8 @@ class LinkLab:
         self._logs: list = []
         self._old_handlers: Dict[int, object] = {}
         self.leftovers: List[str] = []
+        self.setup_s = 0.0  # seconds _build took
+        self.teardown_s = 0.0  # seconds the last close took
 
     # setup / teardown
 
@@ -365,51 +468,82 @@ class LinkLab:
                 self._old_handlers[sig] = signal.signal(sig, raise_interrupt)
 
     def _build(self) -> None:
-        ip = ["ip", "-n"]
+        """The namespaces, the bridge and a veth per machine, shaped: a few `ip`/`tc`
+        processes per machine (`-batch`), machines configured 4 at a time."""
+        started = time.monotonic()
         br = self.bridge_ns
-        for ns in [br, self.master_ns] + self.client_ns:
-            sh(["ip", "netns", "add", ns])
-            sh(ip + [ns, "link", "set", "lo", "up"])
-        sh(ip + [br, "link", "add", "br0", "type", "bridge"])
-        sh(ip + [br, "link", "set", "br0", "up"])
+        machines = [("vm", self.master_ns, self.master_ip, self.master_rate_bps)] + [
+            (f"vc{i + 1}", ns, addr, self.rate_bps)
+            for i, (ns, addr) in enumerate(zip(self.client_ns, self.client_ips))]
+        batch(["ip"], [f"netns add {ns}" for ns in [br] + [m[1] for m in machines]])
         # no iptables on bridged frames in this namespace (there are no rules; saves CPU)
         for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
                     "bridge-nf-call-arptables"):
             sh(["ip", "netns", "exec", br, "sh", "-c",
                  f"echo 0 > /proc/sys/net/bridge/{key}"], check=False)
-        nodes = [("vm", self.master_ns, self.master_ip, self.master_rate_bps)] + [
-            (f"vc{i + 1}", ns, addr, self.rate_bps)
-            for i, (ns, addr) in enumerate(zip(self.client_ns, self.client_ips))]
-        for port, ns, addr, bps in nodes:
-            sh(ip + [br, "link", "add", "name", port, "type", "veth", "peer", "name", "eth0",
-                      "netns", ns])
-            sh(ip + [br, "link", "set", port, "master", "br0", "up"])
-            # with its broadcast address (10.99.0.255), as DHCP gives one: without it the
-            # interface's is 0.0.0.0, and what finds its peers by broadcast (UDPcast) cannot
-            sh(ip + [ns, "addr", "add", f"{addr}/24", "brd", "+", "dev", "eth0"])
-            sh(ip + [ns, "link", "set", "eth0", "up"])
-            self._shape(br, port, bps, None)           # the bridge's port: towards the machine
-            self._shape(ns, "eth0", bps, self.delay)   # the machine's port: from it
+        gso = self.gso_max_size
+        lines = ["link set lo up", "link add br0 type bridge", "link set br0 up"]
+        for port, ns, _, _ in machines:
+            lines += [f"link add name {port} type veth peer name eth0 netns {ns}",
+                      f"link set dev {port} gso_max_size {gso} master br0 up"]
+        batch(["ip", "-n", br], lines)
+        # the bridge's port of each machine: towards the machine
+        batch(["tc", "-n", br], [line for port, _, _, bps in machines
+                                 for line in self._shape_lines(port, bps, None)])
 
-    @staticmethod
-    def _shape(ns: str, dev: str, bps: float, delay: Optional[str]) -> None:
+        def machine(m: Tuple[str, str, str, float]) -> None:
+            _, ns, addr, bps = m
+            batch(["ip", "-n", ns], ["link set lo up", f"addr add {addr}/24 brd + dev eth0",
+                                     f"link set dev eth0 gso_max_size {gso} up"])
+            # TCP's own queue limits, as a NIC's would have them (see the docstring)
+            sysctl_in(ns, "net.ipv4.tcp_limit_output_bytes", TSQ_PACKETS * gso)
+            sysctl_in(ns, "net.ipv4.tcp_min_tso_segs", max(2, gso // 1514))
+            lines = self._shape_lines("eth0", bps, self.delay)  # the machine's port: from it
+            try:
+                batch(["tc", "-n", ns], lines)
+            except LabError as e:
+                if self.delay and "netem" in str(e).lower():
+                    raise LabError(f"cannot add a {self.delay} delay on {ns}/eth0: {e} (this "
+                                   "kernel may have no sch_netem: CONFIG_NET_SCH_NETEM; run "
+                                   "without --delay)") from None
+                raise
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(machine, machines))
+        self.setup_s = time.monotonic() - started
+
+    @property
+    def gso_max_size(self) -> int:
+        """One GSO size for every veth of the lab, from its slowest port (link_queue)."""
+        return link_queue(min(self.rate_bps, self.master_rate_bps))[0]
+
+    def _shape_lines(self, dev: str, bps: float, delay: Optional[str],
+                     verb: str = "add") -> List[str]:
+        """tc -batch lines: HTB at the rate x 1514/1538, a leaf queue of QUEUE_SECONDS at
+        the rate (bfifo), or netem with `delay`. `verb` "change" re-rates them."""
         rate = f"{max(1, int(bps * WIRE_FACTOR))}bit"
-        burst = max(64 << 10, int(bps / 8 / 1000))  # >= one GSO packet, ~1 ms at the rate
-        tc = ["tc", "-n", ns]
-        sh(tc + ["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])
-        sh(tc + ["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb",
-                  "rate", rate, "ceil", rate, "burst", str(burst), "cburst", str(burst),
-                  "quantum", "60000"])
+        gso = self.gso_max_size
+        limit = max(link_queue(bps)[1], 3 * gso)
+        burst = max(gso + 2048, int(bps / 8 / 1000))  # >= one GSO packet, ~1 ms at the rate
+        lines = [] if verb == "change" else [f"qdisc add dev {dev} root handle 1: htb default 10"]
+        lines.append(f"class {verb} dev {dev} parent 1: classid 1:10 htb rate {rate} ceil {rate} "
+                     f"burst {burst} cburst {burst} quantum 60000")
         if delay:
-            r = subprocess.run(tc + ["qdisc", "add", "dev", dev, "parent", "1:10", "handle", "10:",
-                                     "netem", "delay", delay, "limit", "100000"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=True)
-            if r.returncode != 0:
-                hint = (" (this kernel has no sch_netem: CONFIG_NET_SCH_NETEM; run without "
-                        "--delay)" if "unknown" in r.stderr.lower() else "")
-                raise LabError(f"cannot add a {delay} delay on {ns}/{dev}: "
-                                 f"{r.stderr.strip()}{hint}")
+            lines.append(f"qdisc {verb} dev {dev} parent 1:10 handle 10: netem delay {delay} "
+                         "limit 100000")
+        else:
+            lines.append(f"qdisc {verb} dev {dev} parent 1:10 handle 10: bfifo limit {limit}")
+        return lines
+
+    def set_master_rate(self, rate: str) -> None:
+        """Give the master's port another rate (both ends of its veth), between rounds."""
+        bps = rate_bits(rate)
+        if link_queue(bps)[0] < self.gso_max_size:
+            raise ValueError(f"master rate {rate} is below the clients' {self.rate}")
+        batch(["tc", "-n", self.bridge_ns], self._shape_lines("vm", bps, None, "change"))
+        batch(["tc", "-n", self.master_ns],
+              self._shape_lines("eth0", bps, self.delay, "change"))
+        self.master_rate, self.master_rate_bps = rate, bps
 
     def close(self) -> None:
         """Kill our processes, delete our namespaces (with their veths and bridge).
@@ -423,19 +557,18 @@ class LinkLab:
             for sig in SIGNALS:
                 saved[sig] = signal.signal(sig, signal.SIG_IGN)
         try:
+            started = time.monotonic()
             stop_process_groups(self.procs, term_grace=3.0)
             self.procs = []
             for f in self._logs:
                 f.close()
             self._logs = []
-            for ns in list_netns():
-                if ns.startswith(self.prefix):
-                    _kill_ns_processes(ns)
-                    sh(["ip", "netns", "delete", ns], check=False)
+            delete_netns([ns for ns in list_netns() if ns.startswith(self.prefix)])
             shutil.rmtree(self.disk_dir, ignore_errors=True)
             left = [ns for ns in list_netns() if ns.startswith(self.prefix)]
             if left:
                 print(f"bench_link: WARNING: could not delete {left}", file=sys.stderr)
+            self.teardown_s = time.monotonic() - started
         finally:
             if main:
                 for sig, handler in saved.items():
@@ -548,6 +681,17 @@ class LinkLab:
             raise LabError(f"link check failed: {result.get('error', 'no data received')}")
         return result["bytes"] * 8 / result["seconds"] / 1e6
 
+    def rtt_probe(self, a: int, b: int, interval: float = 0.2,
+                  port: int = 5202) -> "RttProbe":
+        """Round trips of small UDP datagrams from machine `a` to machine `b` and back
+        (indices into client_ns, -1 for the master), one every `interval` s until
+        stopped: what the queues on that path add while a round flows. Start with
+        .start(), end with .stop()."""
+        def where(i: int) -> Tuple[str, str]:
+            return (self.master_ns, self.master_ip) if i < 0 else \
+                (self.client_ns[i], self.client_ips[i])
+        return RttProbe(*where(a), *where(b), interval, port)
+
     def tc_drops(self) -> int:
         """Packets the shaping queues dropped so far, over every port."""
         total = 0
@@ -557,6 +701,74 @@ class LinkLab:
             for m in re.finditer(r"dropped (\d+)", out):
                 total += int(m.group(1))
         return total
+
+
+class RttProbe:
+    """A UDP echo in one namespace and a sender in another (LinkLab.rtt_probe): each
+    datagram carries its send time; `samples` holds the round trips in ms. A lost
+    datagram is counted in `lost` (one not back within 5 s)."""
+
+    def __init__(self, a_ns: str, a_ip: str, b_ns: str, b_ip: str, interval: float,
+                 port: int) -> None:
+        self.interval = interval
+        self.samples: List[float] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._echo = socket_in(b_ns, kind=socket.SOCK_DGRAM)
+        self._echo.bind((b_ip, port))
+        self._echo.settimeout(0.2)
+        self._out = socket_in(a_ns, kind=socket.SOCK_DGRAM)
+        self._out.bind((a_ip, 0))
+        self._out.connect((b_ip, port))
+        self._out.settimeout(0.2)
+        self._threads = [threading.Thread(target=f, daemon=True)
+                         for f in (self._serve, self._send, self._receive)]
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.sent - len(self.samples) - 1)
+
+    def start(self) -> "RttProbe":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> List[float]:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self._echo.close()
+        self._out.close()
+        return self.samples
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._echo.recvfrom(64)
+                self._echo.sendto(data, peer)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def _send(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(OSError):
+                self._out.send(repr(time.monotonic()).encode())
+                self.sent += 1
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._out.recv(64)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with contextlib.suppress(ValueError):
+                rtt = (time.monotonic() - float(data.decode())) * 1e3
+                if rtt < 5000:
+                    self.samples.append(rtt)
 
 
 class _NsHTTPConnection(http.client.HTTPConnection):
