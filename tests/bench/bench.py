@@ -136,6 +136,15 @@ def write_zeros(path: str, size: int, in_place: bool = False) -> None:
             left -= n
 
 
+def tail_of(path: str, chars: int = 2500) -> str:
+    """The last `chars` characters of a log file, "" if it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return ""
+
+
 def sha256_file(path: str) -> str:
     """Through one reused 1 MiB buffer: this process must stay small, see own_peak_rss_kb."""
     sha = hashlib.sha256()

@@ -46,7 +46,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_images  # noqa: E402 - beside this script, also when run as a file
 from bench import (  # noqa: E402
-    MAX_CLIENTS, cpu_report, cpu_ticks, machine_cpu, median, parse_clients, parse_size,
+    MAX_CLIENTS, cpu_report, cpu_ticks, machine_cpu, median, parse_clients, parse_size, tail_of,
 )
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -95,14 +95,6 @@ def _write_config(image_dir: str, filename: str, compression: str, hosts: List[s
                 f'  compression = "{compression}"\n}}\n'
                 f'clientgroup "room" {{\n  image = "img"\n  hosts = [{quoted}]\n'
                 f'  start = "manual"\n  chains = {chains}\n}}\n')
-
-
-def _tail(path: str, chars: int = 2500) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()[-chars:]
-    except OSError:
-        return ""
 
 
 class Sampler:
@@ -234,9 +226,9 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
     def logs_of(which: List[Tuple[str, subprocess.Popen, str]]) -> str:
         if len(which) > 12:  # a large room: the master and the last few, the rest on disk
             shown = which[:1] + which[-4:]
-            return "".join(f"\n--- {name} ({path}) ---\n{_tail(path)}"
+            return "".join(f"\n--- {name} ({path}) ---\n{tail_of(path)}"
                            for name, _, path in shown) + f"\n(all logs in {logs})"
-        return "".join(f"\n--- {name} ({path}) ---\n{_tail(path)}" for name, _, path in which)
+        return "".join(f"\n--- {name} ({path}) ---\n{tail_of(path)}" for name, _, path in which)
 
     try:
         # In a large room the master, a machine of its own in a real one, runs at nice
@@ -474,7 +466,7 @@ def run_round(lab: LinkLab, image_path: str, compression: str = "NONE",
 
 def _record_size(logs: str, n: int) -> Optional[int]:
     """The record size in bytes the last client logged ('... in records of K KiB')."""
-    text = _tail(os.path.join(logs, f"client-c{n}.log"), 1 << 20)
+    text = tail_of(os.path.join(logs, f"client-c{n}.log"), 1 << 20)
     m = re.search(r"in records of (\d+) KiB", text)
     return int(m.group(1)) << 10 if m else None
 
@@ -751,7 +743,7 @@ def heal_counts(logs: str) -> Dict[str, int]:
     for name in os.listdir(logs):
         if not name.startswith("client-"):
             continue
-        text = _tail(os.path.join(logs, name), 1 << 22)
+        text = tail_of(os.path.join(logs, name), 1 << 22)
         out["resumed"] += text.count("continuing at byte")
         out["gap_fills"] += text.count("fetching stream bytes")
         out["refused"] += text.count("asking again in")

@@ -87,7 +87,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import cpu_ticks, median  # noqa: E402
+from bench import cpu_ticks, median, tail_of  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tests.support.netlab import NAME_PREFIX, SHM, LabError, LinkLab, sh  # noqa: E402
@@ -159,14 +159,6 @@ def check_copies(paths: List[str], size: int, digest: str) -> List[str]:
     return problems
 
 
-def _tail(path: str, chars: int = 1500) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()[-chars:]
-    except OSError:
-        return ""
-
-
 def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
                   receiver_args: List[str], timeout: Optional[float] = None) -> dict:
     """One transfer of `image` to the first `n` clients' disk files. Raises LabError
@@ -182,7 +174,8 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
     usage: Dict[int, Tuple[int, float, float]] = {}  # pid: exit code, CPU s, exit time
 
     def logs() -> str:
-        return "".join(f"\n--- {name} ({path}) ---\n{_tail(path)}" for name, _, path in procs)
+        return "".join(f"\n--- {name} ({path}) ---\n{tail_of(path, 1500)}"
+                       for name, _, path in procs)
 
     try:
         for i in range(n):
@@ -201,7 +194,7 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
             for name, p, path in list(waiting):
                 if p.poll() is not None:
                     raise LabError(f"{name} exited ({p.returncode}) before the transfer" + logs())
-                if READY_MARK.decode() in _tail(path, 4000):
+                if READY_MARK.decode() in tail_of(path, 4000):
                     waiting.remove((name, p, path))
             if waiting and time.monotonic() > deadline:
                 raise LabError(f"{len(waiting)} receiver(s) not listening after 10 s" + logs())
@@ -291,7 +284,7 @@ def udpcast_round(lab: LinkLab, image: str, n: int, sender_args: List[str],
 
 def _last_words(log_path: str) -> str:
     """The lines of a receiver's log after its last progress figure."""
-    lines = [line.strip() for line in _tail(log_path, 600).replace("\r", "\n").splitlines()]
+    lines = [line.strip() for line in tail_of(log_path, 600).replace("\r", "\n").splitlines()]
     lines = [line for line in lines if line]
     end = len(lines)
     while end and not lines[end - 1].startswith("bytes="):

@@ -280,9 +280,9 @@ def list_netns() -> List[str]:
     return [line.split()[0] for line in sh(["ip", "netns", "list"]).splitlines() if line.strip()]
 
 
-def socket_in(ns: str, family: int = socket.AF_INET,
-              kind: int = socket.SOCK_STREAM) -> socket.socket:
-    """A socket created inside namespace `ns` (it stays there; this thread does not).
+@contextlib.contextmanager
+def in_netns(ns: str):
+    """This thread inside namespace `ns` for the `with` block, then back in its own.
 
     setns(2) moves only the calling thread; signals are blocked meanwhile so that no
     Python handler runs while this thread is in the other namespace.
@@ -296,7 +296,7 @@ def socket_in(ns: str, family: int = socket.AF_INET,
                 e = ctypes.get_errno()
                 raise OSError(e, f"setns({ns}): {os.strerror(e)}")
             try:
-                return socket.socket(family, kind)
+                yield
             finally:
                 if _libc.setns(own, CLONE_NEWNET) != 0:  # cannot happen; never go on there
                     os.write(2, b"bench_link: cannot return to our own network namespace\n")
@@ -306,32 +306,20 @@ def socket_in(ns: str, family: int = socket.AF_INET,
     finally:
         os.close(own)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def socket_in(ns: str, family: int = socket.AF_INET,
+              kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket created inside namespace `ns` (it stays there; this thread does not)."""
+    with in_netns(ns):
+        return socket.socket(family, kind)
 
 
 def sysctl_in(ns: str, name: str, value: int) -> None:
     """Set a network sysctl (net.ipv4....) inside namespace `ns`: /proc/sys/net is the
-    calling thread's namespace's, so this thread enters `ns` for the write (as socket_in)."""
-    path = "/proc/sys/" + name.replace(".", "/")
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
-                e = ctypes.get_errno()
-                raise OSError(e, f"setns({ns}): {os.strerror(e)}")
-            try:
-                with open(path, "w") as f:
-                    f.write(str(value))
-            finally:
-                if _libc.setns(own, CLONE_NEWNET) != 0:  # cannot happen; never go on there
-                    os.write(2, b"bench_link: cannot return to our own network namespace\n")
-                    os._exit(70)
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    calling thread's namespace's."""
+    with in_netns(ns), open("/proc/sys/" + name.replace(".", "/"), "w") as f:
+        f.write(str(value))
 
 
 def _pid_is_live_bench(pid: int) -> bool:
